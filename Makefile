@@ -1,0 +1,49 @@
+# lenscope: `make demo` runs the main job, `make test` runs every check. Each sets itself up.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.lenscope-installed
+APT_PACKAGES := graphviz
+
+.PHONY: setup system demo test lint typecheck unit bench clean
+
+# Debian packages (graphviz draws the Markov graphs); installed only when missing.
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "== installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch is pinned and installed first: this spelling takes the CPU wheel on this machine's disk.
+$(STAMP): pyproject.toml | $(PY)
+	@echo "== installing Python packages into $(VENV)"
+	$(PIP) install --progress-bar on torch==2.13.0
+	$(PIP) install --progress-bar on -e '.[dev]'
+	@touch $@
+
+setup: system $(STAMP)
+
+demo: setup
+	$(VENV)/bin/lenscope demo
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q -ra
+
+test: lint typecheck unit
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

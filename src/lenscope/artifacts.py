@@ -1,0 +1,118 @@
+"""Artifacts: directories holding a validated `manifest.json` beside their data.
+
+Every artifact (model, tokenizer, token dataset, SAE, records, tuned lens, ...) is written into a
+temporary sibling directory and renamed into place only once complete, so a killed writer never
+leaves a half-written artifact behind. Loading checks the manifest's kind and schema version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lenscope.errors import ArtifactError
+
+MANIFEST = "manifest.json"
+
+
+def lenscope_home() -> Path:
+    """The workspace root for artifacts (`LENSCOPE_HOME`, default `~/.cache/lenscope`)."""
+    return Path(os.environ.get("LENSCOPE_HOME", Path.home() / ".cache" / "lenscope")).expanduser()
+
+
+def code_version() -> str:
+    from lenscope import __version__
+
+    return __version__
+
+
+@dataclass
+class Manifest:
+    kind: str
+    schema_version: int
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    code_version: str = field(default_factory=code_version)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "code_version": self.code_version,
+            "provenance": self.provenance,
+            "data": self.data,
+        }
+
+
+def read_manifest(path: Path | str, kind: str, schema_version: int | None = None) -> Manifest:
+    """Read and validate `path/manifest.json`; raise `ArtifactError` with a clear message."""
+    d = Path(path)
+    m = d / MANIFEST
+    if not d.is_dir():
+        raise ArtifactError(f"{d} is not a directory; expected a lenscope {kind} artifact")
+    if not m.is_file():
+        raise ArtifactError(f"{d} has no {MANIFEST}; it is not a lenscope {kind} artifact")
+    try:
+        raw = json.loads(m.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{m} is not valid JSON ({e}); the artifact is corrupt") from None
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"{m} must hold a JSON object")
+    got = raw.get("kind")
+    if got != kind:
+        raise ArtifactError(f"{d} is a {got!r} artifact, not a {kind!r} one")
+    ver = raw.get("schema_version")
+    if not isinstance(ver, int):
+        raise ArtifactError(f"{m} has no integer schema_version")
+    if schema_version is not None and ver != schema_version:
+        raise ArtifactError(
+            f"{d} has schema version {ver}; this lenscope reads version {schema_version}"
+        )
+    prov = raw.get("provenance", {})
+    data = raw.get("data", {})
+    if not isinstance(prov, dict) or not isinstance(data, dict):
+        raise ArtifactError(f"{m}: provenance and data must be JSON objects")
+    return Manifest(
+        kind=kind,
+        schema_version=ver,
+        created=str(raw.get("created", "")),
+        code_version=str(raw.get("code_version", "")),
+        provenance=prov,
+        data=data,
+    )
+
+
+@contextlib.contextmanager
+def writing_artifact(dest: Path | str, manifest: Manifest, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temp directory to fill; on success write the manifest and rename it to `dest`.
+
+    On any exception the temp directory is removed and `dest` is left as it was.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and not overwrite:
+        raise ArtifactError(f"{dest} exists already; pass overwrite or choose another path")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", "utf-8")
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
