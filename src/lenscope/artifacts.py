@@ -93,7 +93,9 @@ def read_manifest(path: Path | str, kind: str, schema_version: int | None = None
 
 
 @contextlib.contextmanager
-def writing_artifact(dest: Path | str, manifest: Manifest, overwrite: bool = True) -> Iterator[Path]:
+def writing_artifact(
+    dest: Path | str, manifest: Manifest, overwrite: bool = True
+) -> Iterator[Path]:
     """Yield a temp directory to fill; on success write the manifest and rename it to `dest`.
 
     On any exception the temp directory is removed and `dest` is left as it was.

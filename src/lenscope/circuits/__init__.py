@@ -1,0 +1,1 @@
+"""Weight-based circuit analysis: factored matrices, QK/OV circuits, composition scores."""

@@ -1,0 +1,43 @@
+"""Layer 2, data: corpora, byte-level BPE tokenizers, token dataset artifacts, batches."""
+
+from __future__ import annotations
+
+from lenscope.data.batches import iter_eval_batches, sample_batch
+from lenscope.data.corpus import (
+    SUPPORTED_SUFFIXES,
+    CorpusStats,
+    Document,
+    default_corpus_root,
+    iter_documents,
+)
+from lenscope.data.tokenizer import (
+    EOT,
+    EOT_ID,
+    eot_id,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_hash,
+    train_bpe,
+)
+from lenscope.data.tokens import TokenDataset, build_token_dataset, split_of, token_dtype
+
+__all__ = [
+    "EOT",
+    "EOT_ID",
+    "SUPPORTED_SUFFIXES",
+    "CorpusStats",
+    "Document",
+    "TokenDataset",
+    "build_token_dataset",
+    "default_corpus_root",
+    "eot_id",
+    "iter_documents",
+    "iter_eval_batches",
+    "load_tokenizer",
+    "sample_batch",
+    "save_tokenizer",
+    "split_of",
+    "token_dtype",
+    "tokenizer_hash",
+    "train_bpe",
+]

@@ -1,0 +1,92 @@
+"""`ActivationCache`: the activations of one forward pass, keyed by hook name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import Tensor
+
+from lenscope.errors import InputError
+
+_BLOCK_HOOKS = {
+    "resid_pre": "hook_resid_pre",
+    "resid_mid": "hook_resid_mid",
+    "resid_post": "hook_resid_post",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "q": "attn.hook_q",
+    "k": "attn.hook_k",
+    "v": "attn.hook_v",
+    "z": "attn.hook_z",
+    "rot_q": "attn.hook_rot_q",
+    "rot_k": "attn.hook_rot_k",
+    "attn_scores": "attn.hook_attn_scores",
+    "pattern": "attn.hook_pattern",
+    "pre": "mlp.hook_pre",
+    "pre_linear": "mlp.hook_pre_linear",
+    "post": "mlp.hook_post",
+    "scale1": "ln1.hook_scale",
+    "scale2": "ln2.hook_scale",
+}
+
+
+def act_name(kind: str, layer: int | None = None) -> str:
+    """Full hook name from a short one, as TransformerLens' `get_act_name`: ("resid_post", 3)."""
+    if layer is None:
+        if kind in ("embed", "pos_embed"):
+            return f"hook_{kind}"
+        if kind in ("scale", "ln_final"):
+            return "ln_final.hook_scale"
+        return kind
+    if kind not in _BLOCK_HOOKS:
+        raise InputError(f"unknown activation kind {kind!r}; known: {', '.join(_BLOCK_HOOKS)}")
+    return f"blocks.{layer}.{_BLOCK_HOOKS[kind]}"
+
+
+class ActivationCache:
+    """A read-only mapping from hook name to activation, with TransformerLens-style short keys."""
+
+    def __init__(self, acts: dict[str, Tensor], n_layers: int) -> None:
+        self._acts = acts
+        self.n_layers = n_layers
+
+    def _key(self, key: str | tuple[str, int]) -> str:
+        if isinstance(key, tuple):
+            kind, layer = key
+            if layer < 0:
+                layer += self.n_layers
+            return act_name(kind, layer)
+        return key
+
+    def __getitem__(self, key: str | tuple[str, int]) -> Tensor:
+        name = self._key(key)
+        try:
+            return self._acts[name]
+        except KeyError:
+            raise InputError(
+                f"{name!r} is not in this cache; it holds {len(self._acts)} hooks "
+                f"(e.g. {', '.join(list(self._acts)[:3])}); widen names_filter"
+            ) from None
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, (str, tuple)):
+            return self._key(key) in self._acts
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._acts)
+
+    def __len__(self) -> int:
+        return len(self._acts)
+
+    def keys(self) -> list[str]:
+        return list(self._acts)
+
+    def items(self) -> list[tuple[str, Tensor]]:
+        return list(self._acts.items())
+
+    def to_dict(self) -> dict[str, Tensor]:
+        return dict(self._acts)
+
+    def __repr__(self) -> str:
+        return f"ActivationCache({len(self._acts)} activations)"

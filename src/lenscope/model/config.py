@@ -1,0 +1,112 @@
+"""The one configuration type of the hooked Transformer.
+
+A `ModelConfig` describes every architecture lenscope runs: GPT-2 style blocks, attention-only toys
+and the modern family (rotary, RMSNorm, gated MLP, grouped-query attention, parallel attention+MLP).
+Field names follow TransformerLens' `HookedTransformerConfig` where one exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from lenscope.errors import CheckpointError
+
+Norm = Literal["LN", "RMS", "none"]
+Positional = Literal["learned", "rotary", "none"]
+Activation = Literal["gelu_new", "gelu", "relu", "silu", "gelu_fast"]
+
+MAX_LAYERS = 256
+MAX_WIDTH = 65_536
+MAX_VOCAB = 1_048_576
+MAX_CTX = 1_048_576
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_vocab: int
+    n_ctx: int
+    d_head: int = 0  # 0 means d_model // n_heads
+    n_kv_heads: int = 0  # 0 means n_heads (no grouped-query attention)
+    d_mlp: int = 0  # 0 means 4 * d_model; ignored when attn_only
+    attn_only: bool = False
+    act_fn: Activation = "gelu_new"
+    gated_mlp: bool = False
+    normalization: Norm = "LN"
+    final_norm: bool = True
+    eps: float = 1e-5
+    positional: Positional = "learned"
+    rotary_dim: int = 0  # 0 means d_head (full rotary)
+    rotary_base: float = 10_000.0
+    rotary_interleaved: bool = False  # GPT-J style pairs; NeoX/Llama rotate halves
+    parallel_attn_mlp: bool = False
+    attn_bias: bool = True  # biases on Q, K, V
+    attn_out_bias: bool = True  # bias on O
+    mlp_bias: bool = True
+    unembed_bias: bool = False
+    tie_embeddings: bool = False
+    attn_scale: float = 0.0  # 0 means sqrt(d_head)
+    default_prepend_bos: bool = True
+    architecture: str = "lenscope"
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.d_head == 0:
+            if self.n_heads <= 0 or self.d_model % self.n_heads:
+                raise CheckpointError(
+                    f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; set d_head"
+                )
+            self.d_head = self.d_model // self.n_heads
+        if self.n_kv_heads == 0:
+            self.n_kv_heads = self.n_heads
+        if self.d_mlp == 0 and not self.attn_only:
+            self.d_mlp = 4 * self.d_model
+        if self.rotary_dim == 0 and self.positional == "rotary":
+            self.rotary_dim = self.d_head
+        if self.attn_scale == 0.0:
+            self.attn_scale = float(self.d_head) ** 0.5
+        self.validate()
+
+    def validate(self) -> None:
+        def bound(name: str, value: int, lo: int, hi: int) -> None:
+            if not lo <= value <= hi:
+                raise CheckpointError(f"config {name}={value} is outside [{lo}, {hi}]")
+
+        bound("n_layers", self.n_layers, 0, MAX_LAYERS)
+        bound("d_model", self.d_model, 1, MAX_WIDTH)
+        bound("n_heads", self.n_heads, 1, 1024)
+        bound("d_head", self.d_head, 1, MAX_WIDTH)
+        bound("d_vocab", self.d_vocab, 1, MAX_VOCAB)
+        bound("n_ctx", self.n_ctx, 1, MAX_CTX)
+        if not self.attn_only:
+            bound("d_mlp", self.d_mlp, 1, 16 * MAX_WIDTH)
+        if self.n_heads % self.n_kv_heads:
+            raise CheckpointError(
+                f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}"
+            )
+        if self.positional == "rotary" and (self.rotary_dim > self.d_head or self.rotary_dim % 2):
+            raise CheckpointError(f"rotary_dim {self.rotary_dim} must be even and <= d_head")
+
+    @property
+    def n_params(self) -> int:
+        """Parameters excluding embeddings and unembedding (TransformerLens' convention)."""
+        attn = self.d_model * self.d_head * (2 * self.n_heads + 2 * self.n_kv_heads)
+        mlp = 0 if self.attn_only else self.d_model * self.d_mlp * (3 if self.gated_mlp else 2)
+        return self.n_layers * (attn + mlp)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"unknown model config fields: {', '.join(unknown)}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise CheckpointError(f"bad model config: {e}") from None

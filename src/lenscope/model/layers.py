@@ -1,0 +1,297 @@
+"""The blocks of the hooked Transformer: normalisation, rotary embeddings, attention, MLP.
+
+Weights are stored fused for speed (one QKV matrix, one [d_model, d_mlp] matrix) and exposed as
+TransformerLens-shaped views (`W_Q` [n_heads, d_model, d_head], ...). When no hook point inside a
+component is active, the fast path runs (fused layer_norm, scaled_dot_product_attention).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lenscope.model.config import ModelConfig
+from lenscope.model.hooks import HookPoint
+
+
+class Norm(nn.Module):
+    """LayerNorm, RMSNorm or identity, with `hook_scale` and `hook_normalized`."""
+
+    def __init__(self, cfg: ModelConfig, d: int) -> None:
+        super().__init__()
+        self.kind = cfg.normalization
+        self.eps = cfg.eps
+        self.d = d
+        self.w: nn.Parameter | None = nn.Parameter(torch.ones(d)) if self.kind != "none" else None
+        self.b: nn.Parameter | None = nn.Parameter(torch.zeros(d)) if self.kind == "LN" else None
+        self.hook_scale = HookPoint()
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.w is None:
+            return x
+        if not (self.hook_scale.active or self.hook_normalized.active):
+            if self.kind == "LN":
+                return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
+            return F.rms_norm(x, (self.d,), self.w, self.eps)
+        if self.kind == "LN":
+            x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale.run((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        y = self.hook_normalized.run(x / scale) * self.w
+        return y + self.b if self.b is not None else y
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+def rotate_interleaved(x: Tensor) -> Tensor:
+    a, b = x[..., ::2], x[..., 1::2]
+    return torch.stack((-b, a), dim=-1).flatten(-2)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding on the first `rotary_dim` dims of each head (partial rotary)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.dim = cfg.rotary_dim
+        self.interleaved = cfg.rotary_interleaved
+        inv = 1.0 / (
+            cfg.rotary_base ** (torch.arange(0, self.dim, 2, dtype=torch.float64) / self.dim)
+        )
+        self.inv_freq: Tensor
+        self.register_buffer("inv_freq", inv.float(), persistent=False)
+
+    def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """positions [batch, pos] -> cos, sin [batch, pos, 1, rotary_dim]."""
+        freqs = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
+        emb = (
+            freqs.repeat_interleave(2, dim=-1)
+            if self.interleaved
+            else torch.cat((freqs, freqs), dim=-1)
+        )
+        return emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
+
+    def rotate(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        rot, rest = x[..., : self.dim], x[..., self.dim :]
+        turn = rotate_interleaved(rot) if self.interleaved else rotate_half(rot)
+        out = rot * cos + turn * sin
+        return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
+
+
+class Attention(nn.Module):
+    """Multi-head (or grouped-query) causal self-attention with TransformerLens hook points."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h, kv, dh, d = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model
+        self.w_qkv = nn.Parameter(torch.empty(d, (h + 2 * kv) * dh))
+        self.b_qkv = nn.Parameter(torch.zeros((h + 2 * kv) * dh)) if cfg.attn_bias else None
+        self.w_o = nn.Parameter(torch.empty(h * dh, d))
+        self.b_o = nn.Parameter(torch.zeros(d)) if cfg.attn_out_bias else None
+        self.rotary = Rotary(cfg) if cfg.positional == "rotary" else None
+        for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
+            setattr(self, f"hook_{name}", HookPoint())
+        self.hook_q: HookPoint
+        self.hook_k: HookPoint
+        self.hook_v: HookPoint
+        self.hook_rot_q: HookPoint
+        self.hook_rot_k: HookPoint
+        self.hook_attn_scores: HookPoint
+        self.hook_pattern: HookPoint
+        self.hook_z: HookPoint
+
+    # ---- TransformerLens-shaped views of the fused weights -------------------------------------
+    def _split(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h, kv, dh = self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.d_head
+        return t[..., : h * dh], t[..., h * dh : (h + kv) * dh], t[..., (h + kv) * dh :]
+
+    def _heads_w(self, w: Tensor, n: int) -> Tensor:
+        return w.reshape(self.cfg.d_model, n, self.cfg.d_head).permute(1, 0, 2)
+
+    def _expand(self, t: Tensor) -> Tensor:
+        g = self.cfg.n_heads // self.cfg.n_kv_heads
+        return t if g == 1 else t.repeat_interleave(g, dim=0)
+
+    @property
+    def W_Q(self) -> Tensor:
+        return self._heads_w(self._split(self.w_qkv)[0], self.cfg.n_heads)
+
+    @property
+    def W_K(self) -> Tensor:
+        return self._expand(self._heads_w(self._split(self.w_qkv)[1], self.cfg.n_kv_heads))
+
+    @property
+    def W_V(self) -> Tensor:
+        return self._expand(self._heads_w(self._split(self.w_qkv)[2], self.cfg.n_kv_heads))
+
+    @property
+    def W_O(self) -> Tensor:
+        return self.w_o.reshape(self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model)
+
+    def _bias(self, i: int, n: int) -> Tensor:
+        if self.b_qkv is None:
+            return self.w_qkv.new_zeros(n, self.cfg.d_head)
+        return self._split(self.b_qkv)[i].reshape(n, self.cfg.d_head)
+
+    @property
+    def b_Q(self) -> Tensor:
+        return self._bias(0, self.cfg.n_heads)
+
+    @property
+    def b_K(self) -> Tensor:
+        return self._expand(self._bias(1, self.cfg.n_kv_heads))
+
+    @property
+    def b_V(self) -> Tensor:
+        return self._expand(self._bias(2, self.cfg.n_kv_heads))
+
+    @property
+    def b_O(self) -> Tensor:
+        return self.b_o if self.b_o is not None else self.w_o.new_zeros(self.cfg.d_model)
+
+    # ---- forward ---------------------------------------------------------------------------------
+    def _needs_pattern(self) -> bool:
+        return self.hook_attn_scores.active or self.hook_pattern.active
+
+    def forward(
+        self,
+        x: Tensor,
+        rot: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None,
+    ) -> Tensor:
+        """x [batch, pos, d_model]; mask [batch, 1, q, k] bool (True = may attend) or None = causal."""
+        cfg = self.cfg
+        b, p, _ = x.shape
+        qkv = (
+            x @ self.w_qkv
+            if self.b_qkv is None
+            else torch.addmm(self.b_qkv, x.reshape(b * p, -1), self.w_qkv).reshape(b, p, -1)
+        )
+        q, k, v = self._split(qkv)
+        q = self.hook_q.run(q.reshape(b, p, cfg.n_heads, cfg.d_head))
+        k = self.hook_k.run(k.reshape(b, p, cfg.n_kv_heads, cfg.d_head))
+        v = self.hook_v.run(v.reshape(b, p, cfg.n_kv_heads, cfg.d_head))
+        if self.rotary is not None and rot is not None:
+            q = self.hook_rot_q.run(self.rotary.rotate(q, *rot))
+            k = self.hook_rot_k.run(self.rotary.rotate(k, *rot))
+        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if self._needs_pattern():
+            g = cfg.n_heads // cfg.n_kv_heads
+            if g > 1:
+                kt, vt = kt.repeat_interleave(g, dim=1), vt.repeat_interleave(g, dim=1)
+            scores = (qt @ kt.transpose(-1, -2)) / cfg.attn_scale
+            allowed = mask if mask is not None else _causal(p, x.device)
+            scores = self.hook_attn_scores.run(scores.masked_fill(~allowed, float("-inf")))
+            pattern = self.hook_pattern.run(torch.softmax(scores, dim=-1))
+            zt = pattern @ vt
+        else:
+            zt = F.scaled_dot_product_attention(
+                qt,
+                kt,
+                vt,
+                attn_mask=mask,
+                is_causal=mask is None,
+                scale=1.0 / cfg.attn_scale,
+                enable_gqa=cfg.n_kv_heads != cfg.n_heads,
+            )
+        z = self.hook_z.run(zt.transpose(1, 2))
+        flat = z.reshape(b * p, cfg.n_heads * cfg.d_head)
+        out = flat @ self.w_o if self.b_o is None else torch.addmm(self.b_o, flat, self.w_o)
+        return out.reshape(b, p, cfg.d_model)
+
+
+def _causal(p: int, device: torch.device) -> Tensor:
+    return torch.ones(p, p, dtype=torch.bool, device=device).tril()
+
+
+_ACTS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+class MLP(nn.Module):
+    """GELU MLP or gated (SwiGLU-style) MLP with `hook_pre`, `hook_pre_linear`, `hook_post`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, m = cfg.d_model, cfg.d_mlp
+        self.W_in = nn.Parameter(torch.empty(d, m))
+        self.W_gate = nn.Parameter(torch.empty(d, m)) if cfg.gated_mlp else None
+        self.b_in = nn.Parameter(torch.zeros(m)) if cfg.mlp_bias else None
+        self.W_out = nn.Parameter(torch.empty(m, d))
+        self.b_out = nn.Parameter(torch.zeros(d)) if cfg.mlp_bias else None
+        self.act: Callable[[Tensor], Tensor] = _ACTS[cfg.act_fn]
+        self.hook_pre = HookPoint()
+        self.hook_pre_linear = HookPoint()
+        self.hook_post = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        lin = x @ self.W_in
+        if self.b_in is not None:
+            lin = lin + self.b_in
+        if self.W_gate is not None:
+            pre = self.hook_pre.run(x @ self.W_gate)
+            post = self.act(pre) * self.hook_pre_linear.run(lin)
+        else:
+            post = self.act(self.hook_pre.run(lin))
+        out = self.hook_post.run(post) @ self.W_out
+        return out + self.b_out if self.b_out is not None else out
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer = layer
+        self.ln1 = Norm(cfg, cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = Norm(cfg, cfg.d_model) if not cfg.attn_only else None
+        self.mlp = MLP(cfg) if not cfg.attn_only else None
+        for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
+            setattr(self, f"hook_{name}", HookPoint())
+        self.hook_resid_pre: HookPoint
+        self.hook_resid_mid: HookPoint
+        self.hook_resid_post: HookPoint
+        self.hook_attn_out: HookPoint
+        self.hook_mlp_out: HookPoint
+
+    def forward(self, x: Tensor, rot: tuple[Tensor, Tensor] | None, mask: Tensor | None) -> Tensor:
+        x = self.hook_resid_pre.run(x)
+        attn_out = self.hook_attn_out.run(self.attn(self.ln1(x), rot, mask))
+        if self.mlp is None or self.ln2 is None:
+            return self.hook_resid_post.run(x + attn_out)
+        if self.cfg.parallel_attn_mlp:
+            mlp_out = self.hook_mlp_out.run(self.mlp(self.ln2(x)))
+            return self.hook_resid_post.run(x + attn_out + mlp_out)
+        mid = self.hook_resid_mid.run(x + attn_out)
+        mlp_out = self.hook_mlp_out.run(self.mlp(self.ln2(mid)))
+        return self.hook_resid_post.run(mid + mlp_out)
+
+
+def init_weights(module: nn.Module, cfg: ModelConfig, seed: int | None = None) -> None:
+    """GPT-2-style initialisation: N(0, 0.02), output projections scaled by 1/sqrt(2 n_layers)."""
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    std = 0.02
+    out_std = std / math.sqrt(2 * max(cfg.n_layers, 1))
+    for name, p in module.named_parameters():
+        with torch.no_grad():
+            if name.endswith(("ln1.w", "ln2.w", "ln_final.w")):
+                p.fill_(1.0)
+            elif p.ndim == 1:
+                p.zero_()
+            else:
+                s = out_std if name.endswith(("w_o", "W_out")) else std
+                p.copy_(torch.randn(p.shape, generator=gen) * s)

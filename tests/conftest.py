@@ -1,0 +1,8 @@
+"""Shared fixtures: small deterministic models and threads kept low on the 2-core CI machine."""
+
+from __future__ import annotations
+
+import torch
+
+torch.set_num_threads(2)
+torch.use_deterministic_algorithms(False)

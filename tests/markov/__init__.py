@@ -1,0 +1,1 @@
+"""Tests of the Markov-chain view of tiny GPTs."""
