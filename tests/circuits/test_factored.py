@@ -165,7 +165,15 @@ def test_batched_dims_broadcast_and_index() -> None:
     with pytest.raises(InputError, match=r"rows\(idx\)"):
         _ = f[0, 0, 1]
     with pytest.raises(InputError, match="batch dims only"):
-        _ = f[..., 0]
+        _ = f[..., 0]  # type: ignore[index]
+
+
+def test_both_factors_broadcast() -> None:
+    A, B = rand(3, 1, 5, 2), rand(1, 4, 2, 6, seed=1)
+    f = FactoredMatrix(A, B)
+    assert f.shape == (3, 4, 5, 6)
+    close(f.AB, A.numpy() @ B.numpy())
+    close(f[2, 1].AB, A[2, 0].numpy() @ B[0, 1].numpy())
 
 
 def test_rows_and_cols() -> None:

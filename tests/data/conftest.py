@@ -19,7 +19,9 @@ CODE_SAMPLES = [
 
 def _make_docs(n: int) -> list[Document]:
     return [
-        Document(f"doc{i:04d}.py", f"{CODE_SAMPLES[i % len(CODE_SAMPLES)]}x_{i} = {i * 7}  # №{i}\n")
+        Document(
+            f"doc{i:04d}.py", f"{CODE_SAMPLES[i % len(CODE_SAMPLES)]}x_{i} = {i * 7}  # №{i}\n"
+        )
         for i in range(n)
     ]
 

@@ -10,7 +10,7 @@ from torch import nn
 
 def context_index(ctx: tuple[int, ...], V: int) -> int:
     """Row of the table for a context: contexts of length 1..C, short first, lexicographic."""
-    offset = sum(V**j for j in range(1, len(ctx)))
+    offset = sum(int(V**j) for j in range(1, len(ctx)))
     value = 0
     for t in ctx:
         value = value * V + t

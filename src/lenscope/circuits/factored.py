@@ -46,13 +46,7 @@ class FactoredMatrix:
                 f"FactoredMatrix inner dims differ: A {tuple(A.shape)} has {A.shape[-1]} columns "
                 f"but B {tuple(B.shape)} has {B.shape[-2]} rows; they must match"
             )
-        try:
-            batch = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
-        except RuntimeError:
-            raise InputError(
-                f"FactoredMatrix batch dims do not broadcast: A {tuple(A.shape[:-2])} vs "
-                f"B {tuple(B.shape[:-2])}; give both factors compatible leading dims"
-            ) from None
+        batch = _broadcast(tuple(A.shape[:-2]), tuple(B.shape[:-2]))
         if A.dtype != B.dtype:
             dtype = torch.promote_types(A.dtype, B.dtype)
             A, B = A.to(dtype), B.to(dtype)
@@ -267,6 +261,18 @@ def _product(left: FactoredMatrix, right: FactoredMatrix) -> FactoredMatrix:
     if r1 <= r2:
         return FactoredMatrix(left.A, core @ right.B)
     return FactoredMatrix(left.A @ core, right.B)
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """Numpy-style broadcast of two batch shapes."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b, strict=True)):
+        raise InputError(
+            f"FactoredMatrix batch dims do not broadcast: A {a} vs B {b}; "
+            "give both factors compatible leading dims"
+        )
+    return tuple(y if x == 1 else x for x, y in zip(a, b, strict=True))
 
 
 def _check_matrix_operand(other: Tensor, side: str) -> None:

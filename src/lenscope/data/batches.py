@@ -94,7 +94,8 @@ def iter_eval_batches(
     """Consecutive non-overlapping windows tokens[k*ctx:(k+1)*ctx], batch_size rows at a time.
 
     Yields int64 tensors [rows, ctx]; the last batch may have fewer rows; the tail shorter than
-    ctx is dropped. Stops after `max_batches` batches when given.
+    ctx is dropped. Stops after `max_batches` batches when given. Arguments are checked at
+    call time, before iteration starts.
     """
     batch_size = _check_int("batch_size", batch_size, 1)
     ctx = _check_int("ctx", ctx, 1)
@@ -105,6 +106,12 @@ def iter_eval_batches(
     n_batches = -(-windows // batch_size)
     if max_batches is not None:
         n_batches = min(n_batches, max_batches)
+    return _eval_batches(tokens, batch_size, ctx, windows, n_batches)
+
+
+def _eval_batches(
+    tokens: npt.NDArray[Any], batch_size: int, ctx: int, windows: int, n_batches: int
+) -> Iterator[torch.Tensor]:
     for b in range(n_batches):
         lo = b * batch_size
         hi = min(lo + batch_size, windows)

@@ -7,8 +7,8 @@ the caller may pass in. User paths may be files or directories of `.py`, `.txt`,
 (one document per file), `.jsonl` (one document per line, field "text") and `.parquet` (column
 "text"); anything wrong with a user file is a `CorpusError` naming the file (and line or row).
 
-Iteration is deterministic: files are visited sorted by their path below the root; documents with empty text are
-skipped. Document names are stable identifiers (path relative to the stdlib root for the default
+Iteration is deterministic: files are visited sorted by their path below the root; documents with
+empty text are skipped. Document names are stable identifiers (path relative to the stdlib root for the default
 corpus; the path as given, joined with the path below it for directories; `file:line` for jsonl and
 `file:row` for parquet) and decide the train/val split downstream.
 """
@@ -40,7 +40,11 @@ class Document:
 
 @dataclass
 class CorpusStats:
-    """Counts filled in while `iter_documents` runs (pass one in as `stats=`)."""
+    """Counts filled in while `iter_documents` runs (pass one in as `stats=`).
+
+    `skipped_files` lists default-corpus files left out (not UTF-8, or unreadable), relative to
+    the stdlib root; `skipped_non_utf8` counts those that were not valid UTF-8.
+    """
 
     documents: int = 0
     text_bytes: int = 0
@@ -71,13 +75,17 @@ def iter_documents(
     if limit_bytes is not None and limit_bytes <= 0:
         raise InputError(f"limit_bytes must be a positive number of bytes, got {limit_bytes}")
     st = stats if stats is not None else CorpusStats()
+    count = total = 0
     for doc in _iter_all(paths, include_tests, st):
+        size = len(doc.text.encode("utf-8"))
+        count += 1
+        total += size
         st.documents += 1
-        st.text_bytes += len(doc.text.encode("utf-8"))
+        st.text_bytes += size
         yield doc
-        if limit_bytes is not None and st.text_bytes >= limit_bytes:
+        if limit_bytes is not None and total >= limit_bytes:
             return
-    if st.documents == 0:
+    if count == 0:
         where = "the default corpus" if paths is None else ", ".join(str(p) for p in paths)
         raise CorpusError(
             f"no documents found in {where}; give files or directories holding non-empty "
@@ -116,8 +124,11 @@ def _iter_default(include_tests: bool, st: CorpusStats) -> Iterator[Document]:
     for f, rel in _walk(root, (".py",), include_tests):
         try:
             text = f.read_bytes().decode("utf-8")
-        except (UnicodeDecodeError, OSError):
+        except UnicodeDecodeError:
             st.skipped_non_utf8 += 1
+            st.skipped_files.append(rel)
+            continue
+        except OSError:  # e.g. a dangling symlink in a distribution's stdlib
             st.skipped_files.append(rel)
             continue
         if text:
@@ -143,6 +154,10 @@ def _walk(root: Path, suffixes: tuple[str, ...], include_tests: bool) -> list[tu
             found.append((f, f.relative_to(root).as_posix()))
     found.sort(key=lambda item: item[1])
     return found
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -204,8 +219,16 @@ def _iter_jsonl(path: Path, name: str) -> Iterator[Document]:
                     f'{path}:{lineno} has no string field "text"; each line must be an object '
                     'like {"text": "..."}'
                 )
-            if obj["text"]:
-                yield Document(f"{name}:{lineno}", obj["text"])
+            text = obj["text"]
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CorpusError(
+                    f'{path}:{lineno}: "text" holds a lone surrogate escape (like \\ud800); '
+                    "fix or drop that line"
+                ) from None
+            if text:
+                yield Document(f"{name}:{lineno}", text)
 
 
 def _iter_parquet(path: Path, name: str) -> Iterator[Document]:
@@ -215,7 +238,9 @@ def _iter_parquet(path: Path, name: str) -> Iterator[Document]:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise CorpusError(f"{path} is not a readable Parquet file ({e}); check the file") from None
+        raise CorpusError(
+            f"{path} is not a readable Parquet file ({_first_line(e)}); check the file"
+        ) from None
     schema = pf.schema_arrow
     if "text" not in schema.names:
         raise CorpusError(
@@ -235,4 +260,6 @@ def _iter_parquet(path: Path, name: str) -> Iterator[Document]:
                     yield Document(f"{name}:{row}", value)
                 row += 1
     except pa.ArrowException as e:
-        raise CorpusError(f"{path} could not be read at row {row} ({e}); check the file") from None
+        raise CorpusError(
+            f"{path} could not be read at row {row} ({_first_line(e)}); check the file"
+        ) from None

@@ -156,9 +156,11 @@ def build_token_dataset(
         schema_version=SCHEMA_VERSION,
         provenance={
             **(provenance or {}),
-            "split": "sha256('{seed}:{name}') < val_fraction -> val",
-            "seed": seed,
-            "val_fraction": val_fraction,
+            "split": {
+                "rule": "val when sha256('{seed}:{name}')[:8] / 2**64 < val_fraction",
+                "seed": seed,
+                "val_fraction": val_fraction,
+            },
         },
     )
     with writing_artifact(dest, manifest) as tmp:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lenscope.errors import InputError
-from lenscope.markov.classes import ClassKind, classify, dense_matrix
+from lenscope.markov.classes import ClassKind, classify, complete_context_classes, dense_matrix
 from lenscope.markov.empirical import EmpiricalTransitions, empirical_transitions
 from lenscope.markov.states import (
     State,
@@ -180,7 +180,10 @@ def chain_from_probs(
     probs = probs / sums[:, None]
     next_state = next_state_table(V, C, include_short)
     names = [state_name(s, V) for s in states]
-    infos = classify(next_state, probs, tol)
+    if (probs > tol).all():
+        infos = complete_context_classes(next_state, probs, len(states) - V**C)
+    else:
+        infos = classify(next_state, probs, tol)
     classes = [
         CommunicatingClass(
             states=[names[i] for i in info.members],

@@ -37,10 +37,8 @@ def dense_matrix(next_state: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 def adjacency(next_state: np.ndarray, probs: np.ndarray, tol: float = 0.0) -> list[list[int]]:
     """Successor lists (deduplicated, sorted) keeping edges with probability > tol."""
-    return [
-        sorted({int(v) for v, p in zip(ns, ps, strict=True) if p > tol})
-        for ns, ps in zip(next_state, probs, strict=True)
-    ]
+    keep = probs > tol
+    return [np.unique(ns[k]).tolist() for ns, k in zip(next_state, keep, strict=True)]
 
 
 def strongly_connected(adj: list[list[int]]) -> list[list[int]]:
@@ -113,26 +111,34 @@ def period(members: list[int], adj: list[list[int]]) -> int | None:
     return g if g > 0 else None
 
 
-def class_stationary(P_class: np.ndarray) -> np.ndarray:
-    """The unique stationary distribution of an irreducible (closed) class, by a linear solve.
+def class_stationary(members: list[int], next_state: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The unique stationary distribution of a closed class, by a linear solve, aligned with members.
 
-    Solves pi (P - I) = 0 with sum(pi) = 1 (one balance equation replaced by the normalisation);
-    unlike power iteration this also works for periodic classes.
+    Builds the class's own k x k block from the sparse form (edges leaving it, which can only have
+    probability <= tol, are dropped and rows renormalised), then solves pi (P - I) = 0 with
+    sum(pi) = 1 (one balance equation replaced by the normalisation); unlike power iteration this
+    also works for periodic classes.
     """
-    k = P_class.shape[0]
-    M = P_class.T - np.eye(k)
+    k = len(members)
+    where = np.full(next_state.shape[0], -1, dtype=np.int64)
+    where[members] = np.arange(k)
+    targets = where[next_state[members]]  # [k, V]; -1 outside the class
+    inside = targets >= 0
+    rows = np.broadcast_to(np.arange(k)[:, None], targets.shape)
+    P = np.zeros((k, k), dtype=np.float64)
+    np.add.at(P, (rows[inside], targets[inside]), probs[members][inside])
+    P /= P.sum(axis=1, keepdims=True)
+    M = P.T - np.eye(k)
     M[-1, :] = 1.0
     b = np.zeros(k)
     b[-1] = 1.0
-    pi = np.linalg.solve(M, b)
-    pi = np.clip(pi, 0.0, None)
+    pi = np.clip(np.linalg.solve(M, b), 0.0, None)
     return np.asarray(pi / pi.sum(), dtype=np.float64)
 
 
 def classify(next_state: np.ndarray, probs: np.ndarray, tol: float = 0.0) -> list[ClassInfo]:
     """Communicating classes with kind, period and (for closed classes) stationary distribution."""
     adj = adjacency(next_state, probs, tol)
-    P = dense_matrix(next_state, probs)
     out = []
     for members in strongly_connected(adj):
         inside = set(members)
@@ -144,6 +150,23 @@ def classify(next_state: np.ndarray, probs: np.ndarray, tol: float = 0.0) -> lis
             kind = "absorbing"
         else:
             kind = "recurrent"
-        stationary = class_stationary(P[np.ix_(members, members)]) if closed else None
+        stationary = class_stationary(members, next_state, probs) if closed else None
         out.append(ClassInfo(members, kind, period(members, adj), stationary))
+    return out
+
+
+def complete_context_classes(
+    next_state: np.ndarray, probs: np.ndarray, n_short: int
+) -> list[ClassInfo]:
+    """Fast path for a context chain whose every edge is present (any softmax model).
+
+    Appending tokens reaches every full-length state from every state within C steps, and the
+    all-zeros context loops to itself, so the full-length states form one aperiodic closed class;
+    each shorter prefix is a transient singleton (lengths only grow until C).
+    """
+    S = next_state.shape[0]
+    full = list(range(n_short, S))
+    kind: ClassKind = "absorbing" if len(full) == 1 else "recurrent"
+    out = [ClassInfo([i], "transient", None, None) for i in range(n_short)]
+    out.append(ClassInfo(full, kind, 1, class_stationary(full, next_state, probs)))
     return out

@@ -1,0 +1,55 @@
+"""The `lenscope` command: one Typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from lenscope.cli.common import err_console
+from lenscope.errors import LenscopeError
+
+app = typer.Typer(
+    name="lenscope",
+    help="A transformer debugger for mechanistic interpretability.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# Each module defines `register(app)`; a module that is not there yet is simply not offered.
+COMMAND_MODULES = (
+    "lenscope.cli.models",
+    "lenscope.cli.train",
+    "lenscope.cli.run",
+    "lenscope.cli.demo",
+    "lenscope.cli.circuits",
+    "lenscope.cli.markov",
+    "lenscope.cli.lens",
+    "lenscope.cli.sae",
+    "lenscope.cli.why",
+    "lenscope.cli.records",
+    "lenscope.cli.serve",
+)
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(_name)
+    except ModuleNotFoundError as _e:
+        if _e.name != _name:
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    """Entry point: a user mistake (`LenscopeError`) is one red line and exit code 1."""
+    try:
+        app()
+    except LenscopeError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        sys.exit(130)
