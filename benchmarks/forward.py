@@ -1,0 +1,69 @@
+"""Forward-pass speed: lenscope vs transformers vs TransformerLens on the same GPT-2-small weights.
+
+Prints one JSON object: tokens/s of each and the ratios the issue sets goals for
+(lenscope no-hook forward / transformers >= 1.0; lenscope full cache / TL run_with_cache >= 1.5).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import gpt2_small_random, median_seconds  # noqa: E402
+
+from lenscope import load_model  # noqa: E402
+
+
+def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
+
+    cfg = HookedTransformerConfig(
+        n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257, n_ctx=1024,
+        act_fn="gelu_new", normalization_type="LN", default_prepend_bos=False,
+    )  # fmt: skip
+    m = HookedTransformer(cfg)
+    m.load_state_dict(convert_gpt2_weights(hf, cfg), strict=False)
+    return m.eval()
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    hf, d = gpt2_small_random()
+    ours = load_model(d)
+    tl = tl_model(hf)
+    out: dict[str, object] = {"model": "gpt2-small-sized random", "threads": torch.get_num_threads()}
+    for b, p in ((1, 128), (8, 128)):
+        toks = torch.randint(0, 50257, (b, p))
+        with torch.no_grad():
+            ref = hf(toks).logits
+            assert (ours(toks) - ref).abs().max() < 1e-3
+            assert (tl(toks) - ref).abs().max() < 1e-3
+            t_hf = median_seconds(lambda: hf(toks))
+            t_ours = median_seconds(lambda: ours(toks))
+            t_ours_cache = median_seconds(lambda: ours.run_with_cache(toks))
+            t_tl = median_seconds(lambda: tl(toks))
+            t_tl_cache = median_seconds(lambda: tl.run_with_cache(toks))
+        n = b * p
+        key = f"{b}x{p}"
+        out[key] = {
+            "tokens_per_s": {
+                "lenscope_forward": n / t_ours,
+                "lenscope_run_with_cache": n / t_ours_cache,
+                "transformers_forward": n / t_hf,
+                "transformer_lens_forward": n / t_tl,
+                "transformer_lens_run_with_cache": n / t_tl_cache,
+            },
+            "forward_vs_transformers": t_hf / t_ours,
+            "cache_vs_transformer_lens_cache": t_tl_cache / t_ours_cache,
+            "forward_vs_transformer_lens": t_tl / t_ours,
+        }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
