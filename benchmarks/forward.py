@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import gpt2_small_random, median_seconds  # noqa: E402
+from common import gpt2_small_random, median_seconds
 
-from lenscope import load_model  # noqa: E402
+from lenscope import load_model
 
 
 def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
@@ -36,18 +36,21 @@ def main() -> None:
     hf, d = gpt2_small_random()
     ours = load_model(d)
     tl = tl_model(hf)
-    out: dict[str, object] = {"model": "gpt2-small-sized random", "threads": torch.get_num_threads()}
+    out: dict[str, object] = {
+        "model": "gpt2-small-sized random",
+        "threads": torch.get_num_threads(),
+    }
     for b, p in ((1, 128), (8, 128)):
         toks = torch.randint(0, 50257, (b, p))
         with torch.no_grad():
             ref = hf(toks).logits
             assert (ours(toks) - ref).abs().max() < 1e-3
             assert (tl(toks) - ref).abs().max() < 1e-3
-            t_hf = median_seconds(lambda: hf(toks))
-            t_ours = median_seconds(lambda: ours(toks))
-            t_ours_cache = median_seconds(lambda: ours.run_with_cache(toks))
-            t_tl = median_seconds(lambda: tl(toks))
-            t_tl_cache = median_seconds(lambda: tl.run_with_cache(toks))
+            t_hf = median_seconds(lambda t=toks: hf(t))
+            t_ours = median_seconds(lambda t=toks: ours(t))
+            t_ours_cache = median_seconds(lambda t=toks: ours.run_with_cache(t))
+            t_tl = median_seconds(lambda t=toks: tl(t))
+            t_tl_cache = median_seconds(lambda t=toks: tl.run_with_cache(t))
         n = b * p
         key = f"{b}x{p}"
         out[key] = {

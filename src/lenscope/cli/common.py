@@ -13,7 +13,6 @@ from typing import Any
 import typer
 from rich.console import Console
 
-
 console = Console()
 err_console = Console(stderr=True)
 

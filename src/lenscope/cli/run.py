@@ -30,7 +30,9 @@ def render_next_tokens(r: NextTokens) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        model: str = typer.Argument(..., help="Model name (see `lenscope models`) or checkpoint dir."),
+        model: str = typer.Argument(
+            ..., help="Model name (see `lenscope models`) or checkpoint dir."
+        ),
         prompt: str = typer.Argument(..., help="The prompt text."),
         top_k: int = typer.Option(10, "--top-k", "-k", help="How many candidates to show."),
         json: bool = JSON_OPTION,

@@ -144,7 +144,7 @@ def _load_checkpoint(
     d: Path, model: HookedTransformer, opt: torch.optim.AdamW, recipe: Recipe
 ) -> int:
     meta = json.loads((d / "state.json").read_text())
-    if meta["recipe"] != json.loads(json.dumps(recipe.to_dict())):
+    if _resume_key(meta["recipe"]) != _resume_key(json.loads(json.dumps(recipe.to_dict()))):
         raise ArtifactError(
             f"the checkpoint in {d} was made by different recipe settings; "
             "pass --fresh to start over or use another --run-dir"
@@ -160,6 +160,18 @@ def _load_checkpoint(
             st["step"] = st["step"].reshape(())
             opt.state[p] = st
     return int(meta["step"])
+
+
+# Settings that may change between a run and its resumption without changing what it computes
+# up to the resumed step (a constant-lr run can also be extended with more steps).
+_RESUMABLE = {"steps", "eval_every", "ckpt_every", "eval_batches", "snapshots", "description"}
+
+
+def _resume_key(recipe: dict[str, Any]) -> dict[str, Any]:
+    key = {k: v for k, v in recipe.items() if k not in _RESUMABLE}
+    if recipe.get("min_lr_ratio", 1.0) < 1.0:
+        key["steps"] = recipe["steps"]  # a decaying schedule depends on the total
+    return key
 
 
 @torch.no_grad()
