@@ -174,16 +174,19 @@ def save_model(
     provenance: dict[str, Any] | None = None,
     eval: dict[str, Any] | None = None,
     half: bool = False,
+    token_counts: list[int] | None = None,
 ) -> Path:
     """Write a model artifact: manifest.json + model.safetensors (+ tokenizer.json)."""
     dtype = torch.float16 if half else torch.float32
     sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.named_parameters()}
-    data = {
+    data: dict[str, Any] = {
         "config": model.cfg.to_dict(),
         "eval": eval or {},
         "dtype": str(dtype).removeprefix("torch."),
         "fingerprint": fingerprint(model),
     }
+    if token_counts is not None:
+        data["token_counts"] = token_counts
     man = Manifest(
         kind=MODEL_KIND, schema_version=MODEL_SCHEMA, provenance=provenance or {}, data=data
     )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lenscope.artifacts import lenscope_home
+from lenscope.artifacts import Manifest, lenscope_home
 from lenscope.data import TokenDataset, iter_eval_batches, sample_batch
 from lenscope.errors import ArtifactError
 from lenscope.model.config import ModelConfig
@@ -80,6 +80,12 @@ def sinusoids(n: int, d: int) -> torch.Tensor:
     out = torch.zeros(n, d, dtype=torch.float64)
     out[:, 0::2], out[:, 1::2] = ang.sin(), ang.cos()
     return out.float()
+
+
+def token_counts(data: TokenDataset) -> list[int]:
+    """How often each token occurs in the training split (probes exclude the rarest/commonest)."""
+    counts = np.bincount(np.asarray(data.train), minlength=data.vocab_size)
+    return [int(c) for c in counts[: data.vocab_size]]
 
 
 def lr_at(recipe: Recipe, step: int) -> float:
@@ -210,7 +216,7 @@ def train(
 ) -> TrainResult:
     """Train `recipe` to completion, resuming from `run_dir/checkpoint` when it exists."""
     recipe.validate()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     run_dir = run_dir or lenscope_home() / "runs" / recipe.name
     out = out or lenscope_home() / "models" / recipe.name
     if fresh:
@@ -221,6 +227,10 @@ def train(
     )
     tok = Tokenizer(data.tokenizer())
     model = build_model(recipe, tok, data.vocab_size)
+    counts = token_counts(data)
+    model.manifest = Manifest(  # type: ignore[assignment]
+        kind="model", schema_version=1, data={"token_counts": counts}
+    )
     opt = _optimizer(model, recipe)
     ckpt = run_dir / "checkpoint"
     step = _load_checkpoint(ckpt, model, opt, recipe) if (ckpt / "state.json").is_file() else 0
@@ -235,7 +245,7 @@ def train(
     last_eval: dict[str, Any] = {}
     while step < recipe.steps:
         if step in snaps:
-            _snapshot(model, run_dir, step, recipe, data)
+            _snapshot(model, run_dir, step, recipe, counts)
         batch = sample_batch(
             data.train,
             recipe.batch_size,
@@ -266,7 +276,7 @@ def train(
             _save_checkpoint(ckpt, model, opt, step, recipe)
     bar.close()
     if step in snaps:
-        _snapshot(model, run_dir, step, recipe, data)
+        _snapshot(model, run_dir, step, recipe, counts)
     if not last_eval:
         last_eval = evaluate(model, data, recipe)
     ev = last_eval | {"tokens_seen": recipe.steps * recipe.tokens_per_step}
@@ -275,7 +285,7 @@ def train(
         "seed": recipe.seed,
         "data": data.manifest.provenance | {"path": str(data.path), "vocab_size": data.vocab_size},
     }
-    save_model(model, out, provenance=prov, eval=ev)
+    save_model(model, out, provenance=prov, eval=ev, token_counts=counts)
     log(f"saved {recipe.name} to {out}: {_fmt(ev)}")
     return TrainResult(
         out, run_dir, step, step * recipe.tokens_per_step, ev["val_loss"], ev, time.time() - t0
@@ -283,7 +293,7 @@ def train(
 
 
 def _snapshot(
-    model: HookedTransformer, run_dir: Path, step: int, recipe: Recipe, data: TokenDataset
+    model: HookedTransformer, run_dir: Path, step: int, recipe: Recipe, counts: list[int]
 ) -> None:
     dest = run_dir / "snapshots" / f"step_{step:07d}"
     if not dest.exists():
@@ -295,6 +305,7 @@ def _snapshot(
                 "step": step,
                 "tokens": step * recipe.tokens_per_step,
             },
+            token_counts=counts,
         )
 
 

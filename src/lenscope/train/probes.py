@@ -39,18 +39,31 @@ def _best(grid: list[list[float]]) -> tuple[int, int, float]:
     return best
 
 
-def repeated_tokens(
-    model: HookedTransformer, seq_len: int = 50, n_seqs: int = 16, seed: int = 0
-) -> Tensor:
-    """[n_seqs, 1 + 2*seq_len] = [BOS, r, r], r drawn uniformly from the middle of the vocabulary.
+def probe_pool(model: HookedTransformer) -> Tensor:
+    """Token ids to draw random sequences from, excluding the very commonest and rarest tokens.
 
-    Ids below 1% and above 99% of the vocabulary are excluded: in byte-level BPE the lowest ids are
-    single bytes and special tokens and the highest are the rarest merges.
+    When the model's manifest records training token counts (`data.token_counts`, written by the
+    recipes), the 1% most frequent and the 10% least frequent tokens are excluded. Otherwise ids
+    below 1% and above 99% of the vocabulary are: in byte-level BPE the lowest ids are single bytes
+    and special tokens and the highest are the rarest merges.
     """
     v = model.cfg.d_vocab
+    man = getattr(model, "manifest", None)
+    counts = man.data.get("token_counts") if man is not None else None
+    if isinstance(counts, list) and len(counts) == v:
+        order = torch.tensor(counts, dtype=torch.float64).argsort(descending=True, stable=True)
+        return order[v // 100 : v - v // 10]
     lo, hi = max(1, v // 100), max(2, v - v // 100)
+    return torch.arange(lo, hi)
+
+
+def repeated_tokens(
+    model: HookedTransformer, seq_len: int = 50, n_seqs: int = 32, seed: int = 0
+) -> Tensor:
+    """[n_seqs, 1 + 2*seq_len] = [BOS, r, r], r drawn uniformly from `probe_pool(model)`."""
+    pool = probe_pool(model)
     g = torch.Generator().manual_seed(seed)
-    r = torch.randint(lo, hi, (n_seqs, seq_len), generator=g)
+    r = pool[torch.randint(0, len(pool), (n_seqs, seq_len), generator=g)]
     bos_id = model.tokenizer.bos_id if model.tokenizer is not None else None
     bos = torch.full((n_seqs, 1), bos_id if bos_id is not None else 0, dtype=torch.long)
     return torch.cat([bos, r, r], dim=1)
@@ -58,7 +71,7 @@ def repeated_tokens(
 
 @torch.no_grad()
 def induction_probe(
-    model: HookedTransformer, seq_len: int = 50, n_seqs: int = 16, seed: int = 0
+    model: HookedTransformer, seq_len: int = 50, n_seqs: int = 32, seed: int = 0
 ) -> InductionProbe:
     seq_len = min(seq_len, (model.cfg.n_ctx - 1) // 2)
     toks = repeated_tokens(model, seq_len, n_seqs, seed).to(model.device)

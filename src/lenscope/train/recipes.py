@@ -100,7 +100,7 @@ _ATTN = dict(
     batch_size=8,
     lr=3e-3,
     warmup=100,
-    eval_every=1000,
+    eval_every=500,
     ckpt_every=500,
     snapshots=16,
     probe_induction=True,
@@ -115,7 +115,7 @@ RECIPES: dict[str, Recipe] = {
             "repeated; AdamW lr 3e-3. It can learn bigrams and skip-trigrams but no induction head."
         ),
         n_layers=1,
-        steps=7000,
+        steps=12000,
         **_ATTN,  # type: ignore[arg-type]
     ),
     "attn2": Recipe(
@@ -124,10 +124,10 @@ RECIPES: dict[str, Recipe] = {
             "2-layer attention-only transformer: d_model 128, 4 heads, pre-LN, learned positions "
             "initialised as sinusoids x0.1, 25% of rows one corpus chunk repeated to fill the row "
             "(shared/notes/induction-trials.md); AdamW lr 3e-3. Forms a previous-token head in "
-            "layer 0 and induction heads in layer 1."
+            "layer 0 and induction heads in layer 1 (the phase change comes at ~10M tokens)."
         ),
         n_layers=2,
-        steps=9000,
+        steps=20000,
         **_ATTN,  # type: ignore[arg-type]
     ),
     "mini": Recipe(
