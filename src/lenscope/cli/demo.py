@@ -6,18 +6,18 @@ import typer
 
 from lenscope.cli.common import console
 from lenscope.cli.run import render_next_tokens
+from lenscope.defaults import DEMO_MODEL, DEMO_PROMPT
 from lenscope.model import load_model
 from lenscope.predict import next_tokens
 from lenscope.train.probes import induction_probe
 
-DEMO_PROMPT = "for i in range(len(items)):\n    print(items[i]"
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo() -> None:
         """Ask the shipped `mini` model a code question and check `attn2` for induction heads."""
-        mini = load_model("mini")
+        mini = load_model(DEMO_MODEL)
         render_next_tokens(next_tokens(mini, DEMO_PROMPT, 8))
         attn2 = load_model("attn2")
         pr = induction_probe(attn2)
