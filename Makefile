@@ -4,9 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.lenscope-installed
-APT_PACKAGES := graphviz
+APT_PACKAGES := graphviz chromium
+WEB_STAMP := web/node_modules/.lenscope-installed
 
-.PHONY: setup system demo test lint typecheck unit bench clean
+.PHONY: setup system web webtest demo test lint typecheck unit bench clean
 
 # Debian packages (graphviz draws the Markov graphs); installed only when missing.
 system:
@@ -25,14 +26,26 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --progress-bar on -e '.[dev]'
 	@touch $@
 
-setup: system $(STAMP)
+# The web viewer: npm packages pinned by package-lock.json, built into web/dist (served by `lenscope serve`).
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@echo "== installing the web app's npm packages"
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web: $(WEB_STAMP)
+	cd web && npm run build
+
+webtest: $(WEB_STAMP)
+	cd web && npm test
+
+setup: system $(STAMP) web
 
 demo: setup
 	$(VENV)/bin/lenscope demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -40,7 +53,7 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -q -ra
 
-test: lint typecheck unit
+test: lint typecheck webtest unit
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
