@@ -14,6 +14,8 @@ from lenscope.markov.chain import MarkovChain
 from lenscope.markov.empirical import EmpiricalTransitions
 
 FORMATS = ("svg", "png", "pdf")
+MAX_DRAWN_STATES = 64
+"""Above this many states a circo drawing is illegible and slow (tens of seconds): DOT only."""
 ENGINES = ("circo", "dot", "neato", "fdp", "sfdp", "twopi")
 
 
@@ -93,30 +95,28 @@ def render(
         )
     base = Path(out_path)
     base.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in formats:
-        target = base.parent / f"{base.name}.{fmt}"
-        try:
-            proc = subprocess.run(
-                [exe, f"-K{engine}", f"-T{fmt}", "-o", str(target)],
-                input=dot_text.encode(),
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise GraphvizError(
-                f"graphviz took over {timeout:.0f} s to draw {target.name}; "
-                "raise the threshold to draw fewer edges"
-            ) from None
-        if proc.returncode != 0 or not target.exists():
-            detail = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GraphvizError(
-                f"graphviz failed to draw {target.name}: "
-                f"{detail[0] if detail else 'exit code ' + str(proc.returncode)}"
-            )
-        written.append(target)
-    return written
+    targets = [base.parent / f"{base.name}.{fmt}" for fmt in formats]
+    cmd = [exe, f"-K{engine}"]
+    for fmt, target in zip(formats, targets, strict=True):
+        cmd += [f"-T{fmt}", "-o", str(target)]  # one layout, every format
+    names = ", ".join(t.name for t in targets)
+    try:
+        proc = subprocess.run(
+            cmd, input=dot_text.encode(), capture_output=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise GraphvizError(
+            f"graphviz took over {timeout:.0f} s to draw {names}; "
+            "raise the threshold to draw fewer edges"
+        ) from None
+    missing = [t for t in targets if not t.exists()]
+    if proc.returncode != 0 or missing:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GraphvizError(
+            f"graphviz failed to draw {names}: "
+            f"{detail[0] if detail else 'exit code ' + str(proc.returncode)}"
+        )
+    return targets
 
 
 def _quote(text: str) -> str:

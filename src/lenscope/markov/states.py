@@ -27,9 +27,10 @@ def check_size(V: int, C: int) -> None:
         raise InputError(f"the Markov view needs V >= 1 and C >= 1, got V={V}, C={C}")
     n = V**C
     if n > MAX_STATES:
+        shown = str(n) if n < 10**12 else f"~10^{len(str(n)) - 1}"
         raise InputError(
-            f"model too big for the Markov view: V^C = {V}^{C} = {n} states, limit {MAX_STATES}; "
-            "use a smaller vocabulary or context"
+            f"model too big for the Markov view: V^C = {V}^{C} = {shown} states, limit "
+            f"{MAX_STATES}; use a smaller vocabulary or context"
         )
 
 

@@ -1,0 +1,175 @@
+"""SAE training speed: lenscope TopK vs SAELens' TopK training SAE, and vs the machine's matmul.
+
+Same process, same random activations: d_in 768, 16x latents (12,288), k 32, batch 4,096 tokens,
+float32, CPU. One training step = forward, loss, backward, Adam update (+ each library's
+decoder-norm / firing bookkeeping). SAELens is timed as its trainer runs it (Adam with default
+settings, grad-norm clipping 1.0, firing statistics) with dense and with sparse activations, and
+also with a fused Adam as its best case. The matmul rate is that of one plain matmul of the
+encoder's shape ([4096, 768] @ [768, 12288]); fraction_of_matmul_rate = (encoder matmul FLOPs per
+step / step time) / matmul rate, i.e. how close the whole step comes to the one unavoidable
+matmul. The candidates run in interleaved rounds (matmul, lenscope, SAELens variants, repeat;
+medians reported) so that all see the same machine load. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+
+D_IN, EXPANSION, K, BATCH = 768, 16, 32, 4096
+D_SAE = D_IN * EXPANSION
+STEPS = int(os.environ.get("SAE_BENCH_ROUNDS", "5"))
+
+
+def once(step: Callable[[int], object], i: int) -> float:
+    t0 = time.perf_counter()
+    step(i)
+    return time.perf_counter() - t0
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def batches() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(D_IN, D_IN, generator=g) / D_IN**0.5
+    return [torch.randn(BATCH, D_IN, generator=g) @ mix + 0.1 for _ in range(3)]
+
+
+def matmul_step() -> Callable[[int], object]:
+    """One plain matmul of the encoder's shape (into a reused output, as the training step)."""
+    w = torch.randn(D_IN, D_SAE) / D_IN**0.5
+    x = torch.randn(BATCH, D_IN)
+    out = torch.empty(BATCH, D_SAE)
+    return lambda _i: torch.mm(x, w, out=out)
+
+
+def lenscope_step(xs: list[torch.Tensor]) -> Callable[[int], object]:
+    from lenscope.sae import SAEConfig, SparseAutoencoder, TrainConfig
+    from lenscope.sae.distributed import Comm
+    from lenscope.sae.step import TrainState, train_step
+    from lenscope.sae.train import make_optimizer
+
+    sae = SparseAutoencoder(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K))
+    sae.init_from_data(xs[0])
+    cfg = TrainConfig(batch_size=BATCH)
+    lr = cfg.resolved_lr(D_SAE)
+    opt = make_optimizer(sae, cfg, lr)
+    state = TrainState(mse_scale=1.0, tokens_since_fired=torch.zeros(D_SAE, dtype=torch.long))
+    comm = Comm()
+    return lambda i: train_step(sae, opt, xs[i % len(xs)], cfg, state, comm, lr)
+
+
+def saelens_step(xs: list[torch.Tensor], sparse: bool, fused: bool) -> Callable[[int], object]:
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = TopKTrainingSAEConfig(
+            d_in=D_IN,
+            d_sae=D_SAE,
+            k=K,
+            dtype="float32",
+            device="cpu",
+            use_sparse_activations=sparse,
+        )
+        sae = TopKTrainingSAE(cfg)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True if fused else None)
+    since_fired = torch.zeros(D_SAE)
+    freq = torch.zeros(D_SAE)
+
+    def step(i: int) -> None:  # sae_lens.training.sae_trainer.SAETrainer._train_step
+        sae.train()
+        out = sae.training_forward_pass(
+            TrainStepInput(
+                sae_in=xs[i % len(xs)],
+                coefficients={},
+                dead_neuron_mask=None,
+                n_training_steps=i,
+                is_logging_step=False,
+            )
+        )
+        with torch.no_grad():
+            firing = out.feature_acts.bool().float()
+            did_fire = firing.sum(-2).bool()
+            if did_fire.is_sparse:
+                did_fire = did_fire.to_dense()
+            since_fired.add_(1)
+            since_fired[did_fire] = 0
+            freq.add_(firing.sum(0).to_dense() if firing.is_sparse else firing.sum(0))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+
+    return step
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    xs = batches()
+    steps = {
+        "matmul": matmul_step(),
+        "lenscope": lenscope_step(xs),
+        "saelens": saelens_step(xs, sparse=False, fused=False),
+        "saelens_fused_adam": saelens_step(xs, sparse=False, fused=True),
+    }
+    sparse_error = None
+    try:  # SAELens' sparse activations: fails in backward on CPU with torch 2.13
+        sparse = saelens_step(xs, sparse=True, fused=False)
+        sparse(0)
+        steps["saelens_sparse_acts"] = sparse
+    except (NotImplementedError, RuntimeError) as e:
+        sparse_error = str(e).splitlines()[0][:160]
+    for fn in steps.values():  # warm up
+        fn(0)
+    # interleaved rounds: every candidate runs under the same machine load
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for r in range(STEPS):
+        for name, fn in steps.items():
+            times[name].append(once(fn, r + 1))
+    t = {k: median(v) for k, v in times.items()}
+    t_mm, t_ours = t["matmul"], t["lenscope"]
+    best_sl = min(v for k, v in t.items() if k.startswith("saelens"))
+    try:
+        import sae_lens
+
+        slv = sae_lens.__version__
+    except (ImportError, AttributeError):
+        slv = "?"
+    result = {
+        "benchmark": "sae_train",
+        "shape": {"d_in": D_IN, "d_sae": D_SAE, "k": K, "batch": BATCH, "dtype": "float32"},
+        "device": f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "sae_lens": slv,
+        "rounds": STEPS,
+        "load_average": os.getloadavg()[0],
+        "lenscope_tokens_per_s": BATCH / t_ours,
+        "saelens_tokens_per_s": BATCH / t["saelens"],
+        "saelens_fused_adam_tokens_per_s": BATCH / t["saelens_fused_adam"],
+        "saelens_sparse_acts_tokens_per_s": (
+            BATCH / t["saelens_sparse_acts"] if "saelens_sparse_acts" in t else None
+        ),
+        "saelens_sparse_acts_error": sparse_error,
+        "speedup_vs_saelens_as_trained": t["saelens"] / t_ours,
+        "speedup_vs_best_saelens_variant": best_sl / t_ours,
+        "matmul_gflops": 2 * BATCH * D_IN * D_SAE / t_mm / 1e9,
+        "encoder_matmul_seconds": t_mm,
+        "lenscope_step_seconds": t_ours,
+        "fraction_of_matmul_rate": t_mm / t_ours,
+        "goals": {"speedup_vs_saelens": 2.0, "fraction_of_matmul_rate": 0.5},
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The activation server: debugger-question latency through HTTP vs the library, and throughput.
+
+Starts `lenscope serve MODEL --port 0` (mini, else attn2) as a user would, asks the demo question
+(why `)` rather than `,`) sequentially through HTTP and through `Debugger.why` in this process,
+interleaved, and reports p50/p99 of each and their ratio (goal: HTTP <= 1.2x the library). Then
+`--clients` concurrent clients ask for `--seconds` on loopback: requests/s, p50/p99, errors.
+Prints one JSON object. `--clients 32 --seconds 30` is the issue's load test (the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from lenscope.attribution.api import Debugger
+from lenscope.attribution.questions import LogitDiff
+from lenscope.errors import LenscopeError
+from lenscope.model.load import load_model, resolve_model_path
+from lenscope.server.config import DEMO_DISTRACTOR, DEMO_PROMPT, DEMO_TARGET
+from lenscope.server.run import torch_threads
+
+QUESTION = {"kind": "logit_diff", "target": [DEMO_TARGET], "distractor": [DEMO_DISTRACTOR]}
+TOP_K, MEASURE = 10, 8
+
+
+def pick_model() -> str:
+    for name in ("mini", "attn2"):
+        try:
+            resolve_model_path(name)
+            return name
+        except LenscopeError:
+            continue
+    raise SystemExit("no shipped model (mini, attn2) to benchmark")
+
+
+def start(name: str, workers: int) -> tuple[subprocess.Popen[str], str]:
+    exe = str(Path(sys.executable).parent / "lenscope")
+    proc = subprocess.Popen(
+        [exe, "serve", name, "--port", "0", "--workers", str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "open the debugger: " in line:
+            url = line.split("open the debugger: ", 1)[1].strip()
+            return proc, url.split("/?", 1)[0]
+    raise SystemExit("the server did not start")
+
+
+def quantiles(xs: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(xs, n=100, method="inclusive")
+    return {"p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98], "mean_ms": 1000 * statistics.fmean(xs)}
+
+
+def latency(base: str, name: str, n: int) -> dict[str, Any]:
+    model = load_model(name).eval()
+    dbg = Debugger(model)
+    q = LogitDiff(target=[DEMO_TARGET], distractor=[DEMO_DISTRACTOR])
+    body = {"prompt": DEMO_PROMPT, "question": QUESTION, "top_k": TOP_K, "measure": MEASURE}
+    http: list[float] = []
+    lib: list[float] = []
+    with httpx.Client(base_url=base, timeout=120) as c:
+        for i in range(n + 2):  # two warm-up rounds
+            t0 = time.perf_counter()
+            r = c.post("/api/why", json=body)
+            t1 = time.perf_counter()
+            r.raise_for_status()
+            res = dbg.why(DEMO_PROMPT, q, top_k=TOP_K, measure=MEASURE)
+            t2 = time.perf_counter()
+            if i >= 2:
+                http.append(t1 - t0)
+                lib.append(t2 - t1)
+            assert abs(r.json()["value"] - res.value) < 1e-4
+    h, lb = quantiles(http), quantiles(lib)
+    return {
+        "requests": n,
+        "http": h,
+        "library": lb,
+        "overhead_ratio_p50": h["p50_ms"] / lb["p50_ms"],
+        "overhead_ratio_p99": h["p99_ms"] / lb["p99_ms"],
+        "goal_ratio": 1.2,
+    }
+
+
+def load(base: str, clients: int, seconds: float) -> dict[str, Any]:
+    body = {"prompt": DEMO_PROMPT, "question": QUESTION, "top_k": TOP_K, "measure": MEASURE}
+    lat: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        prompt = DEMO_PROMPT if i % 2 == 0 else DEMO_PROMPT.replace("items", "values")
+        with httpx.Client(base_url=base, timeout=300) as c:
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                try:
+                    r = c.post("/api/why", json=body | {"prompt": prompt})
+                    ok = r.status_code == 200
+                    err = "" if ok else f"{r.status_code}: {r.text[:120]}"
+                except httpx.HTTPError as e:
+                    ok, err = False, f"{type(e).__name__}: {e}"
+                dt = time.perf_counter() - t0
+                with lock:
+                    lat.append(dt)
+                    if not ok:
+                        errors.append(err)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    out: dict[str, Any] = {
+        "clients": clients,
+        "seconds": seconds,
+        "requests": len(lat),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "throughput_rps": len(lat) / wall,
+    }
+    if len(lat) >= 2:
+        out |= quantiles(lat)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--workers", type=int, default=4)
+    args = ap.parse_args()
+    name = args.model or pick_model()
+    threads = torch_threads(args.workers)
+    torch.set_num_threads(threads)  # the library runs as one of the server's workers does
+    proc, base = start(name, args.workers)
+    try:
+        lat = latency(base, name, args.requests)
+        ld = load(base, args.clients, args.seconds)
+        health = httpx.get(f"{base}/api/health").json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    result = {
+        "benchmark": "serve",
+        "model": name,
+        "cpus": os.cpu_count(),
+        "workers": args.workers,
+        "torch_threads_per_request": threads,
+        "question": {"prompt": DEMO_PROMPT, **QUESTION, "top_k": TOP_K, "measure": MEASURE},
+        "latency": lat,
+        "load": ld,
+        "server_lanes": health["lanes"],
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

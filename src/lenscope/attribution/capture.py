@@ -1,0 +1,254 @@
+"""One forward and one backward pass on a private view: every activation and gradient the engine needs.
+
+The question's value is summed over the batch and differentiated once with respect to the token and
+position embeddings, every head's z, every MLP's post-activation, every spliced SAE's latents and
+the answer logits. Everything else (direct effects, edges, head input gradients) is derived from
+these tensors without another pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lenscope.attribution.frozen import Weights
+from lenscope.attribution.questions import Resolved
+from lenscope.interventions.latents import LatentSource
+from lenscope.interventions.plan import Plan
+from lenscope.interventions.prompts import PromptBatch
+from lenscope.model.transformer import HookedTransformer
+
+
+@dataclass
+class LayerActs:
+    resid_pre: Tensor  # [b, p, d] input of ln1
+    resid_post: Tensor  # [b, p, d] what leaves the block (after its resid_post hooks)
+    ln2_in: Tensor | None  # input of ln2 (resid_mid, or resid_pre for parallel blocks)
+    q: Tensor  # [b, p, H, dh] as scored (after rotary)
+    k: Tensor  # [b, p, H, dh] as scored, expanded to every query head
+    v: Tensor  # [b, p, H, dh] expanded to every query head
+    pattern: Tensor  # [b, H, q, k]
+    z: Tensor  # [b, p, H, dh]
+    g_z: Tensor
+    pre: Tensor | None = None  # [b, p, m]
+    pre_lin: Tensor | None = None
+    post: Tensor | None = None
+    g_post: Tensor | None = None
+
+
+@dataclass
+class LatentActs:
+    source: LatentSource
+    x: Tensor  # [b, p, d] the SAE's input
+    f: Tensor  # [b, p, F] latents (after latent edits)
+    g_f: Tensor
+    scale: Tensor  # [b, p, 1]
+    rest: Tensor  # [b, p, d] what the clean latents leave out of the input (SAE bias and error)
+
+
+@dataclass
+class Capture:
+    model: HookedTransformer
+    batch: PromptBatch
+    question: Resolved
+    answer: list[int]  # per prompt: the position the question reads
+    keys: list[int] | None  # per prompt: key position (attention questions)
+    value: Tensor  # [b]
+    logits: Tensor | None  # [b, V] at the answer position (output questions)
+    u: Tensor | None  # [b, V] d value / d logits
+    embed: Tensor
+    g_embed: Tensor
+    pos_embed: Tensor | None
+    g_pos: Tensor | None
+    layers: list[LayerActs]
+    final: Tensor | None  # [b, p, d] input of ln_final (output questions)
+    positions: Tensor  # [b, p] position index of each token (rotary angles)
+    w: Weights
+    latents: dict[str, LatentActs] = field(default_factory=dict)
+    cache: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> dict[str, LatentSource]:
+        return {h: lat.source for h, lat in self.latents.items()}
+
+    @property
+    def n_up(self) -> int:
+        """Layers whose components are upstream of the question."""
+        return self.question.layer if self.question.is_attention else self.model.cfg.n_layers
+
+    def valid(self) -> Tensor:
+        """[b, p] True at real (unpadded) positions."""
+        if self.batch.mask is None:
+            return torch.ones_like(self.batch.tokens, dtype=torch.bool)
+        return self.batch.mask.bool()
+
+
+def layer_hooks(model: HookedTransformer, layer: int) -> dict[str, str]:
+    cfg = model.cfg
+    a = f"blocks.{layer}.attn."
+    rot = cfg.positional == "rotary"
+    names = {
+        "resid_pre": f"blocks.{layer}.hook_resid_pre",
+        "resid_post": f"blocks.{layer}.hook_resid_post",
+        "q": a + ("hook_rot_q" if rot else "hook_q"),
+        "k": a + ("hook_rot_k" if rot else "hook_k"),
+        "v": a + "hook_v",
+        "pattern": a + "hook_pattern",
+        "z": a + "hook_z",
+    }
+    if not cfg.attn_only:
+        m = f"blocks.{layer}.mlp."
+        names |= {"pre": m + "hook_pre", "post": m + "hook_post"}
+        if cfg.gated_mlp:
+            names["pre_lin"] = m + "hook_pre_linear"
+        if not cfg.parallel_attn_mlp:
+            names["mid"] = f"blocks.{layer}.hook_resid_mid"
+    return names
+
+
+def _expand(t: Tensor, n_heads: int) -> Tensor:
+    g = n_heads // t.shape[2]
+    return t if g == 1 else t.repeat_interleave(g, dim=2)
+
+
+def positions_of(batch: PromptBatch) -> Tensor:
+    if batch.mask is None:
+        b, p = batch.tokens.shape
+        return torch.arange(p, device=batch.tokens.device).expand(b, p)
+    return (batch.mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def forward_value(
+    view: HookedTransformer,
+    batch: PromptBatch,
+    question: Resolved,
+    answer: list[int],
+    keys: list[int] | None,
+    hooks: Sequence[tuple[str, Callable[[Tensor, Any], Tensor | None]]],
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(value [b], answer logits [b, V] or None, final residual or None) under `hooks`."""
+    rows = torch.arange(batch.size, device=batch.tokens.device)
+    ans = torch.tensor(answer, device=batch.tokens.device)
+    if question.is_attention:
+        assert keys is not None
+        scores: dict[str, Tensor] = {}
+        name = f"blocks.{question.layer}.attn.hook_attn_scores"
+
+        def keep(x: Tensor, hook: Any) -> None:
+            scores["s"] = x
+
+        with view.hooks(fwd=[*hooks, (name, keep)]):
+            view(batch.tokens, attention_mask=batch.mask, stop_at_layer=question.layer + 1)
+        kk = torch.tensor(keys, device=ans.device)
+        return scores["s"][rows, question.head, ans, kk], None, None
+    with view.hooks(fwd=hooks):
+        x = view(batch.tokens, attention_mask=batch.mask, stop_at_layer=view.cfg.n_layers)
+        logits = view.unembed_resid(view.ln_final(x)[rows, ans])
+    return question.value(logits), logits, x
+
+
+def capture(
+    view: HookedTransformer,
+    batch: PromptBatch,
+    question: Resolved,
+    plan: Plan,
+    latents: Mapping[str, LatentSource],
+) -> Capture:
+    cfg = view.cfg
+    answer = question.answer_positions(batch.lengths)
+    keys = question.key_positions(batch.lengths) if question.is_attention else None
+    n_run = question.layer + 1 if question.is_attention else cfg.n_layers
+    store: dict[str, Tensor] = {}
+
+    def keep(x: Tensor, hook: Any) -> Tensor:
+        store[hook.name] = x
+        return x
+
+    def leaf(x: Tensor, hook: Any) -> Tensor:
+        y = x.detach().requires_grad_(True)
+        store[hook.name] = y
+        return y
+
+    sink: dict[str, Tensor] = {}
+    hooks = plan.hooks(latents, sink)
+    hooks.append(("hook_embed", leaf))
+    if view.W_pos is not None:
+        hooks.append(("hook_pos_embed", leaf))
+    names = [layer_hooks(view, lay) for lay in range(n_run)]
+    hooks += [(n, keep) for per in names for n in per.values()]
+    with torch.enable_grad():
+        value, logits, final = forward_value(view, batch, question, answer, keys, hooks)
+        wanted: list[Tensor] = [store["hook_embed"]]
+        if view.W_pos is not None:
+            wanted.append(store["hook_pos_embed"])
+        wanted += [store[per["z"]] for per in names]
+        if not cfg.attn_only:
+            wanted += [store[per["post"]] for per in names]
+        lat_hooks = [h for h in latents if h in sink]
+        wanted += [sink[h] for h in lat_hooks]
+        if logits is not None:
+            wanted.append(logits)
+        grads = torch.autograd.grad(value.sum(), wanted, allow_unused=True)
+    g = [gr if gr is not None else torch.zeros_like(t) for gr, t in zip(grads, wanted, strict=True)]
+    g.reverse()
+    dt = torch.float64 if value.dtype == torch.float64 else torch.float32
+
+    def d(t: Tensor) -> Tensor:
+        return t.detach().to(dt)
+
+    embed, g_embed = d(store["hook_embed"]), d(g.pop())
+    pos_embed = g_pos = None
+    if view.W_pos is not None:
+        pos_embed, g_pos = d(store["hook_pos_embed"]), d(g.pop())
+    g_z = [d(g.pop()) for _ in names]
+    g_post = [d(g.pop()) for _ in names] if not cfg.attn_only else [None] * n_run
+    layers = []
+    for lay, per in enumerate(names):
+        acts = LayerActs(
+            resid_pre=d(store[per["resid_pre"]]),
+            resid_post=store[per["resid_post"]].detach(),
+            ln2_in=d(store[per.get("mid", per["resid_pre"])]) if not cfg.attn_only else None,
+            q=d(store[per["q"]]),
+            k=_expand(d(store[per["k"]]), cfg.n_heads),
+            v=_expand(d(store[per["v"]]), cfg.n_heads),
+            pattern=d(store[per["pattern"]]),
+            z=d(store[per["z"]]),
+            g_z=g_z[lay],
+        )
+        if not cfg.attn_only:
+            acts.pre = d(store[per["pre"]])
+            acts.pre_lin = d(store[per["pre_lin"]]) if "pre_lin" in per else None
+            acts.post = d(store[per["post"]])
+            acts.g_post = g_post[lay]
+        layers.append(acts)
+    lat: dict[str, LatentActs] = {}
+    for h in lat_hooks:
+        src = latents[h]
+        x = d(sink[h + ":input"])
+        scale = d(src.write_scale(x))
+        rest = x - (d(src.latents(x)) * scale) @ src.W_dec.to(dt)
+        lat[h] = LatentActs(src, x, d(sink[h]), d(g.pop()), scale, rest)
+    u = d(g.pop()) if logits is not None else None
+    return Capture(
+        model=view,
+        batch=batch,
+        question=question,
+        answer=answer,
+        keys=keys,
+        value=value.detach().to(dt),
+        logits=None if logits is None else d(logits),
+        u=u,
+        embed=embed,
+        g_embed=g_embed,
+        pos_embed=pos_embed,
+        g_pos=g_pos,
+        layers=layers,
+        final=None if final is None else d(final),
+        positions=positions_of(batch),
+        w=Weights(view, dt),
+        latents=lat,
+    )

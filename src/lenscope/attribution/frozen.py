@@ -1,0 +1,122 @@
+"""The linear algebra the debugger rests on: normalisations with their scale frozen, and weights.
+
+With its scale frozen, a LayerNorm/RMSNorm is affine in its input, so whatever reads the residual
+stream through it (the unembedding, a head's Q/K/V, an MLP's input) is linear in every write into
+the stream: that is what makes direct effects and edge attributions add up exactly.
+`push(w)` is a write's share of the norm's output; `pull(g)` carries a gradient at the norm's
+output back to the stream; `push(w) . g == w . pull(g)`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from lenscope.model.layers import Block, Norm
+from lenscope.model.transformer import HookedTransformer
+
+
+def norm_scale(norm: Norm, x: Tensor) -> Tensor:
+    """The scale the norm divides by at each position: [..., 1] (ones for no normalisation)."""
+    if norm.w is None:
+        return torch.ones_like(x[..., :1])
+    xc = x - x.mean(-1, keepdim=True) if norm.kind == "LN" else x
+    return (xc.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt()
+
+
+def push(norm: Norm, scale: Tensor, w: Tensor) -> Tensor:
+    """The linear part of the norm's output due to write `w` (scale frozen)."""
+    if norm.w is None:
+        return w
+    wc = w - w.mean(-1, keepdim=True) if norm.kind == "LN" else w
+    return wc / scale * norm.w.detach().to(w.dtype)
+
+
+def pull(norm: Norm, scale: Tensor, g: Tensor) -> Tensor:
+    """A gradient at the norm's output carried back to its input (scale frozen)."""
+    if norm.w is None:
+        return g
+    y = g * norm.w.detach().to(g.dtype) / scale
+    return y - y.mean(-1, keepdim=True) if norm.kind == "LN" else y
+
+
+def norm_bias(norm: Norm) -> Tensor | None:
+    return norm.b
+
+
+class Weights:
+    """Per-layer weight views in TransformerLens shapes, made once per request, detached."""
+
+    def __init__(self, model: HookedTransformer, dtype: torch.dtype) -> None:
+        self.model = model
+        self.dtype = dtype
+        self.blocks: list[Block] = list(model.blocks)  # type: ignore[arg-type]
+
+    def _t(self, t: Tensor) -> Tensor:
+        return t.detach().to(self.dtype)
+
+    def W_O(self, layer: int) -> Tensor:  # [H, dh, d]
+        return self._t(self.blocks[layer].attn.W_O)
+
+    def b_O(self, layer: int) -> Tensor:
+        return self._t(self.blocks[layer].attn.b_O)
+
+    def W_Q(self, layer: int) -> Tensor:  # [H, d, dh]
+        return self._t(self.blocks[layer].attn.W_Q)
+
+    def W_K(self, layer: int) -> Tensor:  # [H, d, dh] (expanded for grouped-query attention)
+        return self._t(self.blocks[layer].attn.W_K)
+
+    def W_V(self, layer: int) -> Tensor:
+        return self._t(self.blocks[layer].attn.W_V)
+
+    def b_V(self, layer: int) -> Tensor:
+        return self._t(self.blocks[layer].attn.b_V)
+
+    def b_in(self, layer: int) -> Tensor | None:
+        m = self.blocks[layer].mlp
+        return None if m is None or m.b_in is None else self._t(m.b_in)
+
+    def b_Q(self, layer: int) -> Tensor:  # [H, dh]
+        return self._t(self.blocks[layer].attn.b_Q)
+
+    def b_K(self, layer: int) -> Tensor:
+        return self._t(self.blocks[layer].attn.b_K)
+
+    def mlp(self, layer: int) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+        """(W_in [d, m], W_gate [d, m] | None, W_out [m, d], b_out [d] | None)."""
+        m = self.blocks[layer].mlp
+        assert m is not None
+        gate = None if m.W_gate is None else self._t(m.W_gate)
+        b_out = None if m.b_out is None else self._t(m.b_out)
+        return self._t(m.W_in), gate, self._t(m.W_out), b_out
+
+    @cached_property
+    def W_out_norms(self) -> list[Tensor]:  # per layer [m]
+        return (
+            [self.mlp(i)[2].norm(dim=-1) for i in range(len(self.blocks))]
+            if not (self.model.cfg.attn_only)
+            else []
+        )
+
+    @cached_property
+    def W_U(self) -> Tensor:  # [d, V]
+        return self._t(self.model.W_U)
+
+    @cached_property
+    def b_U(self) -> Tensor | None:
+        return None if self.model.b_U is None else self._t(self.model.b_U)
+
+    def ln1(self, layer: int) -> Norm:
+        return self.blocks[layer].ln1
+
+    def ln2(self, layer: int) -> Norm:
+        n = self.blocks[layer].ln2
+        assert n is not None
+        return n
+
+    @property
+    def ln_final(self) -> Norm:
+        return self.model.ln_final

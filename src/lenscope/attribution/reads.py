@@ -1,0 +1,268 @@
+"""Read fields: where and how a reader looks at the residual stream, as a gradient field [b, p, d].
+
+A reader (the question's output, a head's query/key/value, a neuron's input, a latent's encoder)
+sees the stream through a normalisation (scale frozen) and a linear map, so its sensitivity to any
+write is `write . field[position]`. Fields come from an *output gradient* of the reader (the loss
+gradient at the head's z, the neuron's post-activation, ...): the global one from the backward pass,
+or one restricted to a path through later nodes (composable traces).
+
+Stream order (where writes land and reads happen): embeddings -1; layer l: resid_pre 4l, ln1 read
+4l+0.5, head writes 4l+1, resid_mid 4l+2, ln2 read 4l+2.5 (4l+0.5 if parallel), neuron writes 4l+3,
+resid_post 4l+4; the final norm reads after everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lenscope.attribution.capture import Capture
+from lenscope.attribution.frozen import norm_scale, pull
+from lenscope.nodes import LATENT_SITES, NodeId, NodeKind, latent_site
+
+SITE_OFFSET = {
+    "resid_pre": 0.0,
+    "attn_out": 1.0,
+    "resid_mid": 2.0,
+    "mlp_out": 3.0,
+    "resid_post": 4.0,
+}
+assert set(SITE_OFFSET) == set(LATENT_SITES)
+FINAL = math.inf
+
+
+@dataclass
+class Read:
+    field: Tensor  # [b, p, d]
+    order: float  # writes strictly before this stream position are upstream
+    restrict: tuple[NodeKind, int] | None = None  # attn_out / mlp_out reads see one layer's writers
+    # [b] parts of `input . gradient` due to the reader's own biases
+    terms: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+
+
+def write_order(kind: NodeKind, layer: int | None, site: str | None = None) -> float:
+    if kind in (NodeKind.EMBED, NodeKind.POS):
+        return -1.0
+    assert layer is not None
+    if kind is NodeKind.HEAD:
+        return 4.0 * layer + 1
+    if kind is NodeKind.NEURON:
+        return 4.0 * layer + 3
+    assert site is not None
+    return 4.0 * layer + SITE_OFFSET[site]
+
+
+def upstream(read: Read, kind: NodeKind, layer: int | None, site: str | None = None) -> bool:
+    if read.restrict is not None:
+        return kind is read.restrict[0] and layer == read.restrict[1]
+    return write_order(kind, layer, site) < read.order
+
+
+# ---- scales (cached per capture) -----------------------------------------------------------------
+def scale1(cap: Capture, layer: int) -> Tensor:
+    key = f"s1.{layer}"
+    if key not in cap.cache:
+        cap.cache[key] = norm_scale(cap.w.ln1(layer), cap.layers[layer].resid_pre)
+    return cap.cache[key]
+
+
+def scale2(cap: Capture, layer: int) -> Tensor:
+    key = f"s2.{layer}"
+    if key not in cap.cache:
+        x = cap.layers[layer].ln2_in
+        assert x is not None
+        cap.cache[key] = norm_scale(cap.w.ln2(layer), x)
+    return cap.cache[key]
+
+
+def _rows(cap: Capture) -> Tensor:
+    return torch.arange(cap.batch.size, device=cap.value.device)
+
+
+# ---- heads --------------------------------------------------------------------------------------
+def unrotate(cap: Capture, g: Tensor) -> Tensor:
+    """Carry a gradient at rotated q/k back to q/k before the rotary embedding."""
+    rot = cap.w.blocks[0].attn.rotary if cap.model.cfg.n_layers else None
+    if rot is None:
+        return g
+    cos, sin = rot.cos_sin(cap.positions, g.dtype)
+    return rot.rotate(g, cos, -sin)
+
+
+def head_input_grads(
+    cap: Capture,
+    layer: int,
+    *,
+    g_z: Tensor | None = None,
+    keep: Tensor | None = None,
+    dS: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients at q, k (before rotary) and v [b, p, H, dh] of every head of `layer`, from an
+    output gradient at z (optionally only through the (query, key) pairs in `keep` [b, H, q, k])
+    or from a gradient at the pre-softmax scores `dS`."""
+    acts = cap.layers[layer]
+    a = acts.pattern
+    if dS is None:
+        assert g_z is not None
+        dA = torch.einsum("bqhe,bkhe->bhqk", g_z, acts.v)
+        am = a
+        if keep is not None:
+            dA, am = dA * keep, a * keep
+        g_v = torch.einsum("bhqk,bqhe->bkhe", am, g_z)
+        dS = a * (dA - (a * dA).sum(-1, keepdim=True))
+    else:
+        g_v = torch.zeros_like(acts.v)
+    scale = cap.model.cfg.attn_scale
+    g_q = torch.einsum("bhqk,bkhe->bqhe", dS, acts.k) / scale
+    g_k = torch.einsum("bhqk,bqhe->bkhe", dS, acts.q) / scale
+    return unrotate(cap, g_q), unrotate(cap, g_k), g_v
+
+
+def head_own_term(cap: Capture, layer: int, g: tuple[Tensor, Tensor, Tensor], via: str) -> Tensor:
+    """[b] the part of `input . gradient` due to the head's own biases (b_Q/b_K/b_V and ln1's)."""
+    w = cap.w
+    ln = w.ln1(layer)
+    lnb = None if ln.b is None else ln.b.detach().to(g[0].dtype)
+    mats = {"q": (w.W_Q(layer), w.b_Q(layer)), "k": (w.W_K(layer), w.b_K(layer))}
+    mats["v"] = (w.W_V(layer), w.b_V(layer))
+    total = torch.zeros(g[0].shape[0], dtype=g[0].dtype, device=g[0].device)
+    for name, gx in zip("qkv", g, strict=True):
+        if name in via:
+            W, bias = mats[name]
+            own = bias if lnb is None else bias + torch.einsum("d,hde->he", lnb, W)
+            total = total + (gx * own).sum((1, 2, 3))
+    return total
+
+
+def head_read(cap: Capture, layer: int, g: tuple[Tensor, Tensor, Tensor], via: str) -> Tensor:
+    """Read field of a head's input(s) `via` (any of "q", "k", "v") from `head_input_grads`."""
+    w = cap.w
+    mats = {"q": w.W_Q(layer), "k": w.W_K(layer), "v": w.W_V(layer)}
+    total = torch.zeros_like(cap.layers[layer].resid_pre)
+    for name, gx in zip("qkv", g, strict=True):
+        if name in via:
+            total = total + torch.einsum("bphe,hde->bpd", gx, mats[name])
+    return pull(w.ln1(layer), scale1(cap, layer), total)
+
+
+# ---- neurons ------------------------------------------------------------------------------------
+def neuron_input_grads(cap: Capture, layer: int, g_post: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(gradient at hook_pre, gradient at hook_pre_linear or None) from one at hook_post."""
+    acts = cap.layers[layer]
+    mlp = cap.w.blocks[layer].mlp
+    assert acts.pre is not None and mlp is not None
+    with torch.enable_grad():
+        p = acts.pre.detach().requires_grad_(True)
+        y = mlp.act(p)
+        gy = g_post if acts.pre_lin is None else g_post * acts.pre_lin
+        (g_pre,) = torch.autograd.grad(y, p, gy)
+    g_lin = None if acts.pre_lin is None else g_post * y.detach()
+    return g_pre, g_lin
+
+
+def neuron_read(cap: Capture, layer: int, g_post: Tensor) -> tuple[Tensor, Tensor]:
+    """(read field, [b] part of `input . gradient` due to the MLP's own biases)."""
+    g_pre, g_lin = neuron_input_grads(cap, layer, g_post)
+    W_in, W_gate, _, _ = cap.w.mlp(layer)
+    b_in = cap.w.b_in(layer)
+    ln = cap.w.ln2(layer)
+    lnb = None if ln.b is None else ln.b.detach().to(g_pre.dtype)
+    own_in = (lnb @ W_in if lnb is not None else 0.0) + (b_in if b_in is not None else 0.0)
+    if W_gate is None:
+        v = g_pre @ W_in.T
+        own = (g_pre * own_in).sum((1, 2))
+    else:
+        assert g_lin is not None
+        v = g_pre @ W_gate.T + g_lin @ W_in.T
+        own = (g_lin * own_in).sum((1, 2))
+        if lnb is not None:
+            own = own + (g_pre * (lnb @ W_gate)).sum((1, 2))
+    return pull(ln, scale2(cap, layer), v), own
+
+
+def neuron_read_order(cap: Capture, layer: int) -> float:
+    return 4.0 * layer + (0.5 if cap.model.cfg.parallel_attn_mlp else 2.5)
+
+
+# ---- latents ------------------------------------------------------------------------------------
+def latent_read(cap: Capture, hook: str, g_f: Tensor) -> Tensor:
+    lat = cap.latents[hook]
+    with torch.enable_grad():
+        x = lat.x.detach().to(lat.source.W_dec.dtype).requires_grad_(True)
+        f = lat.source.encode(x)
+        (gx,) = torch.autograd.grad(f, x, g_f.to(f.dtype))
+    return gx.to(lat.x.dtype)
+
+
+def latent_read_site(hook: str) -> tuple[float, tuple[NodeKind, int] | None]:
+    layer, site = latent_site(hook)
+    if site == "attn_out":
+        return 4.0 * layer + 1, (NodeKind.HEAD, layer)
+    if site == "mlp_out":
+        return 4.0 * layer + 3, (NodeKind.NEURON, layer)
+    return 4.0 * layer + SITE_OFFSET[site], None
+
+
+# ---- the question's own read --------------------------------------------------------------------
+def question_reads(cap: Capture) -> tuple[Read, Read | None]:
+    """The question's read field; for attention questions (query side, key side)."""
+    b = _rows(cap)
+    ans = torch.tensor(cap.answer, device=b.device)
+    w = cap.w
+    if not cap.question.is_attention:
+        assert cap.final is not None and cap.u is not None
+        x = cap.final[b, ans]
+        g = cap.u @ w.W_U.T
+        r = pull(w.ln_final, norm_scale(w.ln_final, x), g)
+        f = torch.zeros_like(cap.final)
+        f[b, ans] = r
+        terms = {}
+        if w.ln_final.b is not None:
+            terms["ln_final.b"] = (w.ln_final.b.detach().to(g.dtype) * g).sum(-1)
+        if w.b_U is not None:
+            terms["b_U"] = cap.u @ w.b_U
+        return Read(f, FINAL, None, terms), None
+    lay, h = cap.question.layer, cap.question.head
+    assert cap.keys is not None
+    keys = torch.tensor(cap.keys, device=b.device)
+    acts = cap.layers[lay]
+    dS = torch.zeros_like(acts.pattern)
+    dS[b, h, ans, keys] = 1.0
+    g_q, g_k, _ = head_input_grads(cap, lay, dS=dS)
+    ln = w.ln1(lay)
+    lnb = ln.b.detach().to(g_q.dtype) if ln.b is not None else None
+    reads = []
+    for name, gx, W, bias in (
+        ("q", g_q, w.W_Q(lay), w.b_Q(lay)),
+        ("k", g_k, w.W_K(lay), w.b_K(lay)),
+    ):
+        f = pull(ln, scale1(cap, lay), torch.einsum("bphe,hde->bpd", gx, W))
+        own = bias[h] + (lnb @ W[h] if lnb is not None else 0.0)
+        pos = ans if name == "q" else keys
+        term = (gx[b, pos, h] * own).sum(-1)
+        reads.append(Read(f, 4.0 * lay + 0.5, None, {f"L{lay}.H{h}.b_{name.upper()}": term}))
+    return reads[0], reads[1]
+
+
+def combined(a: Read, b: Read | None) -> Read:
+    if b is None:
+        return a
+    return Read(a.field + b.field, a.order, a.restrict, {**a.terms, **b.terms})
+
+
+# ---- output gradients restricted to a path --------------------------------------------------------
+def write_grad(cap: Capture, node: NodeId, read: Tensor) -> Tensor:
+    """The gradient at a node's activation (z, post, latents) of `write . read`, i.e. through the
+    node's write only: z [b, p, H, dh], post [b, p, m] or latents [b, p, F] (zeros elsewhere)."""
+    if node.kind is NodeKind.HEAD:
+        assert node.layer is not None
+        return torch.einsum("bpd,hed->bphe", read, cap.w.W_O(node.layer))
+    if node.kind is NodeKind.NEURON:
+        assert node.layer is not None
+        return read @ cap.w.mlp(node.layer)[2].T
+    lat = cap.latents[node.hook_name]
+    return (read @ lat.source.W_dec.to(read.dtype).T) * lat.scale

@@ -1,0 +1,217 @@
+"""Result types of the debugger engine: plain pydantic models, JSON-ready, rendered by every face.
+
+Effects are in units of the question's value (logits for logit questions). Signs: an effect is
+what the node *contributes*, so `ablation_effect = value - value with the node ablated`, directly
+comparable with `total_effect` (activation x gradient, its first-order estimate) and
+`direct_effect` (the node's write read straight through the frozen final normalisation).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from lenscope.attribution.questions import Question, TokenInfo
+from lenscope.interventions.spec import InterventionSet
+from lenscope.nodes import Granularity, NodeId, NodeIdStr, NodeKind
+
+Column = Literal["activation", "write_norm", "direct_effect", "total_effect", "ablation_effect"]
+COLUMN_NAMES: dict[str, Column] = {
+    "activation": "activation",
+    "write_norm": "write_norm",
+    "read": "direct_effect",
+    "total": "total_effect",
+}
+
+
+class NodeRow(BaseModel):
+    node: str  # canonical id with positions, e.g. "L1.H2@14:7"
+    component: str  # the id without positions, e.g. "L1.H2"
+    kind: NodeKind
+    granularity: Granularity
+    layer: int | None = None
+    index: int | None = None
+    site: str | None = None
+    position: int | None = None  # for heads: the query position
+    key_position: int | None = None
+    token: str | None = None
+    key_token: str | None = None
+    activation: float | None = None  # components: at the answer position
+    write_norm: float | None = None  # components: at the answer position
+    direct_effect: float = 0.0
+    total_effect: float = 0.0
+    ablation_effect: float | None = None  # measured for the top rows only
+
+
+class Ranking(BaseModel):
+    """Node ids (keys of the table's rows) with the largest positive and negative values."""
+
+    granularity: Granularity
+    column: Column
+    positive: list[str]
+    negative: list[str]
+
+
+class KindSum(BaseModel):
+    kind: NodeKind
+    direct_effect: float
+    total_effect: float
+
+
+class Term(BaseModel):
+    """A part of the direct decomposition that is no node (a bias; an SAE's bias and error)."""
+
+    name: str
+    value: float
+
+
+class TokenRow(BaseModel):
+    """Which input tokens matter: total effects (activation x gradient) summed at one position."""
+
+    position: int
+    token: str
+    embed: float  # the token embedding
+    pos_embed: float | None  # the position embedding (learned positions only)
+    heads_query: float  # heads at this position (as the query)
+    heads_key: float  # what heads moved *from* this position (token pairs with this key)
+    neurons: float
+    latents: float
+
+
+class NodeTable(BaseModel):
+    rows: list[NodeRow]
+    rankings: list[Ranking]
+    sums: list[KindSum]
+    terms: list[Term]
+    direct_total: float = Field(
+        description="sum of every model node's direct effect plus the terms (SAE views excluded); "
+        "equals the value for logit and logit-difference questions"
+    )
+    ablation: Literal["zero", "mean"] = "zero"
+
+    def row(self, node: str) -> NodeRow:
+        for r in self.rows:
+            if r.node == node:
+                return r
+        raise KeyError(node)
+
+    def top(
+        self,
+        column: Column = "total_effect",
+        granularity: Granularity = "position",
+        sign: Literal["positive", "negative"] = "positive",
+    ) -> list[NodeRow]:
+        for rk in self.rankings:
+            if rk.column == column and rk.granularity == granularity:
+                return [self.row(n) for n in getattr(rk, sign)]
+        return []
+
+
+class Candidate(BaseModel):
+    token: str
+    id: int
+    logit: float
+    prob: float
+
+
+class PromptInfo(BaseModel):
+    ids: list[int]
+    tokens: list[str]
+
+
+class WhyResult(BaseModel):
+    model: str
+    question: Question
+    description: str
+    prompt: PromptInfo
+    targets: list[TokenInfo]
+    distractors: list[TokenInfo]
+    answer_position: int
+    key_position: int | None = None
+    value: float
+    candidates: list[Candidate]
+    table: NodeTable
+    tokens: list[TokenRow]
+    interventions: InterventionSet | None = None
+    sae_hooks: list[str] = Field(default_factory=list)
+
+
+# ---- tracing ------------------------------------------------------------------------------------
+class Hop(BaseModel):
+    """One node of a trace path, for heads optionally through one input (`via`: q, k or v)."""
+
+    node: NodeIdStr
+    via: Literal["q", "k", "v"] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Hop:
+        """`L1.H2`, `L1.H2@5:k` (through its key), `L0.N7@3`..."""
+        s = text.strip()
+        for v in ("q", "k", "v"):
+            if s.lower().endswith(":" + v):
+                return cls(node=str(NodeId.parse(s[: -len(v) - 1])), via=v)
+        return cls(node=str(NodeId.parse(s)))
+
+    def __str__(self) -> str:
+        return self.node + (f":{self.via}" if self.via else "")
+
+
+class EdgeRow(BaseModel):
+    node: str
+    component: str
+    kind: NodeKind
+    granularity: Granularity
+    layer: int | None = None
+    index: int | None = None
+    site: str | None = None
+    position: int | None = None
+    key_position: int | None = None
+    token: str | None = None
+    key_token: str | None = None
+    edge: float
+    via_q: float | None = None
+    via_k: float | None = None
+    via_v: float | None = None
+
+
+class EdgeRanking(BaseModel):
+    granularity: Granularity
+    column: Literal["edge", "via_q", "via_k", "via_v"]
+    positive: list[str]
+    negative: list[str]
+
+
+class EdgeSum(BaseModel):
+    kind: NodeKind
+    edge: float
+
+
+class TokenEffect(BaseModel):
+    token: str
+    id: int
+    logit_change: float
+
+
+class TraceResult(BaseModel):
+    """Upstream: the writers feeding the traced node's input (edges), restricted to the path.
+    Downstream: the later readers of the node's write, and the output tokens it pushes."""
+
+    model: str
+    description: str
+    value: float
+    prompt: PromptInfo
+    direction: Literal["upstream", "downstream"]
+    path: list[Hop]
+    node: str
+    rows: list[EdgeRow]
+    rankings: list[EdgeRanking]
+    sums: list[EdgeSum]
+    terms: list[Term] = Field(default_factory=list)
+    edge_total: float = Field(
+        description="upstream: sum of all model writers' edges and the bias terms"
+    )
+    direct_effect: float | None = None  # downstream: the node's direct effect on the question
+    output_position: int | None = None
+    promoted: list[TokenEffect] = Field(default_factory=list)
+    suppressed: list[TokenEffect] = Field(default_factory=list)

@@ -1,0 +1,36 @@
+"""Request-scoped interventions: ablate, patch, steer; the private model view they run on.
+
+Requests are plain JSON (`InterventionSet`); `compile_plan` turns one into edits on hook points of
+a `private_view` of the model, so nothing is ever attached to the model itself.
+"""
+
+from lenscope.interventions.latents import LatentDictionary, LatentSource
+from lenscope.interventions.plan import Plan, compile_plan
+from lenscope.interventions.prompts import PromptBatch, encode_prompts
+from lenscope.interventions.scoped import private_view
+from lenscope.interventions.spec import (
+    Ablate,
+    Intervention,
+    InterventionSet,
+    Patch,
+    Prompt,
+    Steer,
+    ablate,
+)
+
+__all__ = [
+    "Ablate",
+    "Intervention",
+    "InterventionSet",
+    "LatentDictionary",
+    "LatentSource",
+    "Patch",
+    "Plan",
+    "Prompt",
+    "PromptBatch",
+    "Steer",
+    "ablate",
+    "compile_plan",
+    "encode_prompts",
+    "private_view",
+]

@@ -1,0 +1,52 @@
+"""The logit lens and the tuned lens: what each layer of the residual stream predicts.
+
+from lenscope.lens import logit_lens, lens_generation
+res = logit_lens(model, "The keys to the cabinet", watch=[" is", " are"])
+res.layer_predictions(-1); res.rankings_watch(-1); res.heatmaps()   # inline in notebooks
+gen = lens_generation(model, "for i in range(", 8)                # Ecco's rankings
+lens, info = train_tuned_lens(model, tokens); logit_lens(model, text, tuned=lens)
+"""
+
+from lenscope.lens.boundaries import Boundary, collect_residuals, lens_boundaries
+from lenscope.lens.core import lens_logits, logit_lens, project
+from lenscope.lens.corpus import LensCorpus, lens_corpus
+from lenscope.lens.evaluate import LensCurves, LensEval, evaluate_lenses, plot_lens_eval
+from lenscope.lens.generation import lens_generation
+from lenscope.lens.result import GenerationLens, LayerPrediction, LensResult, WatchRankings
+from lenscope.lens.train import TunedTraining, train_tuned_lens
+from lenscope.lens.tuned import (
+    TunedLens,
+    default_tuned_path,
+    load_tuned_lens,
+    save_tuned_lens,
+)
+from lenscope.lens.watch import WatchedToken, resolve_position, resolve_watch
+
+__all__ = [
+    "Boundary",
+    "GenerationLens",
+    "LayerPrediction",
+    "LensCorpus",
+    "LensCurves",
+    "LensEval",
+    "LensResult",
+    "TunedLens",
+    "TunedTraining",
+    "WatchRankings",
+    "WatchedToken",
+    "collect_residuals",
+    "default_tuned_path",
+    "evaluate_lenses",
+    "lens_boundaries",
+    "lens_corpus",
+    "lens_generation",
+    "lens_logits",
+    "load_tuned_lens",
+    "logit_lens",
+    "plot_lens_eval",
+    "project",
+    "resolve_position",
+    "resolve_watch",
+    "save_tuned_lens",
+    "train_tuned_lens",
+]

@@ -1,0 +1,104 @@
+"""Read every group's per-token activations during one forward pass, through hooks.
+
+Neurons: `blocks.l.mlp.hook_post`. Heads: the norm of what each head writes, |z_h W_O,h|, from
+`blocks.l.attn.hook_z` (plus the layer's queries and keys, kept so that the chosen examples'
+attention can be recomputed). Latents: `sae.encode` of the activation at the SAE's hook point.
+Hooks only read, so the model runs its fast paths (fused attention stays on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+import torch
+from torch import Tensor
+
+from lenscope.model import HookedTransformer, HookPoint
+from lenscope.model.layers import Block
+from lenscope.model.transformer import HookSpec
+from lenscope.records.config import Group, LatentSource
+from lenscope.records.select import head_norms
+
+QK = tuple[Tensor, Tensor]
+GroupFn = Callable[[Group, Tensor, QK | None], None]  # (group, acts [b, p, n] float32, q/k)
+
+
+def _neuron_hook(g: Group, fn: GroupFn) -> HookSpec:
+    def hook(x: Tensor, _: HookPoint) -> None:
+        fn(g, x.float(), None)
+
+    return (g.hook, hook)
+
+
+def _latent_hook(g: Group, sae: LatentSource, fn: GroupFn) -> HookSpec:
+    def hook(x: Tensor, _: HookPoint) -> None:
+        fn(g, sae.encode(x).float(), None)
+
+    return (g.hook, hook)
+
+
+def _head_hooks(model: HookedTransformer, g: Group, fn: GroupFn) -> list[HookSpec]:
+    attn = cast(Block, model.blocks[g.layer]).attn
+    w_o = attn.W_O.detach().float()
+    gram = w_o @ w_o.transpose(1, 2)  # [H, dh, dh]
+    group = model.cfg.n_heads // model.cfg.n_kv_heads
+    rot = "rot_" if attn.rotary is not None else ""
+    store: dict[str, Tensor] = {}
+
+    def keep(name: str) -> Callable[[Tensor, HookPoint], None]:
+        def hook(x: Tensor, _: HookPoint) -> None:
+            store[name] = x
+
+        return hook
+
+    def on_z(z: Tensor, _: HookPoint) -> None:
+        q, k = store.pop("q"), store.pop("k")
+        if group > 1:
+            k = k.repeat_interleave(group, dim=2)
+        fn(g, head_norms(z.float(), gram), (q, k))
+
+    base = f"blocks.{g.layer}.attn"
+    return [
+        (f"{base}.hook_{rot}q", keep("q")),
+        (f"{base}.hook_{rot}k", keep("k")),
+        (f"{base}.hook_z", on_z),
+    ]
+
+
+def group_hooks(
+    model: HookedTransformer, groups: list[Group], saes: list[LatentSource], fn: GroupFn
+) -> list[HookSpec]:
+    """Forward hooks that call `fn` once per group per forward pass."""
+    specs: list[HookSpec] = []
+    for g in groups:
+        if g.kind == "neuron":
+            specs.append(_neuron_hook(g, fn))
+        elif g.kind == "head":
+            specs.extend(_head_hooks(model, g, fn))
+        else:
+            specs.append(_latent_hook(g, saes[g.sae], fn))
+    return specs
+
+
+def last_layer(groups: list[Group]) -> int:
+    """The forward pass may stop after this block: no group reads anything later."""
+    return max(g.layer for g in groups)
+
+
+@torch.no_grad()
+def group_activations(
+    model: HookedTransformer,
+    groups: list[Group],
+    saes: list[LatentSource],
+    tokens: Tensor,
+) -> dict[str, Tensor]:
+    """Every group's activations [batch, pos, n] on `tokens` (for texts and for checks)."""
+    out: dict[str, Tensor] = {}
+
+    def fn(g: Group, x: Tensor, _: QK | None) -> None:
+        out[g.name] = x
+
+    with model.hooks(fwd=group_hooks(model, groups, saes, fn)):
+        model(tokens, stop_at_layer=last_layer(groups) + 1)
+    return out

@@ -1,0 +1,188 @@
+"""What a harvest keeps (`HarvestConfig`) and which nodes it covers (`Group`s of nodes).
+
+A group is one vector of nodes read at one place: the neurons of one MLP layer
+(`blocks.l.mlp.hook_post`), the heads of one attention layer (the norm of what each head writes,
+from `blocks.l.attn.hook_z` and W_O) or the latents of one SAE (its `encode` of the activation at
+its hook point). Every per-token statistic is computed for a whole group at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from torch import Tensor
+
+from lenscope.errors import InputError
+from lenscope.model import HookedTransformer, fingerprint
+from lenscope.nodes import latent_site
+
+SCHEMA_VERSION = 1
+RECORDS_KIND = "records"
+
+
+Kind = Literal["neuron", "head", "latent"]
+
+
+@runtime_checkable
+class LatentSource(Protocol):
+    """What a harvest needs of an SAE (`lenscope.sae.SparseAutoencoder` is one).
+
+    `encode(x)` maps activations [..., d_in] read at its hook point to latent activations
+    [..., d_sae]; `W_dec` is [d_sae, d_model] (the latents' output-token effects). The hook
+    point is `sae.hook_name` or `sae.cfg.hook_name`.
+    """
+
+    @property
+    def W_dec(self) -> Tensor: ...
+
+    def encode(self, x: Tensor) -> Tensor: ...
+
+
+def sae_hook(sae: LatentSource) -> str:
+    """The hook point an SAE reads."""
+    hook = getattr(sae, "hook_name", None) or getattr(getattr(sae, "cfg", None), "hook_name", "")
+    if not isinstance(hook, str) or not hook:
+        raise InputError("the SAE does not say which hook point it reads (cfg.hook_name)")
+    return hook
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    """The knobs of a harvest; every default is what `lenscope harvest` uses."""
+
+    n_tokens: int = 1 << 19
+    ctx: int = 0  # tokens per row; 0 = min(model context, 256)
+    batch_rows: int = 16
+    shard_rows: int = 128
+    top_k: int = 20
+    random_k: int = 20
+    quantile_levels: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
+    per_quantile: int = 5
+    before: int = 23  # context tokens kept before an example's token
+    after: int = 8  # and after it
+    hist_bins: int = 32
+    sample_rate: float = 0.0625  # fraction of rows feeding quantile samples and histograms
+    calib_rows: int = 32
+    seed: int = 0
+    mlp: bool = True
+    heads: bool = True
+    effects: bool = True  # output-token effects (costs n_nodes x d_model x d_vocab once)
+    effects_k: int = 10
+    effect_sources: int = 256  # most frequent corpus tokens tried as a head's source tokens
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def window(self) -> int:
+        return self.before + 1 + self.after
+
+    def row_len(self, model: HookedTransformer) -> int:
+        return self.ctx if self.ctx > 0 else min(model.cfg.n_ctx, 256)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["quantile_levels"] = list(self.quantile_levels)
+        return d
+
+    def validate(self, model: HookedTransformer) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise InputError(msg)
+
+        ctx = self.row_len(model)
+        need(1 <= ctx <= model.cfg.n_ctx, f"ctx {ctx} must lie in [1, {model.cfg.n_ctx}]")
+        need(self.n_tokens >= ctx, f"n_tokens {self.n_tokens} is less than one row of {ctx}")
+        need(self.batch_rows >= 1, "batch_rows must be at least 1")
+        need(
+            self.shard_rows >= self.batch_rows and self.shard_rows % self.batch_rows == 0,
+            f"shard_rows {self.shard_rows} must be a multiple of batch_rows {self.batch_rows}",
+        )
+        need(1 <= self.top_k <= 1000, "top_k must lie in [1, 1000]")
+        need(0 <= self.random_k <= 1000, "random_k must lie in [0, 1000]")
+        need(0 <= self.per_quantile <= 100, "per_quantile must lie in [0, 100]")
+        levels = self.quantile_levels
+        need(
+            all(0.0 <= q < 1.0 for q in levels) and list(levels) == sorted(set(levels)),
+            "quantile_levels must be increasing numbers in [0, 1)",
+        )
+        need(self.before >= 0 and self.after >= 0, "before and after must be >= 0")
+        need(1 <= self.hist_bins <= 4096, "hist_bins must lie in [1, 4096]")
+        need(0.0 < self.sample_rate <= 1.0, "sample_rate must lie in (0, 1]")
+        need(self.calib_rows >= 1, "calib_rows must be at least 1")
+        need(self.effects_k >= 1 and self.effect_sources >= 1, "effects_k, effect_sources >= 1")
+
+
+@dataclass(frozen=True)
+class Group:
+    """A vector of nodes read at one place: `name` is `mlp.L`, `attn.L` or `sae.<hook>`."""
+
+    name: str
+    kind: Kind
+    layer: int
+    hook: str  # the hook point the group's activations come from
+    size: int
+    sae: int = -1  # index into the harvest's SAE list (latents)
+
+    def node_ids(self) -> list[str]:
+        if self.kind == "neuron":
+            return [f"L{self.layer}.N{i}" for i in range(self.size)]
+        if self.kind == "head":
+            return [f"L{self.layer}.H{i}" for i in range(self.size)]
+        layer, site = latent_site(self.hook)
+        return [f"L{layer}.{site}.F{i}" for i in range(self.size)]
+
+
+def node_groups(
+    model: HookedTransformer, saes: list[LatentSource], mlp: bool = True, heads: bool = True
+) -> list[Group]:
+    """The groups of a harvest, in a fixed order: MLP layers, attention layers, then SAEs."""
+    cfg = model.cfg
+    groups: list[Group] = []
+    if mlp and not cfg.attn_only:
+        for layer in range(cfg.n_layers):
+            groups.append(
+                Group(f"mlp.{layer}", "neuron", layer, f"blocks.{layer}.mlp.hook_post", cfg.d_mlp)
+            )
+    if heads:
+        for layer in range(cfg.n_layers):
+            hook = f"blocks.{layer}.attn.hook_z"
+            groups.append(Group(f"attn.{layer}", "head", layer, hook, cfg.n_heads))
+    seen: set[str] = set()
+    fp = None
+    for i, sae in enumerate(saes):
+        if not isinstance(sae, LatentSource):
+            raise InputError(f"SAE {i} has no W_dec / encode; it cannot be harvested")
+        hook = sae_hook(sae)
+        if hook not in model.hook_dict:
+            raise InputError(f"SAE {i} reads {hook!r}, which is not a hook point of the model")
+        if hook in seen:
+            raise InputError(f"two SAEs read {hook}; harvest them separately")
+        seen.add(hook)
+        layer, _ = latent_site(hook)
+        w = sae.W_dec
+        if w.ndim != 2 or w.shape[1] != cfg.d_model:
+            raise InputError(f"SAE {i}: W_dec must be [d_sae, {cfg.d_model}], got {tuple(w.shape)}")
+        want = getattr(getattr(sae, "cfg", None), "model_fingerprint", None)
+        if want:
+            fp = fp or fingerprint(model)
+            if want != fp:
+                raise InputError(
+                    f"the SAE at {hook} was trained on another model (fingerprint {want}; "
+                    f"{model.cfg.name} is {fp}); train one on this model"
+                )
+        groups.append(Group(f"sae.{hook}", "latent", layer, hook, w.shape[0], i))
+    if not groups:
+        raise InputError("nothing to harvest: the model has no MLP, heads were turned off, no SAE")
+    return groups
+
+
+def check_node_id(node_id: str) -> str:
+    """The canonical id of a component node with a record; `InputError` otherwise."""
+    from lenscope.nodes import NodeId, NodeKind
+
+    n = NodeId.parse(node_id)
+    if n.position is not None:
+        raise InputError(f"{node_id}: records are per component; drop the @position")
+    if n.kind in (NodeKind.EMBED, NodeKind.POS):
+        raise InputError(f"{node_id}: records cover heads, neurons and SAE latents, not {n.kind}")
+    return str(n)

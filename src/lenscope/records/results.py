@@ -1,0 +1,114 @@
+"""Plain result objects of the records: what faces (CLI, server, web) render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Example:
+    """One context window: the node's activation on each token; the example token at `center`."""
+
+    set: str  # "top" | "random" | "quantile"
+    rank: int
+    position: int  # global position of the example token in the harvest's rows
+    activation: float  # at the example token
+    token_ids: list[int]
+    tokens: list[str]
+    acts: list[float]
+    center: int
+    attn: list[float] | None = None  # heads: attention from the example token to each token
+    bin: int = -1  # quantile bin (quantile examples)
+    doc: str = ""
+
+
+@dataclass
+class Stats:
+    count: int
+    mean: float
+    var: float
+    std: float
+    skew: float | None
+    kurtosis: float | None  # excess kurtosis (0 for a normal distribution)
+    density: float  # fraction of tokens with activation > 0
+    max: float
+    min: float
+
+
+@dataclass
+class Histogram:
+    """`counts[0]` is below `lo`, `counts[-1]` at or above `hi`; equal-width bins between."""
+
+    lo: float
+    hi: float
+    counts: list[int]
+    sample_rate: float
+
+
+@dataclass
+class QuantileBin:
+    level_lo: float
+    level_hi: float | None
+    lo: float
+    hi: float | None
+    examples: list[Example] = field(default_factory=list)
+
+
+@dataclass
+class TokenEffect:
+    token: str
+    token_id: int
+    value: float
+    source: str | None = None  # heads: the source token whose OV path gives this effect
+    source_id: int | None = None
+
+
+@dataclass
+class Explanation:
+    node_id: str
+    explainer: str
+    text: str
+    status: str  # "ok" | "failed"
+    score: float | None
+    control: float | None
+    n_tokens: int
+    error: str = ""
+    model: str = ""  # the LLM (llm explainer)
+
+
+@dataclass
+class NodeRecord:
+    node_id: str
+    kind: str
+    layer: int
+    index: int
+    hook: str
+    stats: Stats
+    histogram: Histogram
+    top: list[Example]
+    random: list[Example]
+    quantiles: list[QuantileBin]
+    boosts: list[TokenEffect]
+    suppresses: list[TokenEffect]
+    explanations: list[Explanation]
+    model: str
+    fingerprint: str
+
+
+@dataclass
+class TokenHit:
+    node_id: str
+    kind: str
+    matches: int  # how many of the node's listed tokens equal the query
+    max: float
+    where: str  # "top" | "boost" | "suppress"
+
+
+@dataclass
+class ActiveNode:
+    node_id: str
+    kind: str
+    activation: float  # the node's maximum on the text
+    ratio: float  # activation / the node's maximum over the harvest
+    position: int  # token index in the text
+    token: str

@@ -1,0 +1,50 @@
+"""Sparse autoencoders: TopK (OpenAI's recipe), BatchTopK and ReLU+L1 behind one config and an
+architecture registry; fast training on live or cached activations (1 or N processes), the
+paper's evaluation, splicing into a model, and SAELens / OpenAI / sparsify formats.
+
+    from lenscope.sae import sae_config_for, TrainConfig, train_sae, load_sae, splice
+    cfg = sae_config_for(model, "blocks.2.hook_resid_post", k=16)
+    result = train_sae(cfg, TrainConfig(steps=1000), model=model)
+    sae = load_sae(result.path)
+    with splice(model, sae, keep_error=True):
+        logits, cache = model.run_with_cache(tokens, names_filter="*.sae.hook_acts")
+"""
+
+from lenscope.sae.ablation import AblationSparsity, ablation_sparsity
+from lenscope.sae.architectures import ARCHITECTURES, Architecture, get_architecture
+from lenscope.sae.config import SAEConfig, TrainConfig
+from lenscope.sae.evaluate import DensityHistogram, SAEEvalResult, evaluate_sae
+from lenscope.sae.formats import export_saelens, export_sparsify, import_sae
+from lenscope.sae.io import list_saes, load_sae, save_sae
+from lenscope.sae.kernels import Codes
+from lenscope.sae.model import SparseAutoencoder
+from lenscope.sae.splice import latent_node_id, parse_latent_node_id, sae_hook_name, splice
+from lenscope.sae.train import TrainResult, sae_config_for, train_sae
+
+__all__ = [
+    "ARCHITECTURES",
+    "AblationSparsity",
+    "Architecture",
+    "Codes",
+    "DensityHistogram",
+    "SAEConfig",
+    "SAEEvalResult",
+    "SparseAutoencoder",
+    "TrainConfig",
+    "TrainResult",
+    "ablation_sparsity",
+    "evaluate_sae",
+    "export_saelens",
+    "export_sparsify",
+    "get_architecture",
+    "import_sae",
+    "latent_node_id",
+    "list_saes",
+    "load_sae",
+    "parse_latent_node_id",
+    "sae_config_for",
+    "sae_hook_name",
+    "save_sae",
+    "splice",
+    "train_sae",
+]

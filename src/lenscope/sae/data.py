@@ -1,0 +1,183 @@
+"""Token streams for SAE training and evaluation, and capturing activations at a hook point.
+
+`resolve_tokens` finds the text an SAE should see, tokenized with the model's own tokenizer:
+a token dataset directory, text files, or (default) the model's training dataset when its
+tokenizer matches, else the standard library corpus tokenized once and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from lenscope.artifacts import lenscope_home
+from lenscope.errors import ArtifactError, InputError
+from lenscope.model import HookedTransformer
+
+TokenArray = npt.NDArray[Any]
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_NOT_PER_TOKEN = ("hook_pattern", "hook_attn_scores")
+
+
+@dataclass
+class TokenStreams:
+    train: TokenArray
+    val: TokenArray
+    source: str
+
+
+def check_hook(model: HookedTransformer, hook: str) -> None:
+    """`InputError` unless `hook` is a per-token hook point of `model`."""
+    if hook not in model.hook_dict:
+        tail = hook.split(".")[-1]
+        close = [n for n in model.hook_dict if tail and tail in n][:3]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(
+            f"{model.cfg.name} has no hook point {hook!r}{hint} "
+            "(names look like blocks.0.hook_resid_post)"
+        )
+    if hook.endswith(_NOT_PER_TOKEN):
+        raise InputError(f"{hook} is not one vector per token; SAEs read per-token activations")
+
+
+def stop_layer(hook: str, n_layers: int) -> int | None:
+    """The smallest `stop_at_layer` whose forward still reaches `hook` (None: the full model)."""
+    m = _BLOCK.match(hook)
+    if m is not None:
+        return min(int(m.group(1)) + 1, n_layers)
+    if hook in ("hook_embed", "hook_pos_embed"):
+        return 0
+    return None
+
+
+def flatten_act(a: Tensor) -> Tensor:
+    """[batch, pos, ...] -> [batch, pos, d]: per-head hooks (hook_z, hook_q, ...) are flattened."""
+    return a.reshape(*a.shape[:2], -1) if a.ndim > 3 else a
+
+
+@torch.no_grad()
+def capture(model: HookedTransformer, tokens: Tensor, hook: str) -> Tensor:
+    """The activations [batch, pos, d] at `hook` for token ids [batch, pos]."""
+    got: list[Tensor] = []
+
+    def save(x: Tensor, _hook: Any) -> None:
+        got.append(x.detach())
+
+    with model.hooks(fwd=[(hook, save)]):
+        model(tokens, stop_at_layer=stop_layer(hook, model.cfg.n_layers))
+    if not got:
+        raise InputError(f"the forward pass never reached {hook}")
+    return flatten_act(got[-1])
+
+
+def hook_width(model: HookedTransformer, hook: str) -> int:
+    """The per-token width d_in of the activations at `hook`."""
+    check_hook(model, hook)
+    t = torch.zeros(1, 2, dtype=torch.long, device=model.device)
+    return int(capture(model, t, hook).shape[-1])
+
+
+def resolve_tokens(
+    model: HookedTransformer, data: Sequence[str] | None = None, *, progress: bool = True
+) -> TokenStreams:
+    """Train/val token streams for `model` (see the module docstring for the search order)."""
+    from lenscope.data import TokenDataset
+
+    paths = list(data or [])
+    if len(paths) == 1 and (Path(paths[0]) / "manifest.json").is_file():
+        ds = TokenDataset.open(paths[0])
+        _check_vocab(model, ds.vocab_size, paths[0])
+        return TokenStreams(ds.train, ds.val, f"token dataset {paths[0]}")
+    if model.tokenizer is None:
+        raise InputError(
+            f"{model.cfg.name} has no tokenizer: give a token dataset directory as data"
+        )
+    if paths:
+        return _tokenize(model, paths, progress)
+    ds_path = _model_dataset(model)
+    if ds_path is not None:
+        ds = TokenDataset.open(ds_path)
+        return TokenStreams(ds.train, ds.val, f"the model's training data {ds_path}")
+    return _stdlib(model, progress)
+
+
+def _check_vocab(model: HookedTransformer, vocab: int, where: str) -> None:
+    if vocab > model.cfg.d_vocab:
+        raise InputError(
+            f"{where} has a {vocab}-token vocabulary but {model.cfg.name} reads {model.cfg.d_vocab}"
+            "; use data tokenized for this model"
+        )
+
+
+def _tok_hash(model: HookedTransformer) -> str:
+    from lenscope.data import tokenizer_hash
+
+    assert model.tokenizer is not None
+    return tokenizer_hash(model.tokenizer.hf)
+
+
+def _model_dataset(model: HookedTransformer) -> Path | None:
+    man = getattr(model, "manifest", None)
+    data = getattr(man, "provenance", {}).get("data", {}) if man is not None else {}
+    p = data.get("path") if isinstance(data, dict) else None
+    if not isinstance(p, str) or not (Path(p) / "manifest.json").is_file():
+        return None
+    try:
+        from lenscope.artifacts import read_manifest
+
+        dm = read_manifest(p, "tokens")
+    except ArtifactError:
+        return None
+    if dm.data.get("tokenizer_sha256") != _tok_hash(model):
+        return None
+    return Path(p)
+
+
+def _stdlib(model: HookedTransformer, progress: bool) -> TokenStreams:
+    from lenscope.data import TokenDataset, build_token_dataset, iter_documents
+
+    assert model.tokenizer is not None
+    dest = lenscope_home() / "data" / f"stdlib-tok{_tok_hash(model)[:8]}"
+    if (dest / "manifest.json").is_file():
+        try:
+            ds = TokenDataset.open(dest)
+            return TokenStreams(ds.train, ds.val, f"the standard library, tokenized at {dest}")
+        except ArtifactError:
+            pass
+    ds = build_token_dataset(
+        iter_documents(None),
+        model.tokenizer.hf,
+        dest,
+        progress=progress,
+        provenance={"corpus": "the Python standard library", "for": model.cfg.name},
+    )
+    return TokenStreams(ds.train, ds.val, f"the standard library, tokenized at {dest}")
+
+
+def _tokenize(model: HookedTransformer, paths: list[str], progress: bool) -> TokenStreams:
+    from lenscope.data import iter_documents, split_of
+
+    assert model.tokenizer is not None
+    eos = model.tokenizer.eos_id
+    parts: dict[str, list[int]] = {"train": [], "val": []}
+    for doc in iter_documents(paths):
+        ids = model.tokenizer.encode(doc.text)
+        if eos is not None:
+            ids.append(eos)
+        parts[split_of(doc.name, 0, 0.02)].extend(ids)
+    train = np.asarray(parts["train"], dtype=np.int64)
+    val = np.asarray(parts["val"], dtype=np.int64)
+    if len(val) < len(train) // 50:  # too few documents for a split by name: hold out the tail
+        cut = len(train) - max(len(train) // 20, 1)
+        train, val = train[:cut], np.concatenate([train[cut:], val])
+    return TokenStreams(
+        train, val, f"{len(paths)} path(s) tokenized with {model.cfg.name}'s tokenizer"
+    )

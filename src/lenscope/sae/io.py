@@ -1,0 +1,151 @@
+"""The SAE artifact: `manifest.json` (kind "sae") beside `sae.safetensors`.
+
+The manifest's data records the SAEConfig (architecture, d_in, d_sae, k, normalisation, hook
+point, model name and fingerprint), the stored dtype and, after training, its final metrics;
+provenance records how it was made. Names resolve in `assets/saes/` (shipped) then
+`$LENSCOPE_HOME/saes/` (trained); any directory path works too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
+from lenscope.errors import ArtifactError, InputError
+from lenscope.sae.config import SAEConfig
+from lenscope.sae.model import SparseAutoencoder
+
+KIND = "sae"
+SCHEMA = 1
+WEIGHTS = "sae.safetensors"
+TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")
+
+
+def shipped_saes_dir() -> Path:
+    from lenscope.model.load import assets_dir
+
+    return assets_dir() / "saes"
+
+
+def trained_saes_dir() -> Path:
+    return lenscope_home() / "saes"
+
+
+def save_sae(
+    sae: SparseAutoencoder,
+    dest: Path | str,
+    *,
+    provenance: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write an SAE artifact (fp16 tensors with `half`); atomic, replaces `dest`."""
+    dtype = torch.float16 if half else torch.float32
+    sd = {n: getattr(sae, n).detach().to("cpu", dtype).contiguous() for n in TENSORS}
+    data = {
+        "config": sae.cfg.to_dict(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "metrics": metrics or {},
+    }
+    man = Manifest(kind=KIND, schema_version=SCHEMA, provenance=provenance or {}, data=data)
+    with writing_artifact(dest, man) as tmp:
+        save_file(sd, str(tmp / WEIGHTS))
+    return Path(dest)
+
+
+def resolve_sae_path(name_or_path: str | os.PathLike[str]) -> Path:
+    s = str(name_or_path)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return p
+    if "/" not in s:
+        for root in (shipped_saes_dir(), trained_saes_dir()):
+            if (root / s).is_dir():
+                return root / s
+    names = sorted(e.name for e in list_saes())
+    raise InputError(
+        f"no SAE named {s!r}: not a directory, nor in {shipped_saes_dir()} or "
+        f"{trained_saes_dir()}. Available: {', '.join(names) or 'none'} (see `lenscope sae list`)"
+    )
+
+
+def load_sae(
+    name_or_path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> SparseAutoencoder:
+    """Load an SAE artifact by name or path; `ArtifactError` if it is not a valid one."""
+    d = resolve_sae_path(name_or_path)
+    m = read_manifest(d, KIND, SCHEMA)
+    try:
+        cfg = SAEConfig.from_dict(m.data["config"])
+    except (KeyError, TypeError) as e:
+        raise ArtifactError(f"{d}: manifest has no valid SAE config ({e})") from None
+    except InputError as e:
+        raise ArtifactError(f"{d}: invalid SAE config: {e}") from None
+    try:
+        sd = load_file(str(d / WEIGHTS))
+    except (SafetensorError, FileNotFoundError, OSError) as e:
+        raise ArtifactError(f"cannot read {d / WEIGHTS}: {e}; the SAE is corrupt") from None
+    sae = SparseAutoencoder(cfg, dtype=dtype, device=device)
+    assign_tensors(sae, sd, str(d))
+    sae.manifest = m  # type: ignore[assignment]
+    return sae.eval()
+
+
+def assign_tensors(sae: SparseAutoencoder, sd: dict[str, torch.Tensor], where: str) -> None:
+    """Copy W_enc/b_enc/W_dec/b_dec (and threshold, if given) in, checking every shape."""
+    needed = ("W_enc", "b_enc", "W_dec", "b_dec")
+    missing = [n for n in needed if n not in sd]
+    if missing:
+        raise ArtifactError(f"{where}: missing tensor(s) {', '.join(missing)}")
+    with torch.no_grad():
+        for n in (*needed, "threshold"):
+            if n not in sd:
+                continue
+            dst = getattr(sae, n)
+            src = sd[n]
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ArtifactError(
+                    f"{where}: {n} has shape {tuple(src.shape)} but d_in {sae.d_in} and "
+                    f"d_sae {sae.d_sae} imply {tuple(dst.shape)}"
+                )
+            if src.is_floating_point() and not bool(torch.isfinite(src).all()):
+                raise ArtifactError(f"{where}: {n} contains NaN or infinite values")
+            dst.copy_(src.to(dst.dtype))
+
+
+@dataclass
+class SAEEntry:
+    name: str
+    source: str  # "shipped" | "trained"
+    path: Path
+    summary: str
+
+
+def list_saes() -> list[SAEEntry]:
+    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read)."""
+    out: list[SAEEntry] = []
+    for source, root in (("shipped", shipped_saes_dir()), ("trained", trained_saes_dir())):
+        if not root.is_dir():
+            continue
+        for d in sorted(root.iterdir()):
+            if not (d / "manifest.json").is_file():
+                continue
+            try:
+                c = read_manifest(d, KIND).data.get("config", {})
+                summary = (
+                    f"{c.get('architecture')} k={c.get('k')} {c.get('d_sae')} latents on "
+                    f"{c.get('model_name') or '?'} {c.get('hook_name') or '?'}"
+                )
+            except ArtifactError as e:
+                summary = f"unreadable: {e}"
+            out.append(SAEEntry(d.name, source, d, summary))
+    return out

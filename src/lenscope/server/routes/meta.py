@@ -1,0 +1,118 @@
+"""Health, what the server serves, and tokenizing."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends
+
+from lenscope.errors import InputError
+from lenscope.markov import MAX_STATES
+from lenscope.nodes import NodeKind, latent_site
+from lenscope.server import config as C
+from lenscope.server.deps import get_state, prompt_limit
+from lenscope.server.errors import ApiError
+from lenscope.server.schemas import TokenizeRequest
+from lenscope.server.state import ServerState
+from lenscope.server.views import (
+    DemoQuestion,
+    Health,
+    Limits,
+    ModelInfo,
+    RecordsInfo,
+    SAEInfo,
+    Tokenized,
+)
+
+router = APIRouter(prefix="/api", tags=["server"])
+
+
+@router.get("/health", response_model=Health, summary="Is the server up, how busy is it")
+async def health(state: ServerState = Depends(get_state)) -> Health:
+    return Health(
+        status="ok",
+        model=state.model.cfg.name,
+        uptime_s=time.time() - state.started,
+        lanes=[state.heavy.stats(), state.light.stats()],
+    )
+
+
+def model_info(state: ServerState) -> ModelInfo:
+    model = state.model
+    cfg = model.cfg
+    kinds = [NodeKind.HEAD, NodeKind.EMBED]
+    if not cfg.attn_only and cfg.d_mlp:
+        kinds.insert(1, NodeKind.NEURON)
+    if cfg.positional == "learned":
+        kinds.append(NodeKind.POS)
+    if state.saes:
+        kinds.append(NodeKind.LATENT)
+    saes = []
+    for s in state.saes:
+        layer, site = latent_site(s.hook)
+        saes.append(
+            SAEInfo(name=s.name, hook=s.hook, d_sae=s.d_sae, node_prefix=f"L{layer}.{site}")
+        )
+    recs = state.records
+    records = RecordsInfo(available=False, note=state.records_note)
+    if recs is not None:
+        n = len(state.with_records(lambda r: r.node_ids()))
+        records = RecordsInfo(available=True, coverage=recs.coverage(), n_nodes=n)
+    return ModelInfo(
+        name=cfg.name,
+        fingerprint=state.fingerprint,
+        n_params=sum(p.numel() for p in model.parameters()),
+        config=cfg.to_dict(),
+        has_tokenizer=model.tokenizer is not None,
+        node_kinds=[k.value for k in kinds],
+        saes=saes,
+        records=records,
+        limits=Limits(
+            max_prompt_chars=C.MAX_PROMPT_CHARS,
+            max_prompt_tokens=prompt_limit(model),
+            max_batch=C.MAX_BATCH,
+            max_top_k=C.MAX_TOP_K,
+            max_measure=C.MAX_MEASURE,
+            max_interventions=C.MAX_INTERVENTIONS,
+            max_trace_hops=C.MAX_TRACE_HOPS,
+            max_lens_k=C.MAX_LENS_K,
+            max_watch=C.MAX_WATCH,
+            max_generate=C.MAX_GENERATE,
+            max_markov_steps=C.MAX_MARKOV_STEPS,
+        ),
+        demo=DemoQuestion(prompt=C.DEMO_PROMPT, target=C.DEMO_TARGET, distractor=C.DEMO_DISTRACTOR),
+        markov=cfg.d_vocab ** min(cfg.n_ctx, 13) <= MAX_STATES,
+    )
+
+
+@router.get("/model", response_model=ModelInfo, summary="The served model, its SAEs and records")
+async def model(state: ServerState = Depends(get_state)) -> ModelInfo:
+    return await state.light.run(model_info, state)
+
+
+@router.get("/models/{name}", response_model=ModelInfo, summary="The served model, by name")
+async def model_by_name(name: str, state: ServerState = Depends(get_state)) -> ModelInfo:
+    """One model per server: a name that is not the served model is a 404 (names are never
+    looked up on disk)."""
+    if name not in (state.model.cfg.name, state.config.model):
+        raise ApiError(
+            404,
+            f"this server serves {state.model.cfg.name!r}, not {name[:80]!r}; start "
+            "`lenscope serve NAME` for another model",
+            "UnknownModel",
+        )
+    return await state.light.run(model_info, state)
+
+
+@router.post(
+    "/tokenize", response_model=Tokenized, summary="Text to tokens, as the engine reads it"
+)
+async def tokenize(req: TokenizeRequest, state: ServerState = Depends(get_state)) -> Tokenized:
+    def job() -> Tokenized:
+        model = state.model
+        if model.tokenizer is None:
+            raise InputError(f"{model.cfg.name} has no tokenizer; give token ids")
+        ids = model.tokenizer.encode(req.text, prepend_bos=model.cfg.default_prepend_bos)
+        return Tokenized(ids=ids, tokens=model.tokenizer.str_tokens(ids))
+
+    return await state.light.run(job)

@@ -1,0 +1,151 @@
+"""`lenscope why`: tokenization, node table, token view, ablation, tracing and attention from the
+command line, as tables and as JSON checked against the model's own forward pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lenscope import load_model, save_model
+from lenscope.cli.main import app
+from lenscope.errors import InputError
+from tests.attribution.factory import tokenized_model
+
+PROMPT = "w1 w2 w3 w4 w5"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("why")
+    return save_model(tokenized_model(d / "tok"), d / "model")
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(app, ["why", *args], catch_exceptions=True)
+
+
+def as_json(*args: str) -> dict[str, Any]:
+    res = run(*args, "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
+def last_logits(model_dir: Path, text: str, hooks: list[Any] | None = None) -> torch.Tensor:
+    model = load_model(model_dir)
+    with torch.no_grad():
+        return model.run_with_hooks(model.to_tokens(text), fwd_hooks=hooks or [])[0, -1]
+
+
+def test_tables_show_tokenization_candidates_nodes_and_tokens(model_dir: Path) -> None:
+    res = run(str(model_dir), PROMPT, "--target", " w6", "--distractor", " w7", "--measure", "2")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "target ' w6' → id 8 'w6'" in out
+    assert "distractor ' w7' → id 9 'w7'" in out
+    for part in ("top next tokens", "components", "nodes at a position", "token view", "L1.H"):
+        assert part in out
+
+
+def test_json_value_is_the_models_logit_difference(model_dir: Path) -> None:
+    r = as_json(str(model_dir), PROMPT, "-t", " w6", "-d", " w7")["result"]
+    logits = last_logits(model_dir, PROMPT)
+    assert r["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)
+    assert r["table"]["direct_total"] == pytest.approx(r["value"], abs=1e-4)
+    assert [t.strip() for t in r["prompt"]["tokens"][1:]] == PROMPT.split()
+    assert r["tokens"][0]["position"] == 0 and len(r["tokens"]) == 6
+
+
+def test_default_question_is_top_prediction_against_runner_up(model_dir: Path) -> None:
+    r = as_json(str(model_dir), PROMPT, "--measure", "0")["result"]
+    top2 = last_logits(model_dir, PROMPT).topk(2).indices.tolist()
+    assert [r["targets"][0]["id"], r["distractors"][0]["id"]] == top2
+    assert r["value"] > 0
+
+
+def test_ablate_trace_and_attention(model_dir: Path) -> None:
+    rep = as_json(
+        str(model_dir), PROMPT, "-t", " w6", "-d", " w7", "--ablate", "L1.H2", "--measure", "0"
+    )
+
+    def zero(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, 2] = 0
+        return x
+
+    clean, cut = (
+        last_logits(model_dir, PROMPT),
+        last_logits(model_dir, PROMPT, [("blocks.1.attn.hook_z", zero)]),
+    )
+    assert rep["baseline_value"] == pytest.approx(float(clean[8] - clean[9]), abs=1e-5)
+    assert rep["result"]["value"] == pytest.approx(float(cut[8] - cut[9]), abs=1e-5)
+    rep = as_json(
+        str(model_dir), PROMPT, "--trace", "L1.H0:k", "--trace", "L0.H1", "--measure", "0"
+    )
+    assert rep["trace"]["node"] == "L0.H1"
+    assert [h["via"] for h in rep["trace"]["path"]] == ["k", None]
+    rep = as_json(str(model_dir), PROMPT, "--attention", "L1.H2:last:3", "--measure", "0")
+    model = load_model(model_dir)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model.to_tokens(PROMPT))
+    assert rep["attention"]["score"] == pytest.approx(
+        float(cache["attn_scores", 1][0, 2, 5, 3]), abs=1e-5
+    )
+    assert rep["attention"]["query_total"] == pytest.approx(rep["attention"]["score"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-t", " zebra", "-d", " w7"], "not in the vocabulary"),
+        (["-t", " w6", "-d", " w6"], "both a target and a distractor"),
+        (["--ablate", "L1.Q2"], "unknown node id"),
+        (["--attention", "1.2.3"], "expected L.H:q:k"),
+        (["--position", "30", "-t", " w6"], "beyond the prompt"),
+    ],
+)
+def test_bad_input_is_an_input_error(model_dir: Path, args: list[str], message: str) -> None:
+    res = run(str(model_dir), PROMPT, *args)
+    assert res.exit_code != 0
+    assert isinstance(res.exception, InputError)
+    assert message in str(res.exception) and "\n" not in str(res.exception)
+
+
+def test_the_command_prints_one_red_line_and_exits_1(model_dir: Path) -> None:
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenscope.cli.main",
+            "why",
+            str(model_dir),
+            PROMPT,
+            "--ablate",
+            "L9.H0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 1
+    assert p.stderr.strip().startswith("error:") and "layer 9 does not exist" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_sae_latents_become_nodes(model_dir: Path, tmp_path: Path) -> None:
+    sae_mod = pytest.importorskip("lenscope.sae")
+    cfg = sae_mod.SAEConfig(d_in=32, d_sae=40, k=4, hook_name="blocks.0.hook_resid_post")
+    path = sae_mod.save_sae(sae_mod.SparseAutoencoder(cfg, seed=3), tmp_path / "sae")
+    r = as_json(str(model_dir), PROMPT, "-t", " w6", "-d", " w7", "--sae", str(path), "--top", "40")
+    result = r["result"]
+    assert result["sae_hooks"] == ["blocks.0.hook_resid_post"]
+    latents = [row for row in result["table"]["rows"] if row["kind"] == "latent"]
+    assert latents and all(row["component"].startswith("L0.resid_post.F") for row in latents)
+    logits = last_logits(model_dir, PROMPT)
+    assert result["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)

@@ -1,0 +1,41 @@
+// Names for the generated schema types (src/api/schema.ts is generated from the server's
+// OpenAPI by `npm run gen:api`; never edit it by hand).
+import type { components } from "./schema";
+
+type S = components["schemas"];
+export type WhyResult = S["WhyResult"];
+export type WhyRequest = S["WhyRequest"];
+export type NodeRow = S["NodeRow"];
+export type NodeTable = S["NodeTable"];
+export type TokenRow = S["TokenRow"];
+export type Candidate = S["Candidate"];
+export type Comparison = S["Comparison"];
+export type CompareRow = S["CompareRow"];
+export type CompareRequest = S["CompareRequest"];
+export type TraceResult = S["TraceResult"];
+export type TraceRequest = S["TraceRequest"];
+export type EdgeRow = S["EdgeRow"];
+export type AttentionResult = S["AttentionResult"];
+export type AttentionRequest = S["AttentionRequest"];
+export type SideRow = S["SideRow"];
+export type InterventionSet = S["InterventionSet"];
+export type ModelInfo = S["ModelInfo"];
+export type NodeRecord = S["NodeRecord"];
+export type Example = S["Example"];
+export type Explanation = S["Explanation"];
+export type NodeActivations = S["NodeActivations"];
+export type NodeSummary = S["NodeSummary"];
+export type SummaryMap = S["SummaryMap"];
+export type LensView = S["LensView"];
+export type LensRequest = S["LensRequest"];
+export type CircuitsView = S["CircuitsView"];
+export type TokenTableView = S["TokenTableView"];
+export type MarkovView = S["MarkovView"];
+export type ChainView = S["ChainView"];
+export type BabyRequest = S["BabyRequest"];
+export type ErrorBody = S["ErrorBody"];
+export type Tokenized = S["Tokenized"];
+export type RecordEffect = S["lenscope__records__results__TokenEffect"];
+export type TraceEffect = S["lenscope__attribution__results__TokenEffect"];
+export type NodeKind = S["NodeKind"];
+export type Question = WhyRequest["question"];
