@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import subprocess
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +48,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("e2e")
     corpus = sorted(glob.glob(str(Path(sysconfig.get_paths()["stdlib"]) / "json" / "*.py")))
     cfg = HarvestConfig(n_tokens=4096, ctx=64, batch_rows=8, shard_rows=64, top_k=10, random_k=10)
-    harvest(load_model(name), d / "records", config=cfg, corpus=corpus, progress=False, log=lambda _: None)
+    harvest(
+        load_model(name),
+        d / "records",
+        config=cfg,
+        corpus=corpus,
+        progress=False,
+        log=lambda _: None,
+    )
     home = Path(os.environ.get("LENSCOPE_HOME", d / "home"))
     proc, url = start_server(resolve_model_path(name), home, "--records", str(d / "records"))
     yield url

@@ -34,7 +34,10 @@ def shot(pg: Any, name: str) -> None:
 
 def values(pg: Any, column: str) -> list[float | None]:
     cells = pg.locator(f"[data-testid=node-table] tbody td[data-column={column}]")
-    return [None if v == "" else float(v) for v in cells.evaluate_all("cs => cs.map(c => c.dataset.value)")]
+    return [
+        None if v == "" else float(v)
+        for v in cells.evaluate_all("cs => cs.map(c => c.dataset.value)")
+    ]
 
 
 def value(pg: Any) -> float:
@@ -52,7 +55,10 @@ def test_ask_sort_ablate_trace(page: Any, served: str) -> None:
     pg.goto(served)
     pg.wait_for_selector("[data-testid=node-table] tbody tr", timeout=60_000)
     assert "print(items[i]" in pg.input_value("textarea[name=prompt]")
-    assert pg.input_value("input[name=target]") == ")" and pg.input_value("input[name=distractor]") == ","
+    assert (
+        pg.input_value("input[name=target]") == ")"
+        and pg.input_value("input[name=distractor]") == ","
+    )
     shot(pg, "01-debugger")
 
     # sort by estimated total effect (largest magnitude first), flip it, flip it back
@@ -109,7 +115,9 @@ def test_ask_sort_ablate_trace(page: Any, served: str) -> None:
     assert f"{head}:k" in pg.text_content("[data-testid=trace-panel] .chain")
     layer = int(head[1 : head.index(".")])
     pg.locator("[data-testid=trace-panel] .tabs button", has_text="component").click()
-    traced = pg.locator("[data-testid=trace-table] tbody tr").evaluate_all("rs => rs.map(r => r.dataset.node)")
+    traced = pg.locator("[data-testid=trace-table] tbody tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.node)"
+    )
     earlier = [n for n in traced if ".H" in n and int(n[1 : n.index(".")]) < layer]
     assert earlier, traced
     shot(pg, "03-trace")
@@ -125,7 +133,9 @@ def test_node_page_examples_explanation_and_my_text(page: Any, served: str) -> N
     pg.wait_for_selector("[data-testid=examples] li", timeout=60_000)
     assert urlparse(pg.url).path == f"/node/{node}"
     assert pg.locator("[data-testid=examples] li").count() >= 5
-    shaded = pg.locator("[data-testid=examples] .tok").evaluate_all("ts => ts.filter(t => t.style.background && t.style.background !== 'transparent').length")
+    shaded = pg.locator("[data-testid=examples] .tok").evaluate_all(
+        "ts => ts.filter(t => t.style.background && t.style.background !== 'transparent').length"
+    )
     assert shaded > 0
     pg.click("[data-testid=explanation] button")
     pg.wait_for_selector("[data-testid=explanation] .explanation-item", timeout=60_000)

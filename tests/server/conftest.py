@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from lenscope import HookedTransformer
 from lenscope.records import HarvestConfig, Records, harvest
+from lenscope.sae import SparseAutoencoder
 from lenscope.server import ServerConfig, ServerState, create_app
 from lenscope.server.state import NamedSAE
-from lenscope.sae import SparseAutoencoder
 from tests.server.fixtures import SAE_HOOK, corpus, tiny_model, tiny_sae
 
 
@@ -39,8 +39,12 @@ def records_dir(
         sample_rate=0.5, calib_rows=8, effects_k=5, effect_sources=20,
     )  # fmt: skip
     docs = corpus(d / "corpus")
-    harvest(model, d / "rec", saes=[sae], config=cfg, corpus=docs, progress=False, log=lambda _: None)
-    explain_records(Records(d / "rec"), OfflineExplainer(), ["L0.H1", "L1.N3"], progress=False)
+    harvest(
+        model, d / "rec", saes=[sae], config=cfg, corpus=docs, progress=False, log=lambda _: None
+    )
+    recs = Records(d / "rec")
+    explain_records(recs, OfflineExplainer(), ["L0.H1", "L1.N3"], progress=False)
+    recs.close()
     return d / "rec"
 
 
@@ -62,3 +66,11 @@ def state(
 def client(state: ServerState) -> Iterator[TestClient]:
     with TestClient(create_app(state), base_url="http://127.0.0.1") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def recs(records_dir: Path, model: HookedTransformer) -> Iterator[Records]:
+    """The records opened independently of the server (the reference the routes must match)."""
+    r = Records(records_dir, model)
+    yield r
+    r.close()

@@ -70,9 +70,15 @@ def test_measured_ablation_column_is_the_drop_when_that_node_is_ablated(
     client: TestClient,
 ) -> None:
     body = client.post("/api/why", json={"prompt": PROMPT, "question": QUESTION}).json()
-    row = next(r for r in body["table"]["rows"] if r["ablation_effect"] is not None and r["granularity"] == "component")
+    row = next(
+        r
+        for r in body["table"]["rows"]
+        if r["ablation_effect"] is not None and r["granularity"] == "component"
+    )
     iv = {"interventions": [{"type": "ablate", "node": row["node"]}]}
-    after = client.post("/api/why", json={"prompt": PROMPT, "question": QUESTION, "interventions": iv, "measure": 0})
+    after = client.post(
+        "/api/why", json={"prompt": PROMPT, "question": QUESTION, "interventions": iv, "measure": 0}
+    )
     assert abs((body["value"] - after.json()["value"]) - row["ablation_effect"]) < 1e-4
 
 
@@ -110,13 +116,16 @@ def test_compare_sides_are_the_two_questions(client: TestClient, model: HookedTr
 def test_trace_through_a_heads_key_is_the_library_trace(
     client: TestClient, state: ServerState
 ) -> None:
-    r = client.post("/api/trace", json={"prompt": PROMPT, "question": QUESTION, "path": ["L1.H2@8:k"]})
+    r = client.post(
+        "/api/trace", json={"prompt": PROMPT, "question": QUESTION, "path": ["L1.H2@8:k"]}
+    )
     assert r.status_code == 200, r.text
     lib = state.debugger.trace(PROMPT, LogitDiff(target=[" w5"], distractor=[" w7"]), ["L1.H2@8:k"])
     same(r.json(), lib.model_dump(mode="json"))
     assert r.json()["path"] == [{"node": "L1.H2@8", "via": "k"}]
     down = client.post(
-        "/api/trace", json={"prompt": PROMPT, "question": QUESTION, "path": ["L0.N3"], "direction": "downstream"}
+        "/api/trace",
+        json={"prompt": PROMPT, "question": QUESTION, "path": ["L0.N3"], "direction": "downstream"},
     )
     assert down.status_code == 200 and down.json()["direction"] == "downstream"
 
@@ -149,7 +158,9 @@ def test_concurrent_tabs_never_see_each_others_interventions(client: TestClient)
     assert len({round(v, 5) for v in alone}) >= 4  # the interventions do differ
     with ThreadPoolExecutor(6) as pool:
         for _ in range(3):
-            got = list(pool.map(lambda b: client.post("/api/why", json=b).json()["value"], bodies * 2))
+            got = list(
+                pool.map(lambda b: client.post("/api/why", json=b).json()["value"], bodies * 2)
+            )
             assert got == alone * 2
     plain = client.post("/api/why", json=bodies[0]).json()
     assert plain["interventions"] is None and plain["value"] == alone[0]

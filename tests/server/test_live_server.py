@@ -98,7 +98,9 @@ def test_bounded_load_has_no_errors(live: str) -> None:
     assert not failures, failures[:3]
     assert len(latencies) >= 8
     q = statistics.quantiles(latencies, n=100)
-    print(f"\nload: {len(latencies)} requests, p50 {1000 * q[49]:.0f} ms, p99 {1000 * q[98]:.0f} ms")
+    print(
+        f"\nload: {len(latencies)} requests, p50 {1000 * q[49]:.0f} ms, p99 {1000 * q[98]:.0f} ms"
+    )
 
 
 def test_serve_refuses_an_exposed_bind_without_a_token(tmp_path: Path) -> None:

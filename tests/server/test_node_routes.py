@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,8 +22,7 @@ def as_json(x: Any) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(x)))
 
 
-def test_record_is_the_records_own(client: TestClient, records_dir: Path, model: HookedTransformer) -> None:
-    recs = Records(records_dir, model)
+def test_record_is_the_records_own(client: TestClient, recs: Records) -> None:
     for node in ("L1.N3", "L0.H1", "L0.resid_post.F2"):
         r = client.get(f"/api/nodes/{node}")
         assert r.status_code == 200, r.text
@@ -32,8 +30,7 @@ def test_record_is_the_records_own(client: TestClient, records_dir: Path, model:
     assert client.get("/api/nodes/l0.h1").json()["node_id"] == "L0.H1"  # canonical spelling
 
 
-def test_explanation_is_generated_scored_and_cached(client: TestClient, records_dir: Path, model: HookedTransformer) -> None:
-    recs = Records(records_dir, model)
+def test_explanation_is_generated_scored_and_cached(client: TestClient, recs: Records) -> None:
     stored = client.post("/api/nodes/L0.H1/explain", json={}).json()
     assert stored == as_json(recs.node("L0.H1").explanations[0])  # explained at harvest time
     want = as_json(explain_node(OfflineExplainer(), recs.node("L1.N7")))
@@ -46,8 +43,7 @@ def test_explanation_is_generated_scored_and_cached(client: TestClient, records_
     assert [e["explainer"] for e in rec["explanations"]] == ["offline"]  # the cached one joins
 
 
-def test_summaries_show_explanations_and_top_tokens(client: TestClient, records_dir: Path, model: HookedTransformer) -> None:
-    recs = Records(records_dir, model)
+def test_summaries_show_explanations_and_top_tokens(client: TestClient, recs: Records) -> None:
     r = client.get("/api/summaries", params={"nodes": "L0.H1@3,L1.N3,embed,L0.N0"})
     assert r.status_code == 200, r.text
     nodes = r.json()["nodes"]
@@ -65,7 +61,9 @@ def _tokens(model: HookedTransformer) -> torch.Tensor:
     return torch.tensor([model.tokenizer.encode(TEXT, prepend_bos=True)])
 
 
-def test_neuron_activations_are_the_mlp_outputs(client: TestClient, model: HookedTransformer) -> None:
+def test_neuron_activations_are_the_mlp_outputs(
+    client: TestClient, model: HookedTransformer
+) -> None:
     r = client.post("/api/nodes/L1.N3/activations", json={"text": TEXT})
     assert r.status_code == 200, r.text
     _, cache = model.run_with_cache(_tokens(model))
@@ -74,17 +72,21 @@ def test_neuron_activations_are_the_mlp_outputs(client: TestClient, model: Hooke
     assert r.json()["max_over_records"] is not None
 
 
-def test_head_activations_are_write_norms_with_the_pattern(client: TestClient, model: HookedTransformer) -> None:
+def test_head_activations_are_write_norms_with_the_pattern(
+    client: TestClient, model: HookedTransformer
+) -> None:
     r = client.post("/api/nodes/L1.H2/activations", json={"text": TEXT}).json()
     _, cache = model.run_with_cache(_tokens(model))
     z = cache["blocks.1.attn.hook_z"][0, :, 2]  # [pos, d_head]
-    want = (z @ model.blocks[1].attn.W_O[2]).norm(dim=-1)
+    want = (z @ model.W_O[1, 2]).norm(dim=-1)
     assert torch.allclose(torch.tensor(r["acts"]), want.float(), atol=1e-4)
     pat = cache["blocks.1.attn.hook_pattern"][0, 2]
     assert torch.allclose(torch.tensor(r["pattern"]), pat.float(), atol=1e-6)
 
 
-def test_latent_activations_are_the_sae_codes(client: TestClient, model: HookedTransformer, sae: SparseAutoencoder) -> None:
+def test_latent_activations_are_the_sae_codes(
+    client: TestClient, model: HookedTransformer, sae: SparseAutoencoder
+) -> None:
     r = client.post("/api/nodes/L0.resid_post.F5/activations", json={"text": TEXT}).json()
     _, cache = model.run_with_cache(_tokens(model))
     with torch.no_grad():
@@ -92,8 +94,9 @@ def test_latent_activations_are_the_sae_codes(client: TestClient, model: HookedT
     assert torch.allclose(torch.tensor(r["acts"]), want.float(), atol=1e-5)
 
 
-def test_search_and_most_active_are_the_libraries(client: TestClient, records_dir: Path, model: HookedTransformer, sae: SparseAutoencoder) -> None:
-    recs = Records(records_dir, model)
+def test_search_and_most_active_are_the_libraries(
+    client: TestClient, recs: Records, model: HookedTransformer, sae: SparseAutoencoder
+) -> None:
     got = client.get("/api/search", params={"token": "w4", "limit": 5}).json()
     assert got == [dataclasses.asdict(h) for h in recs.search_tokens("w4", "top", 5)]
     act = client.post("/api/active", json={"text": TEXT, "limit": 7}).json()

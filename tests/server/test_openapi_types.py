@@ -30,7 +30,9 @@ def test_committed_spec_is_the_live_apps(client: TestClient) -> None:
     not GENERATOR.exists() or shutil.which("node") is None,
     reason="web/node_modules is not installed (cd web && npm ci)",
 )
-def test_committed_types_are_generated_from_the_live_spec(client: TestClient, tmp_path: Path) -> None:
+def test_committed_types_are_generated_from_the_live_spec(
+    client: TestClient, tmp_path: Path
+) -> None:
     spec = tmp_path / "openapi.json"
     spec.write_text(json.dumps(client.get("/openapi.json").json(), indent=2, sort_keys=True))
     out = tmp_path / "schema.ts"

@@ -46,8 +46,14 @@ def test_token_guards_the_api(model: HookedTransformer) -> None:
     body = {"prompt": PROMPT, "question": QUESTION, "measure": 0}
     r = c.post("/api/why", json=body)
     assert r.status_code == 401 and "token" in r.json()["error"]
-    assert c.post("/api/why", json=body, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
-    assert c.post("/api/why", json=body, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    assert (
+        c.post("/api/why", json=body, headers={"Authorization": "Bearer wrong-token"}).status_code
+        == 401
+    )
+    assert (
+        c.post("/api/why", json=body, headers={"Authorization": "Bearer s3cret-token"}).status_code
+        == 200
+    )
     assert c.get("/api/model", headers={"X-Lenscope-Token": "s3cret-token"}).status_code == 200
     assert c.get("/api/health").status_code == 200  # open: says nothing about the model's data
     st.close()

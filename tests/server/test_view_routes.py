@@ -16,14 +16,21 @@ from lenscope.server.config import MAX_TOP_K
 from tests.server.fixtures import PROMPT
 
 
-def test_model_info_describes_the_served_model(client: TestClient, model: HookedTransformer) -> None:
+def test_model_info_describes_the_served_model(
+    client: TestClient, model: HookedTransformer
+) -> None:
     info = client.get("/api/model").json()
     assert info["name"] == "tiny"
     assert info["n_params"] == sum(p.numel() for p in model.parameters())
     assert info["config"]["d_model"] == 32 and info["config"]["n_layers"] == 2
     assert info["node_kinds"] == ["head", "neuron", "embed", "pos", "latent"]
     assert info["saes"] == [
-        {"name": "tiny-sae", "hook": "blocks.0.hook_resid_post", "d_sae": 16, "node_prefix": "L0.resid_post"}
+        {
+            "name": "tiny-sae",
+            "hook": "blocks.0.hook_resid_post",
+            "d_sae": 16,
+            "node_prefix": "L0.resid_post",
+        }
     ]
     assert info["records"]["available"] and info["records"]["n_nodes"] == 2 * 32 + 2 * 4 + 16
     assert info["limits"]["max_top_k"] == MAX_TOP_K
@@ -44,7 +51,9 @@ def test_health_reports_the_lanes(client: TestClient) -> None:
     assert [x["name"] for x in h["lanes"]] == ["heavy", "light"]
 
 
-def test_lens_last_row_is_the_models_own_prediction(client: TestClient, model: HookedTransformer) -> None:
+def test_lens_last_row_is_the_models_own_prediction(
+    client: TestClient, model: HookedTransformer
+) -> None:
     r = client.post("/api/lens", json={"prompt": PROMPT, "k": 3, "watch": [" w5", " w7"]})
     assert r.status_code == 200, r.text
     v = r.json()
@@ -52,18 +61,24 @@ def test_lens_last_row_is_the_models_own_prediction(client: TestClient, model: H
     with torch.no_grad():
         logits = model(torch.tensor([ids]))[0]
     probs = logits.softmax(-1)
+    assert model.tokenizer is not None
     assert v["boundaries"] == ["embed", "L0.post", "L1.post"]
     for p in range(len(ids)):
         top = probs[p].topk(3)
-        assert [model.tokenizer.decode([i]) for i in top.indices.tolist()] == v["top_tokens"][-1][p]  # type: ignore[union-attr]
-        assert max(abs(a - b) for a, b in zip(v["top_probs"][-1][p], top.values.tolist(), strict=True)) < 1e-5
+        assert [model.tokenizer.decode([i]) for i in top.indices.tolist()] == v["top_tokens"][-1][p]
+        assert (
+            max(abs(a - b) for a, b in zip(v["top_probs"][-1][p], top.values.tolist(), strict=True))
+            < 1e-5
+        )
         w5 = model.to_single_token(" w5")
         rank = int((logits[p] > logits[p, w5]).sum()) + 1
         assert v["watch_rank"][-1][p][0] == rank
     assert all(abs(k) < 1e-5 for k in v["kl"][-1])  # the last boundary is the output itself
 
 
-def test_lens_with_generation_appends_greedy_tokens(client: TestClient, model: HookedTransformer) -> None:
+def test_lens_with_generation_appends_greedy_tokens(
+    client: TestClient, model: HookedTransformer
+) -> None:
     v = client.post("/api/lens", json={"prompt": "w1 w2", "generate": 3}).json()
     assert v["n_prompt"] == 3 and len(v["generated"]) == 3
     ids = v["token_ids"]
@@ -87,13 +102,15 @@ def test_circuits_are_the_weights_scores(client: TestClient, model: HookedTransf
         got = comp["scores"]
         for a, b in zip(got, want, strict=True):
             for x, y in zip(a, b, strict=True):
-                assert (x is None and y is None) or abs(x - y) < 1e-5  # type: ignore[operator]
+                assert (x is None and y is None) or abs(x - y) < 1e-5
     hs = head_scores(model)
     assert c["scores"]["induction"] == hs.induction
     assert len(c["patterns"]) == 2 and len(c["patterns"][0]) == 4
     for row in c["patterns"][1][0]:
         assert abs(sum(row) - 1) < 1e-4
-    t = client.get("/api/circuits/table", params={"kind": "ov", "head": "L1.H2", "tokens": [" w3"], "k": 2})
+    t = client.get(
+        "/api/circuits/table", params={"kind": "ov", "head": "L1.H2", "tokens": [" w3"], "k": 2}
+    )
     assert t.status_code == 200, t.text
     row = t.json()["rows"][0]
     w3 = model.to_single_token(" w3")
@@ -102,7 +119,9 @@ def test_circuits_are_the_weights_scores(client: TestClient, model: HookedTransf
     assert abs(row["top"][0]["score"] - float(full[w3].max())) < 1e-4
 
 
-def test_markov_of_a_tiny_vocabulary_model_and_the_baby_gpt(client: TestClient, state: ServerState) -> None:
+def test_markov_of_a_tiny_vocabulary_model_and_the_baby_gpt(
+    client: TestClient, state: ServerState
+) -> None:
     r = client.get("/api/markov")
     assert r.status_code == 400 and "too big" in r.json()["error"]
     b = client.post("/api/markov/baby", json={"sequence": "111101111011110", "steps": 5, "seed": 3})
@@ -113,7 +132,14 @@ def test_markov_of_a_tiny_vocabulary_model_and_the_baby_gpt(client: TestClient, 
     run = train_baby([int(c) for c in "111101111011110"], BabySettings(steps=5, seed=3))
     want = transition_matrix(run.model, 2, 3)
     got = v["chains"][1]["next_token_probs"]
-    assert max(abs(a - b) for r1, r2 in zip(got, want.next_token_probs.tolist(), strict=True) for a, b in zip(r1, r2, strict=True)) < 1e-6
+    assert (
+        max(
+            abs(a - b)
+            for r1, r2 in zip(got, want.next_token_probs.tolist(), strict=True)
+            for a, b in zip(r1, r2, strict=True)
+        )
+        < 1e-6
+    )
     assert v["chains"][0]["svg"] is None or v["chains"][0]["svg"].lstrip().startswith("<?xml")
     assert v["chains"][1]["seen"] == [False, False, False, True, False, True, True, True]
 
@@ -122,7 +148,9 @@ def test_markov_of_a_model_small_enough(tmp_path: Any) -> None:
     from lenscope import ModelConfig
     from lenscope.server import ServerConfig, create_app
 
-    m = HookedTransformer(ModelConfig(n_layers=1, d_model=8, n_heads=2, d_vocab=3, n_ctx=2, attn_only=True))
+    m = HookedTransformer(
+        ModelConfig(n_layers=1, d_model=8, n_heads=2, d_vocab=3, n_ctx=2, attn_only=True)
+    )
     st = ServerState(ServerConfig("three"), m)
     with TestClient(create_app(st), base_url="http://127.0.0.1") as c:
         v = c.get("/api/markov").json()

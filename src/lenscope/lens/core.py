@@ -81,9 +81,8 @@ class _Reduced:
 
 
 def _neg_entropy_like(logp: Tensor, p: Tensor) -> Tensor:
-    """Σ_v p[v] log q[v] for logp [G, P, V] (log q) and p [P, V], one boundary at a time
-    (a batched dot product over views: no [G, P, V] temporary)."""
-    return torch.stack([torch.einsum("pv,pv->p", lq, p) for lq in logp])
+    """Σ_v p[v] log q[v] for logp [G, P, V] (log q) and p [P, V] (broadcast over G)."""
+    return (logp * p).sum(-1)
 
 
 def _reduce(
@@ -93,7 +92,7 @@ def _reduce(
     logits = logits.float()
     logp = logits.log_softmax(-1)  # the op a user applies to the model's own logits
     p = logp.exp()
-    entropy = -torch.einsum("gpv,gpv->gp", p, logp)
+    entropy = -(p * logp).sum(-1)
     # KL(f ‖ l) = Σ p_f log p_f - Σ p_f log p_l; the first sum is -H(f), computed once.
     kl = final_neg_h - _neg_entropy_like(logp, final_p)
     top = logits.topk(k, dim=-1)

@@ -125,7 +125,8 @@ def plot_lens_eval(ev: LensEval, out_dir: Path | str, stem: str = "lens_eval") -
         ax.grid(alpha=0.3)
         if metric == "kl":
             ax.set_yscale("symlog", linthresh=1e-2)
-            ax.set_ylim(bottom=0)
+            top = max(ev.logit.kl + (ev.tuned.kl if ev.tuned is not None else []))
+            ax.set_ylim(0, max(top, 1e-2) * 2)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{ev.model}: lenses on {ev.tokens:,} held-out tokens", fontsize=11)
     fig.tight_layout()

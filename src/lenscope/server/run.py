@@ -39,12 +39,11 @@ def torch_threads(workers: int) -> int:
 
 def serve(config: ServerConfig, log: Callable[[str], None] = print) -> None:
     """Run the server until interrupted; prints the debugger URL with the demo question."""
+    import torch
     import uvicorn
 
     from lenscope.server.app import create_app
     from lenscope.server.state import ServerState
-
-    import torch
 
     config.check()
     torch.set_num_threads(torch_threads(config.workers))

@@ -9,10 +9,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
-from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from lenscope.server.errors import error_response
 
@@ -38,13 +38,13 @@ def static_router(web_dir: Path, api_routes: Sequence[BaseRoute] = ()) -> APIRou
     router = APIRouter(include_in_schema=False)
 
     @router.get("/{path:path}")
-    async def page(path: str, request: Request) -> Response:
+    async def page(path: str) -> Response:
         if path.startswith("api/") or path == "api":
             allowed = sorted(
                 m
                 for r in api_routes
                 if isinstance(r, APIRoute) and r.path_regex.match("/" + path)
-                for m in r.methods
+                for m in r.methods or ()
             )
             if allowed:
                 return error_response(

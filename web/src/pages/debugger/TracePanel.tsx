@@ -1,5 +1,5 @@
 // The trace chain: the path of hops traced so far and the edges into (or out of) its last node.
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { EdgeRow, TraceResult } from "../../api/types";
 import type { ApiError } from "../../api/client";
 import { SortTable, type Col } from "../../components/SortTable";
@@ -24,6 +24,12 @@ export function TracePanel({ path, direction, data, error, loading, ablated, onP
   const [sort, setSort] = useState("edge");
   const [dir, setDir] = useState<Dir>("desc");
   const [gran, setGran] = useState<"position" | "component" | "pair">("position");
+  const ref = useRef<HTMLElement>(null);
+  const key = `${path.join(",")}|${direction}`;
+  useEffect(() => {
+    // a new trace starts below a long table: bring it into view
+    if (path.length) ref.current?.scrollIntoView?.({ behavior: "smooth", block: "start" });
+  }, [key]); // eslint-disable-line react-hooks/exhaustive-deps
   if (!path.length) return null;
   const promoted = data?.promoted ?? [];
   const suppressed = data?.suppressed ?? [];
@@ -37,7 +43,7 @@ export function TracePanel({ path, direction, data, error, loading, ablated, onP
       .map((v) => ({ key: `via_${v}`, label: `via ${v.toUpperCase()}`, value: (r: EdgeRow) => r[`via_${v}`] ?? null })),
   ];
   return (
-    <section className="panel trace" aria-label="trace chain" data-testid="trace-panel">
+    <section ref={ref} className="panel trace" aria-label="trace chain" data-testid="trace-panel">
       <h2>Trace {direction}</h2>
       <ol className="chain" aria-label="trace path">
         {path.map((hop, i) => (
