@@ -14,8 +14,18 @@ from lenscope.predict import next_tokens
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo() -> None:
-        """Ask the shipped `mini` model a code question and check `attn2` for induction heads."""
+    def demo(
+        serve_page: bool = typer.Option(
+            True, "--serve/--no-serve", help="Start the debugger page."
+        ),
+        port: int = typer.Option(8765, "--port", help="Port for the debugger page."),
+    ) -> None:
+        """Ask `mini` a code question, check `attn2` for induction heads, serve the debugger."""
         mini = load_model(DEMO_MODEL)
         render_next_tokens(next_tokens(mini, DEMO_PROMPT, 8))
         console.print(induction_summary(load_model("attn2")), highlight=False)
+        if serve_page:
+            from lenscope.server import ServerConfig, serve
+
+            cfg = ServerConfig(model=DEMO_MODEL, port=port)
+            serve(cfg, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
