@@ -4,5 +4,5 @@ from __future__ import annotations
 
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny test models run fastest on one thread
 torch.use_deterministic_algorithms(False)

@@ -199,3 +199,12 @@ def test_records_of_another_model_through_the_real_entry_point(home: Path) -> No
     )
     assert r.returncode == 1
     assert "another model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ensure_records_reuses_records_of_this_model(home: Path) -> None:
+    from lenscope.cli.records import ensure_records
+
+    def no_harvest(msg: str) -> None:
+        raise AssertionError(f"should not harvest: {msg}")
+
+    assert ensure_records("tinyrec", log=no_harvest) == home / "records" / "tinyrec"

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from lenscope.defaults import DEMO_PROMPT
 from tests.e2e.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ def test_ask_sort_ablate_trace(page: Any, served: str) -> None:
     pg = page
     pg.goto(served)
     pg.wait_for_selector("[data-testid=node-table] tbody tr", timeout=60_000)
-    assert "print(items[i]" in pg.input_value("textarea[name=prompt]")
+    assert pg.input_value("textarea[name=prompt]") == DEMO_PROMPT
     assert (
         pg.input_value("input[name=target]") == ")"
         and pg.input_value("input[name=distractor]") == ","

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ TEXT = (
     "for i in range(10): print(i, i * i)\n"
 )
 
-ARCHS: dict[str, dict[str, object]] = {
+ARCHS: dict[str, dict[str, Any]] = {
     "gpt2": dict(normalization="LN", positional="learned", unembed_bias=True),
     "modern": dict(
         normalization="RMS",
@@ -58,7 +59,7 @@ def tiny(
         d_mlp=64,
         name=f"tiny-{arch}",
         **ARCHS[arch],
-    )  # type: ignore[arg-type]
+    )
     torch.manual_seed(seed)
     m = HookedTransformer(cfg, tok)
     with torch.no_grad():

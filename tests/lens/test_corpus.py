@@ -45,6 +45,7 @@ def test_other_tokenizer_re_encodes_each_document_keeping_the_split(
 ) -> None:
     monkeypatch.setattr(prepare, "prepare_data", lambda *a, **k: dataset)
     other = Tokenizer(train_bpe([TEXT], 280))
+    assert other.eos_id is not None
     logs: list[str] = []
     got = lens_corpus(_model(other), log=logs.append)
     assert any("re-encoding" in s for s in logs)

@@ -4,6 +4,7 @@ through a hand-written final norm and W_U, and transformers' hidden states throu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -82,7 +83,7 @@ def test_every_boundary_matches_cache_norm_and_unembed(arch: str, sublayers: boo
 
 
 def test_matches_transformers_hidden_states_through_ln_f_and_lm_head(tmp_path: Path) -> None:
-    hf = make_checkpoint("gpt2", tmp_path)
+    hf: Any = make_checkpoint("gpt2", tmp_path)
     ours = load_model(tmp_path)
     toks = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():

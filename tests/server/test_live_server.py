@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from lenscope import HookedTransformer, save_model
 from lenscope.cli.main import app
+from lenscope.defaults import DEMO_PROMPT
 from tests.server.fixtures import PROMPT, QUESTION
 
 LENSCOPE = str(Path(sys.executable).parent / "lenscope")
@@ -61,7 +62,7 @@ def test_the_startup_line_opens_the_debugger_with_a_question(live: str) -> None:
     u = urlparse(live)
     assert u.hostname == "127.0.0.1"
     q = parse_qs(u.query)
-    assert q["target"] == [")"] and q["distractor"] == [","] and "print(items[i]" in q["prompt"][0]
+    assert q["target"] == [")"] and q["distractor"] == [","] and q["prompt"] == [DEMO_PROMPT]
     page = httpx.get(live)
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert httpx.get(f"http://127.0.0.1:{u.port}/api/health").json()["status"] == "ok"

@@ -12,6 +12,7 @@ lenscope explain mini --llm-url http://127.0.0.1:8000/v1 --llm-model qwen --node
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,30 @@ def _own_saes(model: HookedTransformer) -> list[str]:
         if c.get("model_fingerprint") == fp and c.get("hook_name") not in picked:
             picked[str(c.get("hook_name"))] = str(e.path)
     return list(picked.values())
+
+
+def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
+    """The records of `model` (harvested or shipped); harvest them with the defaults (and the
+    SAEs made for the model) plus offline explanations when missing. For `lenscope demo`."""
+    from lenscope.explain import OfflineExplainer, explain_records
+    from lenscope.model import fingerprint
+    from lenscope.records import HarvestConfig, Records, default_records_dir, find_records, harvest
+
+    m = _load(model, "auto")
+    found = find_records(model)
+    if found is not None and Records(found).fingerprint == fingerprint(m):
+        return found
+    dest = default_records_dir(model)
+    log(f"harvesting the records of {model} (once, a few minutes)")
+    harvest(
+        m,
+        dest,
+        saes=_saes(_own_saes(m), m.device),
+        config=HarvestConfig(n_tokens=DEFAULT_TOKENS),
+        log=log,
+    )
+    explain_records(Records(dest), OfflineExplainer())
+    return dest
 
 
 def harvest_cmd(

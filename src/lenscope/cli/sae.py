@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from lenscope.cli.common import JSON_OPTION, console, print_json
+from lenscope.cli.common import JSON_OPTION, console, err_console, print_json
 from lenscope.errors import InputError
 
 sub = typer.Typer(
@@ -15,6 +16,26 @@ sub = typer.Typer(
     help="Sparse autoencoders: train (TopK, BatchTopK, ReLU+L1), evaluate, convert, experiment.",
     no_args_is_help=True,
 )
+
+
+THREADS_OPTION = typer.Option(
+    None, "--threads", help="CPU threads for torch (1 is faster on a crowded machine)."
+)
+
+
+def _threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise InputError(f"--threads must be at least 1, got {n}")
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _log(json: bool) -> Callable[[str], None]:
+    """Messages go to stdout, or to stderr when stdout carries JSON."""
+    out = err_console if json else console
+    return lambda s: out.print(s, highlight=False)
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -52,6 +73,7 @@ def train(
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Checkpoint directory."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore existing checkpoints."),
     half: bool = typer.Option(False, "--half", help="Store the SAE in float16."),
+    threads: int | None = THREADS_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Train an SAE on a model's activations at a hook point (resumes from its checkpoint).
@@ -63,6 +85,7 @@ def train(
     from lenscope.sae.buffer import CachedSource
     from lenscope.sae.distributed import comm_from_env
 
+    _threads(threads)
     comm = comm_from_env()
     m = load_model(model)
     cfg = sae_config_for(
@@ -99,7 +122,7 @@ def train(
         fresh=fresh,
         half=half,
         comm=comm,
-        log=(lambda s: console.print(s, highlight=False)) if not json else (lambda _s: None),
+        log=_log(json),
     )
     if not comm.is_main:
         return
@@ -131,6 +154,7 @@ def eval_(
     ablations: int = typer.Option(32, "--ablations", help="Single-latent ablations (0: skip)."),
     force: bool = typer.Option(False, "--force", help="Allow a model with another fingerprint."),
     out: Path = typer.Option(Path("lenscope-out/sae-eval"), "--out", help="Plot directory."),
+    threads: int | None = THREADS_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """FVU, L0, dead latents, density, downstream loss recovered, KL, ablation sparsity."""
@@ -140,6 +164,7 @@ def eval_(
     from lenscope.sae.evaluate import evaluate_sae
     from lenscope.sae.plots import plot_eval
 
+    _threads(threads)
     s = load_sae(sae)
     name = model or s.cfg.model_name
     if not name:
@@ -241,12 +266,14 @@ def cache(
     data: list[str] | None = typer.Option(None, "--data"),
     ctx: int | None = typer.Option(None, "--ctx"),
     seed: int = typer.Option(0, "--seed"),
+    threads: int | None = THREADS_OPTION,
 ) -> None:
     """Cache activations at a hook point to disk (train later with --cache)."""
     from lenscope.model import load_model
     from lenscope.sae.cache import write_cache
     from lenscope.sae.data import resolve_tokens
 
+    _threads(threads)
     m = load_model(model)
     st = resolve_tokens(m, data)
     p = write_cache(
@@ -283,6 +310,7 @@ def experiment(
     k: int = typer.Option(16, "--k", help="k (auxk)."),
     blocks: int = typer.Option(4, "--blocks", help="Activation blocks of 64k tokens to cycle."),
     out: Path = typer.Option(Path("lenscope-out/sae-experiment"), "--out"),
+    threads: int | None = THREADS_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Run one of the TopK paper's experiments at CPU scale; print a table and write a plot."""
@@ -294,14 +322,16 @@ def experiment(
 
     if which not in ("frontier", "auxk", "scaling"):
         raise InputError(f"unknown experiment {which!r}; choose frontier, auxk or scaling")
+    _threads(threads)
     m = load_model(model)
-    log = (lambda _s: None) if json else (lambda s: console.print(s, highlight=False))
+    log = _log(json)
     setup = ex.prepare(
         m,
         hook,
         resolve_tokens(m, progress=not json),
         TrainConfig(steps=steps, batch_size=batch_size),
         blocks=blocks,
+        log=log,
     )
     if which == "frontier":
         runs = ex.frontier(setup, d_sae=latents, log=log)

@@ -76,6 +76,7 @@ def prepare(
     *,
     blocks: int = 4,
     eval_tokens: int = 16384,
+    log: Log = print,
 ) -> Setup:
     """Compute `blocks` training blocks and held-out activations once."""
     sae_cfg = sae_config_for(model, hook, k=1, d_sae=1)
@@ -90,7 +91,11 @@ def prepare(
         forward_batch=train.forward_batch,
         seed=train.seed,
     )
-    src = MemorySource([live.block(b) for b in range(blocks)])
+    parts = []
+    for b in range(blocks):
+        log(f"activations: block {b + 1}/{blocks} ({live.block_tokens:,} tokens)")
+        parts.append(live.block(b))
+    src = MemorySource(parts)
     n_batches = max(1, math.ceil(eval_tokens / (ctx * 8)))
     val = [
         capture(model, b.to(model.device), hook)

@@ -34,9 +34,9 @@ MAX_MARKOV_STEPS = 500
 MAX_MARKOV_SEQUENCE = 512
 MAX_BODY_BYTES = 1 << 20  # 1 MiB of JSON
 
-DEMO_PROMPT = "for i in range(len(items)):\n    print(items[i]"
-DEMO_TARGET = ")"
-DEMO_DISTRACTOR = ","
+from lenscope.defaults import DEMO_DISTRACTOR as DEMO_DISTRACTOR  # noqa: E402
+from lenscope.defaults import DEMO_PROMPT as DEMO_PROMPT  # noqa: E402
+from lenscope.defaults import DEMO_TARGET as DEMO_TARGET  # noqa: E402
 
 
 @dataclass
