@@ -7,7 +7,8 @@ settings, grad-norm clipping 1.0, firing statistics) with dense and with sparse 
 also with a fused Adam as its best case. The matmul rate is that of one plain matmul of the
 encoder's shape ([4096, 768] @ [768, 12288]); fraction_of_matmul_rate = (encoder matmul FLOPs per
 step / step time) / matmul rate, i.e. how close the whole step comes to the one unavoidable
-matmul. The candidates run in interleaved rounds (matmul, lenscope, SAELens variants, repeat;
+matmul. SAE_BENCH_THREADS sets torch's thread count (default: all cores), SAE_BENCH_ROUNDS the
+number of rounds. The candidates run in interleaved rounds (matmul, lenscope, SAELens variants, repeat;
 medians reported) so that all see the same machine load. Prints one JSON object.
 """
 
@@ -25,6 +26,7 @@ import torch
 D_IN, EXPANSION, K, BATCH = 768, 16, 32, 4096
 D_SAE = D_IN * EXPANSION
 STEPS = int(os.environ.get("SAE_BENCH_ROUNDS", "5"))
+THREADS = os.environ.get("SAE_BENCH_THREADS")  # default: torch's choice (all cores)
 
 
 def once(step: Callable[[int], object], i: int) -> float:
@@ -114,6 +116,8 @@ def saelens_step(xs: list[torch.Tensor], sparse: bool, fused: bool) -> Callable[
 
 
 def main() -> None:
+    if THREADS:
+        torch.set_num_threads(int(THREADS))
     torch.manual_seed(0)
     xs = batches()
     steps = {

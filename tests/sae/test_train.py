@@ -127,6 +127,7 @@ def test_kill_9_then_resume_is_exact(tmp_path: Path) -> None:
     tc = TrainConfig(steps=40, batch_size=128, ckpt_every=1, dead_tokens=256)
     script = (
         "import torch, json\n"
+        "torch.set_num_threads(1)  # as this process (see conftest): same arithmetic\n"
         "from pathlib import Path\n"
         "from lenscope.sae import TrainConfig, train_sae\n"
         "from lenscope.sae.distributed import Comm\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,4 +114,18 @@ def test_node_pages_without_records_say_how_to_get_them(model: HookedTransformer
         assert r.status_code == 404 and "lenscope harvest tiny" in r.json()["error"]
         assert c.get("/api/summaries", params={"nodes": "L0.H1"}).json() == {"nodes": {}}
         assert c.post("/api/nodes/L0.H1/activations", json={"text": TEXT}).status_code == 200
+    st.close()
+
+
+def test_latent_records_read_without_their_sae(
+    model: HookedTransformer, records_dir: Path, recs: Records
+) -> None:
+    from lenscope.server import ServerConfig, create_app
+
+    st = ServerState(ServerConfig("tiny"), model, [], Records(records_dir, model))
+    with TestClient(create_app(st), base_url="http://127.0.0.1") as c:
+        r = c.get("/api/nodes/L0.resid_post.F2")
+        assert r.status_code == 200 and r.json() == as_json(recs.node("L0.resid_post.F2"))
+        run = c.post("/api/nodes/L0.resid_post.F2/activations", json={"text": TEXT})
+        assert run.status_code == 400 and "no SAE" in run.json()["error"]
     st.close()

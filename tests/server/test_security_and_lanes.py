@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +18,14 @@ from lenscope.server.config import DEMO_PROMPT, is_loopback
 from lenscope.server.errors import ApiError
 from lenscope.server.lanes import Lane
 from tests.server.fixtures import PROMPT, QUESTION
+
+T = TypeVar("T")
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on a fresh thread: the browser tests' sync Playwright may own this thread's loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def test_exposed_binds_need_a_token() -> None:
@@ -83,7 +94,7 @@ def test_one_slow_request_does_not_stall_the_others() -> None:
         assert not slow.done()  # all quick ones finished while the slow one still ran
         return [await slow]
 
-    assert asyncio.run(main()) == ["slow"]
+    assert run_coroutine(main()) == ["slow"]
     assert done[:5] == [f"q{i}" for i in range(5)]  # in arrival order
     assert lane.stats().completed == 6
     lane.shutdown()
@@ -103,7 +114,7 @@ def test_a_full_queue_answers_503_at_once() -> None:
         await asyncio.gather(a, b)
         await lane.run(time.sleep, 0)  # and serves again once drained
 
-    asyncio.run(main())
+    run_coroutine(main())
     assert lane.stats().rejected == 1
     lane.shutdown()
 
@@ -118,5 +129,5 @@ def test_requests_waiting_too_long_are_dropped() -> None:
             await lane.run(time.sleep, 0)
         await a
 
-    asyncio.run(main())
+    run_coroutine(main())
     lane.shutdown()

@@ -34,6 +34,11 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(
             4, "--workers", help="Questions computed at once (the rest wait in order)."
         ),
+        auto: bool = typer.Option(
+            True,
+            "--auto/--no-auto",
+            help="Without --sae/--records: splice SAEs trained on MODEL, use its records.",
+        ),
     ) -> None:
         """Serve MODEL's debugger, node pages, lens, circuits and Markov views over HTTP."""
         from lenscope.cli.common import console
@@ -47,5 +52,6 @@ def register(app: typer.Typer) -> None:
             port=port,
             token=token,
             workers=workers,
+            auto=auto,
         )
         serve(cfg, log=lambda m: console.print(m, highlight=False, soft_wrap=True))

@@ -54,6 +54,7 @@ class ServerConfig:
     queue_timeout: float = 60.0  # seconds a request may wait for a worker
     web_dir: Path | None = None  # the built web app (default: <repo>/web/dist)
     allowed_hosts: list[str] | None = None  # Host headers accepted (default: from `host`)
+    auto: bool = True  # no --sae / --records: use SAEs made on this model, its harvested records
 
     def check(self) -> None:
         """Refuse an exposed bind without a token, and nonsense sizes."""

@@ -66,7 +66,8 @@ class ServerState:
 
         config.check()
         model = load_model(config.model)
-        saes = [load_named_sae(n, model) for n in config.saes]
+        names = config.saes or (matching_saes(model, log) if config.auto else [])
+        saes = [load_named_sae(n, model) for n in names]
         records, note = open_server_records(config, model, saes, log)
         return cls(config, model, saes, records, note)
 
@@ -126,6 +127,8 @@ class ServerState:
         self.light.shutdown()
         if self.records is not None:
             self.records.close()
+            self.records = None
+        self._memo.clear()
 
 
 def load_named_sae(name: str, model: HookedTransformer) -> NamedSAE:
@@ -134,6 +137,29 @@ def load_named_sae(name: str, model: HookedTransformer) -> NamedSAE:
     sae = load_sae(name, device=model.device)
     hook = sae.cfg.hook_name
     return NamedSAE(Path(name).name, sae, hook, int(sae.cfg.d_sae))
+
+
+def matching_saes(model: HookedTransformer, log: Callable[[str], None]) -> list[str]:
+    """Shipped or trained SAEs made on exactly this model (its fingerprint), at residual-stream
+    hooks, one per hook (shipped first): what `lenscope serve MODEL` splices in by default."""
+    from lenscope.artifacts import read_manifest
+    from lenscope.nodes import latent_site
+    from lenscope.sae import list_saes
+
+    fp = fingerprint(model)
+    chosen: dict[str, str] = {}
+    for entry in list_saes():
+        try:
+            c = read_manifest(entry.path, "sae").data.get("config", {})
+            hook = str(c.get("hook_name", ""))
+            latent_site(hook)
+        except LenscopeError:
+            continue
+        if c.get("model_fingerprint") == fp and hook not in chosen:
+            chosen[hook] = str(entry.path)
+    for hook, path in chosen.items():
+        log(f"splicing the SAE at {hook} ({Path(path).name}); --sae picks others")
+    return list(chosen.values())
 
 
 def open_server_records(
@@ -148,6 +174,8 @@ def open_server_records(
     if config.records is not None:
         return Records(config.records, model), ""
     path = default_records_dir(config.model)
+    if not config.auto:
+        return None, f"no records given; start the server with --records {path}"
     if not (path / "manifest.json").is_file():
         return None, (
             f"no records for {model.cfg.name} at {path}; build them with "

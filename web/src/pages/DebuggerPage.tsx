@@ -32,11 +32,13 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
   const here = urlOf("/", debuggerParams(state));
 
   useEffect(() => {
-    if (!params.has("prompt")) {
+    // a bare visit to / shows the demo question (once: an emptied prompt stays empty)
+    if (!params.has("prompt") && !params.has("q")) {
       const demo = { ...state, prompt: info.demo.prompt, target: [info.demo.target], distractor: [info.demo.distractor] };
       navigate(urlOf("/", debuggerParams(demo)), true);
-    } else sessionStorage.setItem(LAST_DEBUGGER, here);
-  }, [here]); // eslint-disable-line react-hooks/exhaustive-deps
+    }
+  }, []); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => sessionStorage.setItem(LAST_DEBUGGER, here), [here]);
 
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {

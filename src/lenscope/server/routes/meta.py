@@ -56,7 +56,7 @@ def model_info(state: ServerState) -> ModelInfo:
     recs = state.records
     records = RecordsInfo(available=False, note=state.records_note)
     if recs is not None:
-        n = len(state.with_records(lambda r: r.node_ids()))
+        n = state.memo("n_nodes", lambda: len(state.with_records(lambda r: r.node_ids())))
         records = RecordsInfo(available=True, coverage=recs.coverage(), n_nodes=n)
     return ModelInfo(
         name=cfg.name,

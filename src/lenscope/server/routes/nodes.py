@@ -27,19 +27,23 @@ NodePath = Annotated[
 ]
 
 
-def component(state: ServerState, node_id: str) -> NodeId:
-    """A head, neuron or latent of this model (no position), checked; `InputError` otherwise."""
+def component(state: ServerState, node_id: str, run: bool = True) -> NodeId:
+    """A head, neuron or latent of this model (no position), checked; `InputError` otherwise.
+    Latents need their SAE loaded only to be `run` (their records can be read without it)."""
     node = NodeId.parse(node_id)
     if node.position is not None:
         raise InputError(f"{node_id}: node pages are per component; drop the @position")
     if node.kind not in (NodeKind.HEAD, NodeKind.NEURON, NodeKind.LATENT):
         raise InputError(f"{node_id}: node pages cover heads, neurons and SAE latents")
     cfg = state.model.cfg
+    sizes = {s.hook: s.d_sae for s in state.saes}
+    if node.kind is NodeKind.LATENT and not run and node.hook_name not in sizes:
+        sizes[node.hook_name] = 1 << 62  # the records say whether it exists
     return node.check(
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,
         d_mlp=None if cfg.attn_only else cfg.d_mlp,
-        latent_sizes={s.hook: s.d_sae for s in state.saes},
+        latent_sizes=sizes,
     )
 
 
@@ -49,7 +53,7 @@ async def node_record(node_id: NodePath, state: ServerState = Depends(get_state)
     explanation of one component (from the server's records)."""
 
     def job() -> NodeRecord:
-        node = component(state, node_id)
+        node = component(state, node_id, run=False)
         return state.record(str(node))
 
     return await state.light.run(job)
@@ -63,7 +67,7 @@ async def explain(
     activations on held-out examples, with a shuffled control); generated once, then cached."""
 
     def job() -> Explanation:
-        node = str(component(state, node_id))
+        node = str(component(state, node_id, run=False))
         if not req.refresh:
             cached = state.cached_explanation(node, req.explainer)
             if cached is not None:

@@ -1,0 +1,17 @@
+"""SAE tests use tiny tensors: one torch thread is as fast and immune to crowded machines
+(parallel ops spin-wait for descheduled threads when the cores are shared)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
