@@ -19,11 +19,18 @@ def register(app: typer.Typer) -> None:
             True, "--serve/--no-serve", help="Start the debugger page."
         ),
         port: int = typer.Option(8765, "--port", help="Port for the debugger page."),
+        records: bool = typer.Option(
+            True, "--records/--no-records", help="Harvest mini's records when missing (minutes)."
+        ),
     ) -> None:
         """Ask `mini` a code question, check `attn2` for induction heads, serve the debugger."""
         mini = load_model(DEMO_MODEL)
         render_next_tokens(next_tokens(mini, DEMO_PROMPT, 8))
         console.print(induction_summary(load_model("attn2")), highlight=False)
+        if records:
+            from lenscope.cli.records import ensure_records
+
+            ensure_records(DEMO_MODEL, log=lambda m: console.print(m, highlight=False))
         if serve_page:
             from lenscope.server import ServerConfig, serve
 
