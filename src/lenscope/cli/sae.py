@@ -172,7 +172,13 @@ def eval_(
     m = load_model(name)
     streams = resolve_tokens(m, data, progress=not json)
     res = evaluate_sae(
-        m, s, streams.val, n_tokens=tokens, ablation_samples=ablations, strict=not force
+        m,
+        s,
+        streams.val,
+        n_tokens=tokens,
+        ablation_samples=ablations,
+        strict=not force,
+        progress=not json,
     )
     res.plots = plot_eval(res, out)
     if json:
@@ -309,6 +315,8 @@ def experiment(
     latents: int = typer.Option(1024, "--latents", help="Latents (frontier, auxk)."),
     k: int = typer.Option(16, "--k", help="k (auxk)."),
     blocks: int = typer.Option(4, "--blocks", help="Activation blocks of 64k tokens to cycle."),
+    lr: float | None = typer.Option(None, "--lr", help="Default 2e-4 / sqrt(latents / 2^14)."),
+    dead_tokens: int | None = typer.Option(None, "--dead-tokens", help="Dead after N tokens."),
     out: Path = typer.Option(Path("lenscope-out/sae-experiment"), "--out"),
     threads: int | None = THREADS_OPTION,
     json: bool = JSON_OPTION,
@@ -329,7 +337,7 @@ def experiment(
         m,
         hook,
         resolve_tokens(m, progress=not json),
-        TrainConfig(steps=steps, batch_size=batch_size),
+        TrainConfig(steps=steps, batch_size=batch_size, lr=lr, dead_tokens=dead_tokens),
         blocks=blocks,
         log=log,
     )

@@ -94,6 +94,7 @@ def evaluate_sae(
     ablation_window: int = 16,
     strict: bool = True,
     seed: int = 0,
+    progress: bool = False,
 ) -> SAEEvalResult:
     """Evaluate `sae` on the first `n_tokens` tokens (whole windows) of a held-out stream."""
     check_compatible(model, sae, strict)
@@ -104,6 +105,43 @@ def evaluate_sae(
     batches = list(iter_eval_batches(tokens, batch_size, ctx, max_batches))
     hook = sae.cfg.hook_name
     dev = model.device
+    bar = _bar(progress)
+    task = bar.add_task("evaluating", total=2 * len(batches))
+    bar.start()
+    try:
+        out = _evaluate(model, sae, batches, hook, dev, lambda: bar.advance(task))
+    finally:
+        bar.stop()
+    abl = None
+    if ablation_samples > 0:
+        abl = ablation_sparsity(
+            model, sae, batches[0].to(dev), n=ablation_samples, window=ablation_window, seed=seed
+        )
+    out.ablation = abl
+    return out
+
+
+def _bar(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("[bold]sae eval[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def _evaluate(
+    model: HookedTransformer,
+    sae: SparseAutoencoder,
+    batches: list[Tensor],
+    hook: str,
+    dev: torch.device,
+    tick: Any,
+) -> SAEEvalResult:
     # pass 1: the mean activation (for mean ablation)
     total = None
     count = 0
@@ -111,6 +149,7 @@ def evaluate_sae(
         a = capture(model, b.to(dev), hook).double()
         total = a.sum((0, 1)) if total is None else total + a.sum((0, 1))
         count += a.shape[0] * a.shape[1]
+        tick()
     assert total is not None
     mean_act = (total / count).to(sae.W_enc.dtype)
     # pass 2: reconstruction and downstream loss
@@ -150,14 +189,10 @@ def evaluate_sae(
                 kl_zero += _kl_sum(logits, out)
         n_pred += b.shape[0] * (b.shape[1] - 1)
         n_pos += b.shape[0] * b.shape[1]
+        tick()
     sst = sx2 - float((sx**2).sum()) / n_pos
     ce = {k: v / n_pred for k, v in nll.items()}
     dead = int((fires == 0).sum())
-    abl = None
-    if ablation_samples > 0:
-        abl = ablation_sparsity(
-            model, sae, batches[0].to(dev), n=ablation_samples, window=ablation_window, seed=seed
-        )
     return SAEEvalResult(
         model=model.cfg.name,
         hook_name=hook,
@@ -180,7 +215,6 @@ def evaluate_sae(
         loss_recovered_mean=_recovered(ce["mean"], ce["sae"], ce["clean"]),
         kl_sae=kl_sae / n_pos,
         kl_zero=kl_zero / n_pos,
-        ablation=abl,
     )
 
 
