@@ -188,3 +188,38 @@ def test_effect_sparsity_extremes() -> None:
     assert effect_sparsity(one) == pytest.approx(1 / 150)
     spread = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
     assert effect_sparsity(spread) > 0.5
+
+
+def test_latent_ids_are_debugger_node_ids() -> None:
+    from lenscope.nodes import NodeId, NodeKind
+
+    node = NodeId.parse(latent_node_id("blocks.3.hook_resid_mid", 42))
+    assert (node.kind, node.layer, node.index, node.site) == (NodeKind.LATENT, 3, 42, "resid_mid")
+    assert node.hook_name == "blocks.3.hook_resid_mid"
+    assert parse_latent_node_id("l3.RESID_MID.f42") == ("blocks.3.hook_resid_mid", 42)
+    with pytest.raises(InputError, match="not an SAE latent id"):
+        parse_latent_node_id("L3.H4")
+
+
+def test_saes_for_model_picks_this_models_saes_one_per_hook(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lenscope.model import fingerprint
+    from lenscope.sae import saes_for_model, save_sae
+    from lenscope.sae.io import shipped_saes_dir
+
+    monkeypatch.setenv("LENSCOPE_HOME", str(tmp_path))
+    m = tiny_model()
+    other = tiny_model(d_model=48)
+    assert fingerprint(m) != fingerprint(other)
+    root = tmp_path / "saes"
+    save_sae(_sae(m), root / "a-resid")
+    save_sae(_sae(m), root / "b-resid-again")  # same hook: the first (sorted) wins
+    save_sae(_sae(m, "blocks.1.attn.hook_z"), root / "c-per-head")
+    save_sae(_sae(other), root / "d-other-model")
+    shipped = {p.name for p in shipped_saes_dir().glob("*")}
+    got = [p.name for p in saes_for_model(fingerprint(m)) if p.name not in shipped]
+    assert got == ["a-resid", "c-per-head"]
+    got = [p.name for p in saes_for_model(fingerprint(m), residual_only=True)]
+    assert got == ["a-resid"]
+    assert [p.name for p in saes_for_model(fingerprint(other))] == ["d-other-model"]

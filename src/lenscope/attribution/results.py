@@ -187,7 +187,9 @@ class EdgeSum(BaseModel):
     edge: float
 
 
-class TokenEffect(BaseModel):
+class LogitChange(BaseModel):
+    """How much a node's write moves one output token's logit (downstream traces)."""
+
     token: str
     id: int
     logit_change: float
@@ -213,5 +215,5 @@ class TraceResult(BaseModel):
     )
     direct_effect: float | None = None  # downstream: the node's direct effect on the question
     output_position: int | None = None
-    promoted: list[TokenEffect] = Field(default_factory=list)
-    suppressed: list[TokenEffect] = Field(default_factory=list)
+    promoted: list[LogitChange] = Field(default_factory=list)
+    suppressed: list[LogitChange] = Field(default_factory=list)

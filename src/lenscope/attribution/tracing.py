@@ -14,9 +14,9 @@ from lenscope.attribution.results import (
     EdgeRow,
     EdgeSum,
     Hop,
+    LogitChange,
     PromptInfo,
     Term,
-    TokenEffect,
     TraceResult,
 )
 from lenscope.attribution.table import str_tokens
@@ -53,8 +53,8 @@ def trace_result(
     terms: dict[str, float] = {}
     direct = None
     out_pos = None
-    promoted: list[TokenEffect] = []
-    suppressed: list[TokenEffect] = []
+    promoted: list[LogitChange] = []
+    suppressed: list[LogitChange] = []
     if direction == "upstream":
         reads = path_reads(cap, hops)
         if set(reads) == {"q", "k", "v"}:
@@ -137,12 +137,12 @@ def _row(node: NodeId, values: dict[str, float], tokens: list[str]) -> EdgeRow:
     )
 
 
-def _tokens(cap: Capture, dl: torch.Tensor, k: int) -> tuple[list[TokenEffect], list[TokenEffect]]:
-    def make(vals: torch.Tensor, idx: torch.Tensor) -> list[TokenEffect]:
+def _tokens(cap: Capture, dl: torch.Tensor, k: int) -> tuple[list[LogitChange], list[LogitChange]]:
+    def make(vals: torch.Tensor, idx: torch.Tensor) -> list[LogitChange]:
         ids = idx.tolist()
         names = str_tokens(cap.model, ids)
         return [
-            TokenEffect(token=t, id=i, logit_change=float(v))
+            LogitChange(token=t, id=i, logit_change=float(v))
             for t, i, v in zip(names, ids, vals.tolist(), strict=True)
         ]
 

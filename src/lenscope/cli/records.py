@@ -50,21 +50,10 @@ def _saes(names: list[str] | None, device: str | torch.device) -> list[LatentSou
 
 def _own_saes(model: HookedTransformer) -> list[str]:
     """Shipped or trained SAEs made for this very model (by fingerprint), one per hook point."""
-    from lenscope.artifacts import read_manifest
-    from lenscope.errors import ArtifactError
     from lenscope.model import fingerprint
-    from lenscope.sae import list_saes
+    from lenscope.sae.io import saes_for_model
 
-    fp = fingerprint(model)
-    picked: dict[str, str] = {}
-    for e in list_saes():
-        try:
-            c = read_manifest(e.path, "sae").data.get("config", {})
-        except ArtifactError:
-            continue
-        if c.get("model_fingerprint") == fp and c.get("hook_name") not in picked:
-            picked[str(c.get("hook_name"))] = str(e.path)
-    return list(picked.values())
+    return [str(p) for p in saes_for_model(fingerprint(model), residual_only=True)]
 
 
 def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:

@@ -15,7 +15,7 @@ from lenscope.sae.architectures import ARCHITECTURES, Architecture, get_architec
 from lenscope.sae.config import SAEConfig, TrainConfig
 from lenscope.sae.evaluate import DensityHistogram, SAEEvalResult, evaluate_sae
 from lenscope.sae.formats import export_saelens, export_sparsify, import_sae
-from lenscope.sae.io import list_saes, load_sae, save_sae
+from lenscope.sae.io import list_saes, load_sae, saes_for_model, save_sae
 from lenscope.sae.kernels import Codes
 from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.splice import latent_node_id, parse_latent_node_id, sae_hook_name, splice
@@ -44,6 +44,7 @@ __all__ = [
     "parse_latent_node_id",
     "sae_config_for",
     "sae_hook_name",
+    "saes_for_model",
     "save_sae",
     "splice",
     "train_sae",

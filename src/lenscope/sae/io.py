@@ -149,3 +149,23 @@ def list_saes() -> list[SAEEntry]:
                 summary = f"unreadable: {e}"
             out.append(SAEEntry(d.name, source, d, summary))
     return out
+
+
+def saes_for_model(fingerprint: str, *, residual_only: bool = False) -> list[Path]:
+    """Shipped, then trained, SAEs made on exactly the model with this fingerprint, one per hook
+    point (the first found wins). `residual_only`: only hooks whose latents are debugger nodes."""
+    from lenscope.errors import LenscopeError
+    from lenscope.nodes import latent_site
+
+    chosen: dict[str, Path] = {}
+    for entry in list_saes():
+        try:
+            c = read_manifest(entry.path, KIND).data.get("config", {})
+            hook = str(c.get("hook_name") or "")
+            if residual_only:
+                latent_site(hook)
+        except LenscopeError:
+            continue
+        if hook and c.get("model_fingerprint") == fingerprint and hook not in chosen:
+            chosen[hook] = entry.path
+    return list(chosen.values())

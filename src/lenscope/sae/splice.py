@@ -22,10 +22,13 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer, HookPoint, fingerprint
+from lenscope.nodes import LATENT_SITES, NodeId, NodeKind
 from lenscope.sae.data import check_hook
 from lenscope.sae.model import HOOK_NAMES, SparseAutoencoder
 
 _NODE = re.compile(r"^(?:L(\d+)\.)?([A-Za-z_.]+)\.F(\d+)$")
+_HOOK = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
+_SITES = {hook: site for site, hook in LATENT_SITES.items()}
 
 
 def sae_hook_name(hook_name: str, hook: str = "hook_acts") -> str:
@@ -92,7 +95,15 @@ def splice(
 
 
 def latent_node_id(hook_name: str, latent: int) -> str:
-    """The debugger's node id of a latent: blocks.6.hook_resid_post, 1234 -> L6.resid_post.F1234."""
+    """The debugger's node id of a latent: blocks.6.hook_resid_post, 1234 -> L6.resid_post.F1234.
+
+    Residual-stream hooks give `lenscope.nodes` ids (the debugger's nodes); other hooks (per-head
+    `attn.hook_z`, `mlp.hook_post`, ...) get the same spelling extended to their dotted place,
+    readable by `parse_latent_node_id` but not debugger nodes."""
+    m = _HOOK.match(hook_name)
+    if m and m.group(2) in _SITES:
+        node = NodeId(NodeKind.LATENT, int(m.group(1)), latent, _SITES[m.group(2)])
+        return str(node)
     m = re.match(r"^blocks\.(\d+)\.(.*)$", hook_name)
     if m:
         place = f"L{m.group(1)}." + m.group(2).replace("hook_", "")
@@ -103,6 +114,15 @@ def latent_node_id(hook_name: str, latent: int) -> str:
 
 def parse_latent_node_id(node: str) -> tuple[str, int]:
     """Inverse of `latent_node_id`: L6.resid_post.F1234 -> (blocks.6.hook_resid_post, 1234)."""
+    try:
+        parsed = NodeId.parse(node)
+    except InputError:
+        parsed = None
+    if parsed is not None:
+        if parsed.kind is not NodeKind.LATENT or parsed.position is not None:
+            raise InputError(f"{node!r} is not an SAE latent id (like L6.resid_post.F1234)")
+        assert parsed.index is not None
+        return parsed.hook_name, parsed.index
     m = _NODE.match(node)
     if m is None:
         raise InputError(f"{node!r} is not an SAE latent id (like L6.resid_post.F1234)")

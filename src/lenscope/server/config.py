@@ -7,11 +7,18 @@ server was started); a model's own context length lowers the prompt bound furthe
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
 from lenscope.errors import InputError
+
+if TYPE_CHECKING:
+    from lenscope.explain import LLMConfig
+
+ExplainerName = Literal["offline", "llm"]  # an enumeration: a request never names a file
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -40,6 +47,50 @@ from lenscope.defaults import DEMO_TARGET as DEMO_TARGET  # noqa: E402
 
 
 @dataclass
+class LLMSettings:
+    """An OpenAI-compatible chat endpoint for LLM explanations. The API key is never held here:
+    it stays in the environment variable `key_env`, read only when the explainer is built."""
+
+    url: str
+    model: str
+    key_env: str | None = None
+    timeout: float = 60.0  # seconds per chat request
+    retries: int = 1  # retries of a failed chat request
+    cache_dir: Path | None = None  # answers cached on disk (default: LENSCOPE_HOME/cache/llm)
+
+    def check(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise InputError(f"--llm-url {self.url!r} must start with http:// or https://")
+        if not self.model.strip():
+            raise InputError("--llm-model needs the endpoint's model name")
+        if self.key_env is not None and not os.environ.get(self.key_env):
+            raise InputError(
+                f"--llm-key-env {self.key_env}: that environment variable is not set (export "
+                "the API key in it, or leave the option out for an endpoint without a key)"
+            )
+        if not 0 < self.timeout <= 600:
+            raise InputError(f"--llm-timeout must lie in (0, 600] seconds, got {self.timeout}")
+        if not 0 <= self.retries <= 5:
+            raise InputError(f"LLM retries must lie in 0..5, got {self.retries}")
+
+    def client_config(self) -> LLMConfig:
+        """The chat client's configuration, with the key read from the environment now."""
+        from lenscope.artifacts import lenscope_home
+        from lenscope.explain import LLMConfig
+
+        self.check()
+        return LLMConfig(
+            self.url,
+            self.model,
+            os.environ.get(self.key_env) if self.key_env else None,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=0.5,
+            cache_dir=self.cache_dir or lenscope_home() / "cache" / "llm",
+        )
+
+
+@dataclass
 class ServerConfig:
     """One model per server, optional SAEs and records; bound to loopback unless told otherwise."""
 
@@ -55,6 +106,7 @@ class ServerConfig:
     web_dir: Path | None = None  # the built web app (default: <repo>/web/dist)
     allowed_hosts: list[str] | None = None  # Host headers accepted (default: from `host`)
     auto: bool = True  # no --sae / --records: use SAEs made on this model, its harvested records
+    llm: LLMSettings | None = None  # an LLM explainer besides the offline one
 
     def check(self) -> None:
         """Refuse an exposed bind without a token, and nonsense sizes."""
@@ -71,6 +123,8 @@ class ServerConfig:
             raise InputError(f"workers must lie in 1..64, got {self.workers}")
         if self.max_pending < 0:
             raise InputError("max_pending must be >= 0")
+        if self.llm is not None:
+            self.llm.check()
 
     def hosts(self) -> list[str]:
         """Host headers accepted: loopback names on a loopback bind (blocks DNS rebinding)."""

@@ -58,6 +58,9 @@ def serve(config: ServerConfig, log: Callable[[str], None] = print) -> None:
     extras.append(
         f"records: {state.records.coverage()}" if state.records is not None else "no records"
     )
+    if config.llm is not None:
+        key = f"key from ${config.llm.key_env}" if config.llm.key_env else "no key"
+        extras.append(f"LLM explainer: {config.llm.model}, {key}")
     log(f"lenscope is serving {state.model.cfg.name} ({'; '.join(extras)})")
     url = debugger_url(config.host, port, token=config.token)
     log(f"open the debugger: {url}")

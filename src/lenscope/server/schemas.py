@@ -31,6 +31,7 @@ from lenscope.server.config import (
     MAX_TOP_K,
     MAX_TRACE_HOPS,
     MAX_WATCH,
+    ExplainerName,
 )
 
 PromptText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
@@ -142,7 +143,10 @@ class ActiveRequest(Strict):
 
 
 class ExplainRequest(Strict):
-    explainer: Literal["offline"] = "offline"
+    explainer: ExplainerName = Field(
+        "offline",
+        description="offline: token statistics (always); llm: the server's LLM (--llm-url)",
+    )
     refresh: bool = Field(False, description="explain again even if an explanation is cached")
 
 

@@ -1,7 +1,8 @@
 """What one server holds: its model, the debugger over it, SAEs, records, caches and lanes.
 
 Everything a request may name (nodes, explainers) is looked up here; nothing in a request is ever
-turned into a file path. Records are read through one DuckDB connection behind a lock (DuckDB
+turned into a file path. An LLM explainer, when configured, runs on its own lane: a slow endpoint
+holds those workers only, never the record queries of the node pages. Records are read through one DuckDB connection behind a lock (DuckDB
 connections are not safe to share between threads); explanations generated on request are kept
 in a bounded in-memory cache.
 """
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lenscope.attribution.api import Debugger
-from lenscope.errors import LenscopeError
+from lenscope.errors import InputError, LenscopeError
+from lenscope.explain import Explainer, LLMExplainer, OfflineExplainer
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.records import Explanation, NodeRecord, Records
-from lenscope.server.config import ServerConfig
+from lenscope.server.config import ExplainerName, ServerConfig
 from lenscope.server.errors import ApiError
 from lenscope.server.lanes import Lane
 
@@ -52,6 +54,11 @@ class ServerState:
         c = self.config
         self.heavy = Lane("heavy", c.workers, c.max_pending, c.queue_timeout)
         self.light = Lane("light", 2, c.max_pending, c.queue_timeout)
+        self.explainers: dict[ExplainerName, Explainer] = {"offline": OfflineExplainer()}
+        self.llm_lane: Lane | None = None
+        if c.llm is not None:
+            self.explainers["llm"] = LLMExplainer(c.llm.client_config())
+            self.llm_lane = Lane("llm", 2, c.max_pending, c.queue_timeout)
         self._records_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._explained: OrderedDict[tuple[str, str], Explanation] = OrderedDict()
@@ -70,6 +77,21 @@ class ServerState:
         saes = [load_named_sae(n, model) for n in names]
         records, note = open_server_records(config, model, saes, log)
         return cls(config, model, saes, records, note)
+
+    @property
+    def lanes(self) -> list[Lane]:
+        return [self.heavy, self.light] + ([self.llm_lane] if self.llm_lane else [])
+
+    def explainer(self, name: ExplainerName) -> tuple[Explainer, Lane]:
+        """The named explainer and the lane it runs on; `InputError` when not configured."""
+        if name not in self.explainers:
+            raise InputError(
+                f"this server has no {name!r} explainer; restart it with `lenscope serve "
+                f"{self.config.model} --llm-url URL --llm-model NAME` for LLM explanations, or "
+                "use the offline explainer"
+            )
+        lane = self.llm_lane if name == "llm" and self.llm_lane is not None else self.light
+        return self.explainers[name], lane
 
     # ---- records ------------------------------------------------------------------------------------
     def need_records(self) -> Records:
@@ -123,8 +145,8 @@ class ServerState:
             return value
 
     def close(self) -> None:
-        self.heavy.shutdown()
-        self.light.shutdown()
+        for lane in self.lanes:
+            lane.shutdown()
         if self.records is not None:
             self.records.close()
             self.records = None

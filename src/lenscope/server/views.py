@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from lenscope.lens import GenerationLens, LensResult
 from lenscope.records import Explanation
+from lenscope.server.config import ExplainerName
 from lenscope.server.lanes import LaneStats
 
 Num = float | None
@@ -50,6 +51,14 @@ class DemoQuestion(BaseModel):
     distractor: str
 
 
+class ExplainerInfo(BaseModel):
+    """An explainer this server can run on request (`POST /api/nodes/{id}/explain`)."""
+
+    name: ExplainerName
+    label: str = Field(description="what kind of explanation it writes, shown beside it")
+    model: str | None = Field(None, description="the LLM's model name (llm explainer)")
+
+
 class ModelInfo(BaseModel):
     name: str
     fingerprint: str
@@ -62,6 +71,9 @@ class ModelInfo(BaseModel):
     limits: Limits
     demo: DemoQuestion
     markov: bool = Field(description="the model is small enough for the Markov view")
+    explainers: list[ExplainerInfo] = Field(
+        default_factory=list, description="explainers available: offline always, llm if set up"
+    )
 
 
 class Health(BaseModel):

@@ -16,6 +16,7 @@ from lenscope.server.schemas import TokenizeRequest
 from lenscope.server.state import ServerState
 from lenscope.server.views import (
     DemoQuestion,
+    ExplainerInfo,
     Health,
     Limits,
     ModelInfo,
@@ -33,7 +34,7 @@ async def health(state: ServerState = Depends(get_state)) -> Health:
         status="ok",
         model=state.model.cfg.name,
         uptime_s=time.time() - state.started,
-        lanes=[state.heavy.stats(), state.light.stats()],
+        lanes=[lane.stats() for lane in state.lanes],
     )
 
 
@@ -82,7 +83,18 @@ def model_info(state: ServerState) -> ModelInfo:
         ),
         demo=DemoQuestion(prompt=C.DEMO_PROMPT, target=C.DEMO_TARGET, distractor=C.DEMO_DISTRACTOR),
         markov=cfg.d_vocab ** min(cfg.n_ctx, 13) <= MAX_STATES,
+        explainers=[
+            ExplainerInfo(name=name, label=e.label, model=_llm_model(e))
+            for name, e in state.explainers.items()
+        ],
     )
+
+
+def _llm_model(e: object) -> str | None:
+    """The LLM's model name (never its URL or key: those stay on the server)."""
+    cfg = getattr(e, "cfg", None)
+    model = getattr(cfg, "model", None)
+    return model if isinstance(model, str) else None
 
 
 @router.get("/model", response_model=ModelInfo, summary="The served model, its SAEs and records")

@@ -3,12 +3,13 @@ scored on request (cached), a node's activations on the user's text, search and 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from lenscope.errors import InputError
-from lenscope.explain import OfflineExplainer, explain_node
+from lenscope.errors import InputError, LenscopeError
+from lenscope.explain import Explainer, explain_node
 from lenscope.interventions.scoped import private_view
 from lenscope.nodes import NodeId, NodeKind
 from lenscope.records import ActiveNode, Explanation, NodeRecord, Records, TokenHit, most_active
@@ -21,6 +22,7 @@ from lenscope.server.state import ServerState
 from lenscope.server.views import NodeActivations, NodeSummary, SummaryMap
 
 router = APIRouter(prefix="/api", tags=["nodes"])
+log = logging.getLogger("lenscope.server")
 
 NodePath = Annotated[
     str, Path(max_length=64, description="a component id: L1.H2, L0.N17, L2.resid_post.F7")
@@ -64,9 +66,12 @@ async def explain(
     node_id: NodePath, req: ExplainRequest, state: ServerState = Depends(get_state)
 ) -> Explanation:
     """An explanation of the node and its simulation score (correlation of simulated with true
-    activations on held-out examples, with a shuffled control); generated once, then cached."""
+    activations on held-out examples, with a shuffled control); generated once, then cached.
+    `explainer: "llm"` needs a server started with `--llm-url`; an LLM endpoint that is down,
+    slow or answers garbage gives an explanation with status "failed" and the reason."""
+    explainer, lane = state.explainer(req.explainer)
 
-    def job() -> Explanation:
+    def lookup() -> Explanation | NodeRecord:
         node = str(component(state, node_id, run=False))
         if not req.refresh:
             cached = state.cached_explanation(node, req.explainer)
@@ -77,11 +82,32 @@ async def explain(
             for e in rec.explanations:
                 if e.explainer == req.explainer:
                     return e
-        made = explain_node(OfflineExplainer(), rec)
-        state.cache_explanation(made)
-        return made
+        return rec
 
-    return await state.light.run(job)
+    found = await state.light.run(lookup)
+    if isinstance(found, Explanation):
+        return found
+    return await lane.run(make_explanation, state, explainer, found)
+
+
+def make_explanation(state: ServerState, explainer: Explainer, rec: NodeRecord) -> Explanation:
+    """Explain and score; whatever the explainer's endpoint does, the answer is a row (a failed
+    one with the reason when it breaks), cached like the others."""
+    try:
+        made = explain_node(explainer, rec)
+    except LenscopeError:
+        raise
+    except Exception as e:  # an endpoint failure the chat client did not foresee
+        log.warning(
+            "explaining %s with %s failed: %s: %s", rec.node_id, explainer.name, type(e).__name__, e
+        )
+        model = getattr(getattr(explainer, "cfg", None), "model", "")
+        made = Explanation(
+            rec.node_id, explainer.name, "", "failed", None, None, 0,
+            f"explaining: {type(e).__name__}: {e}", model,
+        )  # fmt: skip
+    state.cache_explanation(made)
+    return made
 
 
 @router.post(
