@@ -20,6 +20,7 @@ from lenscope.model import fingerprint, load_model
 from lenscope.sae import load_sae
 from tests.sae.helpers import tiny_lm_dir, write_text_corpus
 
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 HOOK = "blocks.0.hook_resid_post"
 
@@ -78,7 +79,10 @@ def test_train_list_eval_export_import(
     name = Path(tr["path"]).name
     assert name == "tinylm-L0-resid_post-topk-k4-n64"
     listed = _json(["sae", "list", "--json"])
-    assert [e["name"] for e in listed] == [name]
+    trained = [e["name"] for e in listed if e["source"] == "trained"]
+    assert trained == [name]
+    shipped = {e["name"] for e in listed if e["source"] == "shipped"}
+    assert shipped == {p.name for p in (ROOT / "assets" / "saes").iterdir()}
     ev = _json(
         [
             "sae",

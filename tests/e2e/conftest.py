@@ -1,4 +1,5 @@
-"""A real `lenscope serve` of a shipped model (mini, else attn2) with freshly harvested records,
+"""A real `lenscope serve` of a shipped model (mini, else attn2) with its shipped SAE and freshly
+harvested records (neurons, heads and latents),
 and headless Debian Chromium driven by Playwright. Screenshots go to test-artifacts/e2e/."""
 
 from __future__ import annotations
@@ -42,22 +43,28 @@ def shipped_model() -> str:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The debugger URL printed by `lenscope serve MODEL --records R --port 0`."""
+    from lenscope.model import fingerprint
     from lenscope.records import HarvestConfig, harvest
+    from lenscope.sae import load_sae, saes_for_model
 
     name = shipped_model()
+    model = load_model(name)
+    sae_paths = saes_for_model(fingerprint(model), residual_only=True)
     d = tmp_path_factory.mktemp("e2e")
     corpus = sorted(glob.glob(str(Path(sysconfig.get_paths()["stdlib"]) / "json" / "*.py")))
     cfg = HarvestConfig(n_tokens=4096, ctx=64, batch_rows=8, shard_rows=64, top_k=10, random_k=10)
     harvest(
-        load_model(name),
+        model,
         d / "records",
+        saes=[load_sae(p).eval() for p in sae_paths],
         config=cfg,
         corpus=corpus,
         progress=False,
         log=lambda _: None,
     )
     home = Path(os.environ.get("LENSCOPE_HOME", d / "home"))
-    proc, url = start_server(resolve_model_path(name), home, "--records", str(d / "records"))
+    saes = [a for p in sae_paths for a in ("--sae", str(p))]
+    proc, url = start_server(resolve_model_path(name), home, "--records", str(d / "records"), *saes)
     yield url
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=30)

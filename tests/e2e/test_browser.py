@@ -1,16 +1,19 @@
 """Click through the debugger as the walkthrough's researcher does, in a real browser:
-ask, sort, ablate and see the value move by the measured amount, trace a head through its key,
-open a node page with examples and an explanation, run the lens; reload a shared URL."""
+ask, sort, ablate and see the value move by the measured amount, patch from a second prompt and
+see the value the library computes, trace a head through its key, open a node page with examples
+and an explanation, run the lens; reload a shared URL."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 
-from lenscope.defaults import DEMO_PROMPT
-from tests.e2e.conftest import ARTIFACTS
+from lenscope.defaults import DEMO_DISTRACTOR, DEMO_PROMPT, DEMO_TARGET
+from lenscope.model.load import load_model
+from tests.e2e.conftest import ARTIFACTS, shipped_model
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +98,7 @@ def test_ask_sort_ablate_trace(page: Any, served: str) -> None:
     assert abs(wait_value_change(pg) - after) < 1e-6
 
     # remove the ablation: back to the original value
-    pg.click("[data-testid=interventions] li button")
+    pg.click("[data-testid=interventions] li [data-action=remove]")
     pg.wait_for_selector("[data-testid=value-change]", state="detached", timeout=60_000)
     pg.wait_for_function("document.querySelectorAll('.loading').length === 0", timeout=60_000)
     assert abs(value(pg) - before) < 1e-6
@@ -122,6 +125,121 @@ def test_ask_sort_ablate_trace(page: Any, served: str) -> None:
     earlier = [n for n in traced if ".H" in n and int(n[1 : n.index(".")]) < layer]
     assert earlier, traced
     shot(pg, "03-trace")
+
+
+OTHER = DEMO_PROMPT.replace("assertEqual", "assertTrue")  # as many tokens, one differs
+
+
+def api_value(served: str, prompt: str, interventions: list[dict[str, Any]] | None = None) -> float:
+    """The question's value computed by the server's library for `prompt`."""
+    base = served.split("/?", 1)[0]
+    body: dict[str, Any] = {
+        "prompt": prompt,
+        "question": {
+            "kind": "logit_diff",
+            "target": [DEMO_TARGET],
+            "distractor": [DEMO_DISTRACTOR],
+        },
+        "top_k": 1,
+        "measure": 0,
+    }
+    if interventions is not None:
+        body["interventions"] = {"interventions": interventions}
+    r = httpx.post(f"{base}/api/why", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    return float(r.json()["value"])
+
+
+def wait_value_not(pg: Any, old: float) -> float:
+    pg.wait_for_function(
+        "old => { const v = document.querySelector('[data-testid=value-number]');"
+        " return v && Number(v.dataset.value) !== old"
+        " && document.querySelectorAll('.loading').length === 0; }",
+        arg=old,
+        timeout=60_000,
+    )
+    return value(pg)
+
+
+def test_patch_from_the_second_prompt(page: Any, served: str) -> None:
+    pg = page
+    pg.goto(served)
+    pg.wait_for_selector("[data-testid=node-table] tbody tr", timeout=60_000)
+    base = api_value(served, DEMO_PROMPT)
+    assert abs(value(pg) - base) < 1e-6
+    pg.locator("label.check", has_text="compare with a second prompt").locator("input").check()
+    pg.fill("textarea[name=prompt2]", OTHER)
+    pg.click("form[aria-label=question] button[type=submit]")
+    pg.wait_for_selector("[data-testid=compare-panel]", timeout=60_000)
+
+    # every hook the page offers to patch is a hook point of the served model
+    model = load_model(shipped_model())
+    offered = pg.locator("select[name=patch-hook] option").evaluate_all(
+        "os => os.map(o => o.value)"
+    )
+    assert offered and set(offered) <= set(model.hook_dict), set(offered) - set(model.hook_dict)
+    hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_pre"
+    differs = [
+        i
+        for i, (a, b) in enumerate(
+            zip(model.to_str_tokens(DEMO_PROMPT), model.to_str_tokens(OTHER), strict=True)
+        )
+        if a != b
+    ]
+    assert differs
+
+    # patch the residual stream where the prompts differ: the value is the library's
+    pg.select_option("select[name=patch-hook]", hook)
+    pg.fill("input[name=patch-positions]", ",".join(map(str, differs)))
+    pg.press("input[name=patch-positions]", "Enter")
+    after = wait_value_change(pg)
+    want = api_value(
+        served,
+        DEMO_PROMPT,
+        [{"type": "patch", "hook": hook, "source": OTHER, "positions": differs}],
+    )
+    assert abs(after - want) < 1e-4 * max(1.0, abs(want)), (after, want)
+    change = float(pg.get_attribute("[data-testid=value-change]", "data-value"))
+    assert abs(change - (want - base)) < 1e-4 * max(1.0, abs(want)) and abs(change) > 1e-3
+    assert "patch=" in pg.url
+    shot(pg, "09-patch")
+
+    # every position: the run from there on is the other prompt's, so is the value
+    box = pg.locator("[data-testid=interventions] li[data-type=patch] input[name=positions]")
+    box.fill("")
+    box.press("Enter")
+    whole = wait_value_not(pg, after)
+    assert abs(whole - api_value(served, OTHER)) < 1e-4 * max(1.0, abs(whole)), whole
+
+    # the URL is the view: a reload shows the same patched answer
+    pg.reload()
+    assert abs(wait_value_change(pg) - whole) < 1e-6
+    pg.click("[data-testid=interventions] li [data-action=remove]")
+    assert abs(wait_value_not(pg, whole) - base) < 1e-6
+
+
+def test_steer_along_a_latent(page: Any, served: str) -> None:
+    """The shipped SAE's latents are rows of the node table; steering along one moves the value
+    to exactly what the library computes for that steer."""
+    pg = page
+    pg.goto(served + ("&" if "?" in served else "?") + "kinds=latent")
+    pg.wait_for_selector("[data-testid=node-table] tbody tr", timeout=60_000)
+    base = value(pg)
+    steer = pg.locator("[data-testid=node-table] button[data-action=steer]")
+    assert steer.count() > 0, "no latent rows: is mini's SAE shipped and served?"
+    steer.first.click()
+    after = wait_value_change(pg)
+    (raw,) = parse_qs(urlparse(pg.url).query)["steer"]
+    latent, coef, *rest = raw.split("~")
+    iv: dict[str, Any] = {"type": "steer", "latent": latent, "coefficient": float(coef)}
+    if rest and rest[0]:
+        iv["hook"] = rest[0]
+    if len(rest) > 1 and rest[1]:
+        iv["positions"] = [int(x) for x in rest[1].split(",")]
+    want = api_value(served, DEMO_PROMPT, [iv])
+    assert abs(after - want) < 1e-4 * max(1.0, abs(want)), (after, want, raw)
+    assert abs(after - base) > 1e-4, "steering changed nothing"
+    shot(pg, "10-steer")
 
 
 def test_node_page_examples_explanation_and_my_text(page: Any, served: str) -> None:

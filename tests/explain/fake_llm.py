@@ -19,10 +19,13 @@ KEY = "test-key"
 
 def _listing(text: str) -> list[tuple[str, str]]:
     """(token, activation) rows of every <start>...<end> block in a message."""
-    rows = []
+    rows: list[tuple[str, str]] = []
     for block in re.findall(r"<start>\n(.*?)<end>", text, flags=re.S):
-        rows += [tuple(line.rsplit("\t", 1)) for line in block.splitlines() if line]
-    return rows  # type: ignore[return-value]
+        for line in block.splitlines():
+            if line:
+                tok, act = line.rsplit("\t", 1)
+                rows.append((tok, act))
+    return rows
 
 
 class FakeLLM:

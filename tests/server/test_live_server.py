@@ -25,7 +25,10 @@ from tests.server.fixtures import PROMPT, QUESTION
 LENSCOPE = str(Path(sys.executable).parent / "lenscope")
 
 
-def start_server(model_dir: Path, home: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    model_dir: Path, home: Path, *extra: str, lines: list[str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`lenscope serve` on a free port; its printed lines go to `lines` (when given)."""
     env = os.environ | {"LENSCOPE_HOME": str(home)}
     proc = subprocess.Popen(
         [LENSCOPE, "serve", str(model_dir), "--port", "0", *extra],
@@ -35,7 +38,7 @@ def start_server(model_dir: Path, home: Path, *extra: str) -> tuple[subprocess.P
         env=env,
     )
     assert proc.stdout is not None
-    lines = []
+    lines = [] if lines is None else lines
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

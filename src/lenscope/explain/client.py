@@ -9,6 +9,7 @@ costs nothing and never asks twice. Every failure surfaces as `LLMError` with on
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import time
@@ -124,6 +125,8 @@ class ChatClient:
         except (urllib.error.URLError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise _Retry(f"cannot connect ({reason})") from None
+        except http.client.HTTPException as e:  # e.g. a server that does not speak HTTP
+            raise _Retry(f"not an HTTP answer ({type(e).__name__}: {e})") from None
         return _content(raw)
 
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.lens.core import logit_lens
+from lenscope.lens.kernels import Precision, check_precision
 from lenscope.lens.result import GenerationLens
 from lenscope.lens.watch import resolve_position
 from lenscope.model.transformer import HookedTransformer
@@ -32,6 +33,7 @@ def lens_generation(
     sublayers: bool = False,
     tuned: TunedLens | None = None,
     prepend_bos: bool | None = None,
+    precision: Precision = "fp32",
 ) -> GenerationLens:
     """Generate `n_new` tokens (greedy at temperature 0, else sampled with `seed`) and lens them.
 
@@ -39,6 +41,7 @@ def lens_generation(
     `layer_predictions` and `rankings_watch` are read; by default the last prompt token, whose
     lens predicts the first generated token.
     """
+    precision = check_precision(precision)
     if isinstance(n_new, bool) or not isinstance(n_new, int) or n_new < 0:
         raise InputError(f"the number of tokens to generate must be >= 0, got {n_new!r}")
     if temperature < 0:
@@ -63,7 +66,9 @@ def lens_generation(
     )
     assert isinstance(out, Tensor)
     seq = out[0]
-    res = logit_lens(model, seq, k=k, watch=watch, sublayers=sublayers, tuned=tuned)
+    res = logit_lens(
+        model, seq, k=k, watch=watch, sublayers=sublayers, tuned=tuned, precision=precision
+    )
     pos = n_prompt - 1 if position is None else resolve_position(position, seq.shape[0])
     chosen = slice(n_prompt - 1, n_prompt - 1 + n_new)
     gen_ids = seq[n_prompt:].tolist()

@@ -67,6 +67,7 @@ class LensResult:
     watch_rank: Tensor | None = None  # [B, P, W]
     watch_prob: Tensor | None = None  # [B, P, W]
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"  # of the non-final projections: "fp32" or "bf16" (approximate)
 
     def position(self, position: int) -> int:
         return resolve_position(position, len(self.token_ids))

@@ -164,24 +164,12 @@ def load_named_sae(name: str, model: HookedTransformer) -> NamedSAE:
 def matching_saes(model: HookedTransformer, log: Callable[[str], None]) -> list[str]:
     """Shipped or trained SAEs made on exactly this model (its fingerprint), at residual-stream
     hooks, one per hook (shipped first): what `lenscope serve MODEL` splices in by default."""
-    from lenscope.artifacts import read_manifest
-    from lenscope.nodes import latent_site
-    from lenscope.sae import list_saes
+    from lenscope.sae import saes_for_model
 
-    fp = fingerprint(model)
-    chosen: dict[str, str] = {}
-    for entry in list_saes():
-        try:
-            c = read_manifest(entry.path, "sae").data.get("config", {})
-            hook = str(c.get("hook_name", ""))
-            latent_site(hook)
-        except LenscopeError:
-            continue
-        if c.get("model_fingerprint") == fp and hook not in chosen:
-            chosen[hook] = str(entry.path)
-    for hook, path in chosen.items():
-        log(f"splicing the SAE at {hook} ({Path(path).name}); --sae picks others")
-    return list(chosen.values())
+    chosen = saes_for_model(fingerprint(model), residual_only=True)
+    for path in chosen:
+        log(f"splicing the SAE {path.name}; --sae picks others")
+    return [str(p) for p in chosen]
 
 
 def open_server_records(

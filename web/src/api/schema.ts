@@ -279,6 +279,8 @@ export interface paths {
          * Explain a node
          * @description An explanation of the node and its simulation score (correlation of simulated with true
          *     activations on held-out examples, with a shuffled control); generated once, then cached.
+         *     `explainer: "llm"` needs a server started with `--llm-url`; an LLM endpoint that is down,
+         *     slow or answers garbage gives an explanation with status "failed" and the reason.
          */
         post: operations["explain_api_nodes__node_id__explain_post"];
         delete?: never;
@@ -841,16 +843,38 @@ export interface components {
         ExplainRequest: {
             /**
              * Explainer
+             * @description offline: token statistics (always); llm: the server's LLM (--llm-url)
              * @default offline
-             * @constant
+             * @enum {string}
              */
-            explainer?: "offline";
+            explainer?: "offline" | "llm";
             /**
              * Refresh
              * @description explain again even if an explanation is cached
              * @default false
              */
             refresh?: boolean;
+        };
+        /**
+         * ExplainerInfo
+         * @description An explainer this server can run on request (`POST /api/nodes/{id}/explain`).
+         */
+        ExplainerInfo: {
+            /**
+             * Label
+             * @description what kind of explanation it writes, shown beside it
+             */
+            label: string;
+            /**
+             * Model
+             * @description the LLM's model name (llm explainer)
+             */
+            model?: string | null;
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "offline" | "llm";
         };
         /** Explanation */
         Explanation: {
@@ -1104,6 +1128,18 @@ export interface components {
             /** Token */
             token: string | number;
         };
+        /**
+         * LogitChange
+         * @description How much a node's write moves one output token's logit (downstream traces).
+         */
+        LogitChange: {
+            /** Id */
+            id: number;
+            /** Logit Change */
+            logit_change: number;
+            /** Token */
+            token: string;
+        };
         /** LogitDiff */
         LogitDiff: {
             /** Distractor */
@@ -1147,6 +1183,11 @@ export interface components {
                 [key: string]: unknown;
             };
             demo: components["schemas"]["DemoQuestion"];
+            /**
+             * Explainers
+             * @description explainers available: offline always, llm if set up
+             */
+            explainers?: components["schemas"]["ExplainerInfo"][];
             /** Fingerprint */
             fingerprint: string;
             /** Has Tokenizer */
@@ -1196,7 +1237,7 @@ export interface components {
         /** NodeRecord */
         NodeRecord: {
             /** Boosts */
-            boosts: components["schemas"]["lenscope__records__results__TokenEffect"][];
+            boosts: components["schemas"]["TokenEffect"][];
             /** Explanations */
             explanations: components["schemas"]["Explanation"][];
             /** Fingerprint */
@@ -1220,7 +1261,7 @@ export interface components {
             random: components["schemas"]["Example"][];
             stats: components["schemas"]["Stats"];
             /** Suppresses */
-            suppresses: components["schemas"]["lenscope__records__results__TokenEffect"][];
+            suppresses: components["schemas"]["TokenEffect"][];
             /** Top */
             top: components["schemas"]["Example"][];
         };
@@ -1541,6 +1582,19 @@ export interface components {
             /** Text */
             text: string;
         };
+        /** TokenEffect */
+        TokenEffect: {
+            /** Source */
+            source?: string | null;
+            /** Source Id */
+            source_id?: number | null;
+            /** Token */
+            token: string;
+            /** Token Id */
+            token_id: number;
+            /** Value */
+            value: number;
+        };
         /** TokenHit */
         TokenHit: {
             /** Kind */
@@ -1679,7 +1733,7 @@ export interface components {
             /** Path */
             path: components["schemas"]["Hop"][];
             /** Promoted */
-            promoted?: components["schemas"]["lenscope__attribution__results__TokenEffect"][];
+            promoted?: components["schemas"]["LogitChange"][];
             prompt: components["schemas"]["PromptInfo"];
             /** Rankings */
             rankings: components["schemas"]["EdgeRanking"][];
@@ -1688,7 +1742,7 @@ export interface components {
             /** Sums */
             sums: components["schemas"]["EdgeSum"][];
             /** Suppressed */
-            suppressed?: components["schemas"]["lenscope__attribution__results__TokenEffect"][];
+            suppressed?: components["schemas"]["LogitChange"][];
             /** Terms */
             terms?: components["schemas"]["Term"][];
             /** Value */
@@ -1798,28 +1852,6 @@ export interface components {
             targets: components["schemas"]["TokenInfo"][];
             /** Tokens */
             tokens: components["schemas"]["TokenRow"][];
-            /** Value */
-            value: number;
-        };
-        /** TokenEffect */
-        lenscope__attribution__results__TokenEffect: {
-            /** Id */
-            id: number;
-            /** Logit Change */
-            logit_change: number;
-            /** Token */
-            token: string;
-        };
-        /** TokenEffect */
-        lenscope__records__results__TokenEffect: {
-            /** Source */
-            source?: string | null;
-            /** Source Id */
-            source_id?: number | null;
-            /** Token */
-            token: string;
-            /** Token Id */
-            token_id: number;
             /** Value */
             value: number;
         };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULTS, debuggerParams, interventionsOf, parseDebugger, questionOf, toggle, type DebuggerState } from "./debuggerState";
+import type { UiIntervention } from "./interventions";
 
 function rng(seed: number) {
   let s = seed;
@@ -11,6 +12,22 @@ function rng(seed: number) {
 
 const pick = <T,>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)];
 const WORDS = ["", " ", ")", ",", " the", "a|b", "&=?#", "ü\n", "L1.H2@3:1"];
+
+const HOOKS = ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_z", "hook_embed"];
+const POSITIONS = [null, [0], [3, 4], [12, 2, 7]];
+
+function randomIntervention(r: () => number): UiIntervention {
+  const t = pick(r, ["ablate", "steer", "patch"] as const);
+  if (t === "ablate") return { type: "ablate", node: pick(r, ["L0.H1", "L1.N3@4", "embed@0", "L1.H0@5:2", "L2.resid_post.F9"]), mode: pick(r, ["zero", "mean", "resample"] as const) };
+  if (t === "patch") return { type: "patch", hook: pick(r, HOOKS), positions: pick(r, POSITIONS) };
+  return {
+    type: "steer",
+    latent: pick(r, ["L2.resid_post.F9", "L0.resid_pre.F0"]),
+    coefficient: pick(r, [1, -2.5, 0.125, 1e-7, 40, 3.3333333333333335]),
+    hook: pick(r, [null, ...HOOKS]),
+    positions: pick(r, POSITIONS),
+  };
+}
 
 function randomState(r: () => number): DebuggerState {
   const kind = pick(r, ["logit_diff", "logit", "prob", "attention"] as const);
@@ -32,7 +49,7 @@ function randomState(r: () => number): DebuggerState {
     dir: pick(r, ["asc", "desc"] as const),
     abs: r() < 0.5,
     kinds: pick(r, [[], ["head"], ["head", "neuron"]]),
-    ablate: pick(r, [[], ["L0.H1"], ["L1.N3@4", "embed@0"]]),
+    iv: Array.from({ length: pick(r, [0, 0, 1, 2, 5]) }, () => randomIntervention(r)),
     trace: pick(r, [[], ["L1.H0@16:k"], ["L1.H0:k", "L0.H2@9"]]),
     tdir: pick(r, ["upstream", "downstream"] as const),
     color: pick(r, ["embed", "pos_embed", "heads_query", "heads_key", "neurons", "latents"] as const),
@@ -76,7 +93,8 @@ describe("debugger URL state", () => {
     expect(questionOf({ ...DEFAULTS, kind: "prob", target: [" x"] })).toEqual({ kind: "prob", token: " x" });
     expect(questionOf({ ...DEFAULTS, kind: "attention", head: "L2.H5", qpos: null, kpos: 3 })).toEqual({ kind: "attention", layer: 2, head: 5, query_pos: null, key_pos: 3 });
     expect(interventionsOf(DEFAULTS)).toBeNull();
-    expect(interventionsOf({ ...DEFAULTS, ablate: ["L0.H1", "pos"] })).toEqual({
+    const zero = (node: string): UiIntervention => ({ type: "ablate", node, mode: "zero" });
+    expect(interventionsOf({ ...DEFAULTS, iv: [zero("L0.H1"), zero("pos")] })).toEqual({
       interventions: [{ type: "ablate", node: "L0.H1" }, { type: "ablate", node: "pos" }],
     });
   });
@@ -85,5 +103,29 @@ describe("debugger URL state", () => {
     expect(toggle([], "a")).toEqual(["a"]);
     expect(toggle(["a", "b"], "a")).toEqual(["b"]);
     expect(toggle(toggle(["x"], "y"), "y")).toEqual(["x"]);
+  });
+});
+
+describe("interventions in the URL", () => {
+  it("keeps their order across kinds, every field exact", () => {
+    const iv: UiIntervention[] = [
+      { type: "steer", latent: "L2.resid_post.F9", coefficient: -2.5, hook: "blocks.1.hook_resid_pre", positions: [3, 4] },
+      { type: "ablate", node: "L1.H0@5:2", mode: "resample" },
+      { type: "patch", hook: "blocks.0.attn.hook_z", positions: null },
+      { type: "ablate", node: "L0.H1", mode: "zero" },
+      { type: "steer", latent: "L2.resid_post.F1", coefficient: 4, hook: null, positions: [7] },
+    ];
+    const params = debuggerParams({ ...DEFAULTS, prompt: "a b", prompt2: "c d", iv });
+    expect([...params.keys()].filter((k) => ["ablate", "steer", "patch"].includes(k))).toEqual(["steer", "ablate", "patch", "ablate", "steer"]);
+    expect(params.getAll("ablate")).toEqual(["L1.H0@5:2~resample", "L0.H1"]); // zero stays short (old links work)
+    expect(params.getAll("steer")).toEqual(["L2.resid_post.F9~-2.5~blocks.1.hook_resid_pre~3,4", "L2.resid_post.F1~4~~7"]);
+    expect(parseDebugger(new URLSearchParams(params.toString())).iv).toEqual(iv);
+  });
+
+  it("drops nonsense instead of failing", () => {
+    const s = parseDebugger(
+      new URLSearchParams("ablate=L0.H1~sideways&ablate=&steer=L0.resid_pre.F1&steer=L0.resid_pre.F1~abc&steer=L0.resid_pre.F1~2~~x&patch=blocks.0.hook_z~-1&patch=a/b&ablate=L0.H2~mean~3"),
+    );
+    expect(s.iv).toEqual([{ type: "ablate", node: "L0.H1", mode: "zero" }]);
   });
 });

@@ -1,5 +1,6 @@
 // The debugger page's whole state lives in the URL query string: parse it with defaults, write
 // it back omitting defaults, so shared links stay short and reloads show the same view.
+import { encodeIntervention, parseInterventions, toApi, type UiIntervention } from "./interventions";
 import type { Dir } from "./sort";
 
 export type QuestionKind = "logit_diff" | "logit" | "prob" | "attention";
@@ -25,7 +26,7 @@ export interface DebuggerState {
   dir: Dir;
   abs: boolean;
   kinds: string[]; // empty = every kind
-  ablate: string[]; // zero-ablated nodes
+  iv: UiIntervention[]; // interventions, in the order they apply
   trace: string[]; // trace path (hops like L1.H2@5:k)
   tdir: "upstream" | "downstream";
   color: TokenColumn;
@@ -48,7 +49,7 @@ export const DEFAULTS: DebuggerState = {
   dir: "desc",
   abs: true,
   kinds: [],
-  ablate: [],
+  iv: [],
   trace: [],
   tdir: "upstream",
   color: "embed",
@@ -98,7 +99,7 @@ export function parseDebugger(params: URLSearchParams): DebuggerState {
     dir: pick(params.get("dir"), ["asc", "desc"] as const, d.dir),
     abs: params.has("abs") ? params.get("abs") !== "0" : d.abs,
     kinds: csv(params.get("kinds")),
-    ablate: list(params, "ablate"),
+    iv: parseInterventions(params),
     trace: csv(params.get("trace")),
     tdir: pick(params.get("tdir"), ["upstream", "downstream"] as const, d.tdir),
     color: pick(params.get("color"), TOKEN_COLUMNS, d.color),
@@ -127,7 +128,7 @@ export function debuggerParams(s: DebuggerState): URLSearchParams {
   if (s.dir !== d.dir) p.set("dir", s.dir);
   if (s.abs !== d.abs) p.set("abs", s.abs ? "1" : "0");
   if (s.kinds.length) p.set("kinds", s.kinds.join(","));
-  s.ablate.forEach((n) => p.append("ablate", n));
+  s.iv.forEach((iv) => p.append(...encodeIntervention(iv)));
   if (s.trace.length) p.set("trace", s.trace.join(","));
   if (s.tdir !== d.tdir) p.set("tdir", s.tdir);
   if (s.color !== d.color) p.set("color", s.color);
@@ -147,10 +148,9 @@ export function questionOf(s: DebuggerState):
   return { kind: "logit_diff", target: s.target, distractor: s.distractor };
 }
 
-/** Zero-ablation interventions of the ablated nodes (null when none). */
-export function interventionsOf(s: DebuggerState): { interventions: { type: "ablate"; node: string }[] } | null {
-  if (!s.ablate.length) return null;
-  return { interventions: s.ablate.map((node) => ({ type: "ablate" as const, node })) };
+/** The interventions as the API takes them (null when none applies). */
+export function interventionsOf(s: DebuggerState): ReturnType<typeof toApi> {
+  return toApi(s.iv, s.prompt, s.prompt2);
 }
 
 /** Add or remove `node` from a list (ablations). */

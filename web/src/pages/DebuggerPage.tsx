@@ -10,9 +10,9 @@ import {
   interventionsOf,
   parseDebugger,
   questionOf,
-  toggle,
   type DebuggerState,
 } from "../lib/debuggerState";
+import { ablatedNodes, patchHooks, residualHooks, steeredNodes, suggestedCoefficient, toggleAblation, toggleSteer } from "../lib/interventions";
 import { componentOf, parseNode } from "../lib/nodes";
 import { navigate, urlOf } from "../lib/router";
 import { useAsync } from "../lib/useAsync";
@@ -86,7 +86,11 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
   const sums = useAsync(sumKey, (signal) => get("/api/summaries", { nodes: sumKey ?? "" }, {}, signal));
   const summaries: Record<string, NodeSummary> = sums.data?.nodes ?? {};
 
-  const onAblate = (node: string) => update({ ablate: toggle(state.ablate, node) });
+  const ablated = ablatedNodes(state.iv);
+  const steered = steeredNodes(state.iv);
+  const onAblate = (node: string) => update({ iv: toggleAblation(state.iv, node) });
+  const onSteer = (node: string, activation?: number | null) => update({ iv: toggleSteer(state.iv, node, suggestedCoefficient(activation)) });
+  const cfg = info.config as unknown as { n_layers: number; attn_only: boolean; positional: string };
   const onTrace = (hop: string) => update({ trace: [hop], tdir: "upstream" });
   const onDownstream = (node: string) => update({ trace: [node], tdir: "downstream" });
   const onAttend = (node: string) => {
@@ -100,10 +104,17 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
     <div className="debugger">
       <QuestionForm state={state} onAsk={(patch) => update({ ...patch, trace: [] })} busy={busy} />
       {!ready && <p className="empty">Write a prompt and the tokens to compare, then Ask.</p>}
-      <InterventionsPanel ablate={state.ablate} onRemove={onAblate} onClear={() => update({ ablate: [] })} />
+      <InterventionsPanel
+        items={state.iv}
+        prompt2={state.prompt2}
+        residualHooks={residualHooks(cfg)}
+        patchHooks={patchHooks(cfg)}
+        max={info.limits.max_interventions}
+        onChange={(iv) => update({ iv })}
+      />
       {attention && att.loading && !att.data && <Loading what="explaining the attention score" />}
       {attention && att.error && <ErrorBox error={att.error} />}
-      {attention && att.data && <AttentionPanel data={att.data} ablated={state.ablate} onAblate={onAblate} onTrace={onTrace} />}
+      {attention && att.data && <AttentionPanel data={att.data} ablated={ablated} onAblate={onAblate} onTrace={onTrace} />}
       {!attention && why.loading && <Loading what={why.data ? "updating" : "asking the model"} />}
       {!attention && why.error && <ErrorBox error={why.error} />}
       {!attention && why.data && !why.error && (
@@ -123,7 +134,10 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
               kinds={info.node_kinds}
               summaries={summaries}
               update={update}
+              ablated={ablated}
+              steered={steered}
               onAblate={onAblate}
+              onSteer={onSteer}
               onTrace={onTrace}
               onDownstream={onDownstream}
               onAttend={onAttend}
@@ -138,7 +152,7 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
         data={trace.data}
         error={trace.error}
         loading={trace.loading}
-        ablated={state.ablate}
+        ablated={ablated}
         onPath={(path, direction) => update({ trace: path, tdir: direction ?? state.tdir })}
         onAblate={onAblate}
       />

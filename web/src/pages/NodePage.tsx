@@ -2,9 +2,10 @@
 // distribution, the output tokens it pushes, its activations on your text, neighbours.
 import { useEffect, useState } from "react";
 import { useInfo } from "../App";
-import { post, get } from "../api/client";
-import type { Explanation, NodeRecord, RecordEffect } from "../api/types";
+import { get, post } from "../api/client";
+import type { ExplainerInfo, NodeRecord, RecordEffect } from "../api/types";
 import { Examples } from "../components/Examples";
+import { ExplanationBox } from "../components/ExplanationBox";
 import { Histogram } from "../components/Histogram";
 import { ErrorBox, Loading } from "../components/Status";
 import { TokenView } from "../components/TokenView";
@@ -21,6 +22,7 @@ export function NodePage({ id, params }: { id: string; params: URLSearchParams }
   const node = parseNode(id);
   const tab = (["top", "random", "quantiles"].includes(params.get("tab") ?? "") ? params.get("tab") : "top") as Tab;
   const text = params.get("text") ?? "";
+  const explainer: ExplainerInfo["name"] = params.get("explainer") === "llm" ? "llm" : "offline";
   const set = (patch: Record<string, string>) => {
     const p = new URLSearchParams(params);
     for (const [k, v] of Object.entries(patch)) if (v) p.set(k, v); else p.delete(k);
@@ -52,17 +54,37 @@ export function NodePage({ id, params }: { id: string; params: URLSearchParams }
       )}
       {rec.loading && <Loading what="reading the records" />}
       {rec.error && <ErrorBox error={rec.error} />}
-      {rec.data && <RecordView rec={rec.data} id={id} tab={tab} onTab={(t) => set({ tab: t === "top" ? "" : t })} />}
+      {rec.data && (
+        <RecordView
+          rec={rec.data}
+          id={id}
+          tab={tab}
+          onTab={(t) => set({ tab: t === "top" ? "" : t })}
+          explainers={info.explainers ?? []}
+          explainer={explainer}
+          onExplainer={(e) => set({ explainer: e === "offline" ? "" : e })}
+        />
+      )}
       {node && <MyText id={id} text={text} onText={(t) => set({ text: t })} max={rec.data?.stats.max ?? null} head={node.kind === "head"} />}
     </div>
   );
 }
 
-function RecordView({ rec, id, tab, onTab }: { rec: NodeRecord; id: string; tab: Tab; onTab: (t: Tab) => void }) {
+interface RecordProps {
+  rec: NodeRecord;
+  id: string;
+  tab: Tab;
+  onTab: (t: Tab) => void;
+  explainers: ExplainerInfo[];
+  explainer: ExplainerInfo["name"];
+  onExplainer: (e: ExplainerInfo["name"]) => void;
+}
+
+function RecordView({ rec, id, tab, onTab, explainers, explainer, onExplainer }: RecordProps) {
   const s = rec.stats;
   return (
     <>
-      <ExplanationBox id={id} stored={rec.explanations} />
+      <ExplanationBox id={id} stored={rec.explanations} explainers={explainers} choice={explainer} onChoice={onExplainer} />
       <div className="node-grid">
         <section className="panel" aria-label="activation distribution">
           <h2>Activations</h2>
@@ -124,44 +146,6 @@ function Effects({ title, rows }: { title: string; rows: RecordEffect[] }) {
         ))}
       </tbody>
     </table>
-  );
-}
-
-function ExplanationBox({ id, stored }: { id: string; stored: Explanation[] }) {
-  const [made, setMade] = useState<Explanation | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [err, setErr] = useState<Error | null>(null);
-  useEffect(() => setMade(null), [id]);
-  const all = made ? [made, ...stored.filter((e) => e.explainer !== made.explainer)] : stored;
-  const run = async (refresh: boolean) => {
-    setBusy(true);
-    setErr(null);
-    try {
-      setMade(await post("/api/nodes/{node_id}/explain", { explainer: "offline", refresh }, { node_id: id }));
-    } catch (e) {
-      setErr(e as Error);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <section className="panel explanation-box" aria-label="explanation" data-testid="explanation">
-      <h2>Explanation</h2>
-      {all.length === 0 && <p className="empty">No explanation yet.</p>}
-      {all.map((e) => (
-        <div key={e.explainer} className="explanation-item">
-          <p>{e.status === "ok" ? e.text : <em>failed: {e.error}</em>}</p>
-          <p className="hint">
-            {e.explainer}
-            {e.model ? ` (${e.model})` : ""} · score <strong>{fmt(e.score)}</strong> vs shuffled control {fmt(e.control)} on {e.n_tokens} held-out tokens
-          </p>
-        </div>
-      ))}
-      <button type="button" onClick={() => run(all.length > 0)} disabled={busy}>
-        {busy ? "explaining…" : all.length ? "explain and score again" : "explain and score"}
-      </button>
-      {err && <ErrorBox error={err} />}
-    </section>
   );
 }
 

@@ -1,5 +1,6 @@
-// Row actions shared by the node table and the trace table: ablate, trace (heads: through the
-// query, key or value), trace downstream, open the node's page (or use the NodeLink on its id).
+// Row actions shared by the node table and the trace table: ablate, steer (SAE latents), trace
+// (heads: through the query, key or value), trace downstream, open the node's page (or use the
+// NodeLink on its id).
 import { componentOf, hasPage, parseNode } from "../../lib/nodes";
 import { Link } from "../../lib/router";
 
@@ -7,13 +8,15 @@ interface Props {
   node: string;
   ablated: boolean;
   onAblate: (node: string) => void;
+  steered?: boolean;
+  onSteer?: (node: string) => void;
   onTrace: (hop: string) => void;
   onDownstream?: (node: string) => void;
   onAttend?: (node: string) => void;
   showPage?: boolean;
 }
 
-export function NodeActions({ node, ablated, onAblate, onTrace, onDownstream, onAttend, showPage = false }: Props) {
+export function NodeActions({ node, ablated, onAblate, steered = false, onSteer, onTrace, onDownstream, onAttend, showPage = false }: Props) {
   const n = parseNode(node);
   const head = n?.kind === "head";
   return (
@@ -21,6 +24,18 @@ export function NodeActions({ node, ablated, onAblate, onTrace, onDownstream, on
       <button type="button" className={ablated ? "on" : undefined} onClick={() => onAblate(node)} title={ablated ? "restore this node" : "zero-ablate this node and ask again"} aria-pressed={ablated} data-action="ablate">
         {ablated ? "restore" : "ablate"}
       </button>
+      {onSteer && n?.kind === "latent" && (
+        <button
+          type="button"
+          className={steered ? "on" : undefined}
+          onClick={() => onSteer(node)}
+          title={steered ? "stop steering along this latent" : "add this latent's decoder direction to the residual stream (set the coefficient under Interventions)"}
+          aria-pressed={steered}
+          data-action="steer"
+        >
+          {steered ? "unsteer" : "steer"}
+        </button>
+      )}
       {head ? (
         <span className="qkv" role="group" aria-label={`trace ${node} through`}>
           trace

@@ -12,7 +12,10 @@ interface Props {
   kinds: string[];
   summaries: Record<string, NodeSummary>;
   update: (patch: Partial<DebuggerState>) => void;
+  ablated: string[];
+  steered: string[];
   onAblate: (node: string) => void;
+  onSteer: (node: string, activation?: number | null) => void;
   onTrace: (hop: string) => void;
   onDownstream: (node: string) => void;
   onAttend: (node: string) => void;
@@ -50,7 +53,7 @@ export function SummaryCell({ s }: { s: NodeSummary | undefined }) {
   );
 }
 
-export function NodeTablePanel({ rows, state, kinds, summaries, update, onAblate, onTrace, onDownstream, onAttend }: Props) {
+export function NodeTablePanel({ rows, state, kinds, summaries, update, ablated, steered, onAblate, onSteer, onTrace, onDownstream, onAttend }: Props) {
   const counts = Object.fromEntries(GRANS.map(({ g }) => [g, rows.filter((r) => r.granularity === g).length]));
   const shown = rows.filter((r) => r.granularity === state.gran && (state.kinds.length === 0 || state.kinds.includes(r.kind)));
   const num = (key: Column, label: string, title: string): Col<NodeRow> => ({ key, label, title, value: (r) => r[key] ?? null });
@@ -129,9 +132,18 @@ export function NodeTablePanel({ rows, state, kinds, summaries, update, onAblate
           abs={state.abs}
           onSort={(key, dir) => update({ sort: key as Column, dir })}
           testid="node-table"
-          highlight={(r) => state.ablate.includes(r.node)}
+          highlight={(r) => ablated.includes(r.node) || steered.includes(r.node)}
           actions={(r) => (
-            <NodeActions node={r.node} ablated={state.ablate.includes(r.node)} onAblate={onAblate} onTrace={onTrace} onDownstream={onDownstream} onAttend={onAttend} />
+            <NodeActions
+              node={r.node}
+              ablated={ablated.includes(r.node)}
+              onAblate={onAblate}
+              steered={steered.includes(r.node)}
+              onSteer={(node) => onSteer(node, r.activation)}
+              onTrace={onTrace}
+              onDownstream={onDownstream}
+              onAttend={onAttend}
+            />
           )}
         />
       )}
