@@ -1,18 +1,27 @@
 """Cost of the logit lens over every layer boundary, as a ratio to one plain forward pass.
 
 For `mini` (or a random stand-in of its shape when it is not trained yet) and a random model of
-GPT-2 small's size (12 layers, d_model 768, vocab 50257), on 128 tokens:
+GPT-2 small's size (12 layers, d_model 768, vocab 50257), on 128 tokens, one thread:
 
-  forward_s            one plain forward pass (logits)
-  lens_s               `logit_lens`: every boundary's full-vocabulary distribution at every
-                       position, reduced to top-k, entropy, KL to the final layer, ranks
-  lens_ratio           lens_s / forward_s (the issue's goal: <= 1.5)
-  floor_ratio          what any exact full-vocabulary lens must pay at least: the blocks once plus
-                       one unembedding matmul per boundary, measured here, over forward_s
-  last_position_ratio  every boundary's lens at the last position only (what a generation step
-                       or `layer_predictions` needs), over forward_s
-  peer_tl_ratio        the same full lens done the TransformerLens way (run_with_cache,
-                       accumulated_resid(apply_ln=True), @ W_U, log_softmax) over TL's own forward
+  macs_per_token      multiply-accumulates per token: the forward (blocks + one unembedding),
+                      the full lens (blocks + one unembedding per boundary), and their ratio
+                      `mac_ratio`: what the lens must cost at equal matmul efficiency
+  forward_s           one plain forward pass (logits); blocks_s: the same without unembedding
+  unembed_s           the bare unembedding matmul of 128 residuals as the forward does it (`@`,
+                      MKL); unembed_onednn_s / unembed_bf16_s: oneDNN float32 / bfloat16
+  floor_ratio         the least an exact full-vocabulary lens can cost here, over forward_s:
+                      blocks_s + unembed_s (the last boundary: the forward's own logits)
+                      + (boundaries - 1) x unembed_onednn_s (the fastest exact kernel here)
+  lens_ratio          `logit_lens` (every boundary x position x the whole vocabulary, reduced to
+                      top-k, entropy, KL to the final layer, ranks) over forward_s (goal <= 1.5);
+                      lens_over_floor = lens_s / floor_s
+  lens_bf16_ratio     the same with precision="bf16"; floor_bf16_ratio its floor
+  ecco_ratio          the query `--generate` answers (every boundary at the 16 positions that
+                      chose 16 generated tokens, the first being the chosen position: ranks of
+                      the generated tokens, top-k, watched tokens), over forward_s
+  last_position_ratio every boundary at the last position only, over forward_s
+  peer_tl_ratio       the full lens done the TransformerLens way (run_with_cache,
+                      accumulated_resid(apply_ln=True), @ W_U, log_softmax) over TL's forward
 
 Timings are the minimum over interleaved repetitions (the machine may be shared). Prints ONE JSON
 object.
@@ -29,14 +38,16 @@ import torch
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import ModelNotFoundError
-from lenscope.lens import collect_residuals, lens_boundaries, logit_lens, project
+from lenscope.lens import collect_residuals, lens_boundaries, logit_lens
+from lenscope.lens.kernels import unembed_rows
+from lenscope.lens.reduce import reduce_lens
 from lenscope.model.load import load_model
 
 N_TOKENS = 128
-REPS = 5
+N_GENERATED = 16
 
 
-def _timer(fns: dict[str, Callable[[], Any]], reps: int = REPS) -> dict[str, float]:
+def _timer(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
     best = dict.fromkeys(fns, float("inf"))
     for f in fns.values():
         f()  # warm up
@@ -79,6 +90,28 @@ def _gpt2_small() -> HookedTransformer:
     return HookedTransformer(cfg).eval()
 
 
+def lens_macs(cfg: ModelConfig, n_tokens: int) -> dict[str, Any]:
+    """Multiply-accumulates per token, averaged over a causal sequence of n_tokens."""
+    d = cfg.d_model
+    per_layer = 4 * d * d + d * (n_tokens + 1)  # Q, K, V, O; scores and mixing over ~n/2 keys
+    if not cfg.attn_only:
+        per_layer += (3 if cfg.gated_mlp else 2) * d * cfg.d_mlp
+    blocks = cfg.n_layers * per_layer
+    unembed = d * cfg.d_vocab
+    n_bounds = cfg.n_layers + 1
+    forward, lens = blocks + unembed, blocks + n_bounds * unembed
+    return {
+        "blocks": blocks,
+        "unembed": unembed,
+        "forward": forward,
+        "lens": lens,
+        "mac_ratio": round(lens / forward, 2),
+        "ecco_mac_ratio": round(
+            (forward + (n_bounds - 1) * unembed * N_GENERATED / n_tokens) / forward, 2
+        ),
+    }
+
+
 def _tl_peer(cfg: ModelConfig, tokens: torch.Tensor) -> float | None:
     try:
         from transformer_lens import HookedTransformer as TLModel
@@ -106,45 +139,66 @@ def _tl_peer(cfg: ModelConfig, tokens: torch.Tensor) -> float | None:
         (stack @ tl.W_U).log_softmax(-1)
 
     with torch.no_grad():
-        t = _timer({"fwd": lambda: tl(tokens), "lens": lens})
+        t = _timer({"fwd": lambda: tl(tokens), "lens": lens}, 2)
     return t["lens"] / t["fwd"]
 
 
-def bench(model: HookedTransformer, label: str, peer: bool) -> dict[str, Any]:
+def bench(model: HookedTransformer, label: str, peer: bool, reps: int) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, model.cfg.d_vocab, (1, N_TOKENS), generator=g)
     bounds = lens_boundaries(model.cfg)
     n = model.cfg.n_layers
+    targets = torch.cat([tokens[0, 1:], tokens[0, :1]])[:, None]
+    chosen = N_TOKENS - N_GENERATED - 1  # the last prompt token, then the generated ones
+    ecco_rows = torch.arange(chosen, N_TOKENS - 1)
+    last_row = torch.tensor([N_TOKENS - 1])
 
-    def last_position() -> None:
-        resids = collect_residuals(model, tokens, bounds)
-        for r, b in zip(resids, bounds, strict=True):
-            project(model, r[:, -1:], b).log_softmax(-1)
+    def rows_only(rows: torch.Tensor) -> Callable[[], Any]:
+        def run() -> Any:
+            resids = collect_residuals(model, tokens, bounds)
+            return reduce_lens(model, resids, bounds, targets, 10, rows=rows)
+
+        return run
 
     with torch.no_grad():
-        x = model(tokens, stop_at_layer=n)
+        x = model.ln_final(model(tokens, stop_at_layer=n))[0]
+        w = model.W_U
         t = _timer(
             {
                 "forward": lambda: model(tokens),
-                "lens": lambda: logit_lens(model, tokens, k=10),
                 "blocks": lambda: model(tokens, stop_at_layer=n),
-                "unembed": lambda: model.unembed_resid(model.ln_final(x)),
-                "last": last_position,
-            }
+                "unembed": lambda: x @ w,
+                "unembed_onednn": lambda: unembed_rows(model, x),
+                "unembed_bf16": lambda: unembed_rows(model, x, "bf16"),
+                "lens": lambda: logit_lens(model, tokens, k=10),
+                "lens_bf16": lambda: logit_lens(model, tokens, k=10, precision="bf16"),
+                "ecco": rows_only(ecco_rows),
+                "last": rows_only(last_row),
+            },
+            reps,
         )
     fwd = t["forward"]
+    nb = len(bounds)
+    floor = t["blocks"] + t["unembed"] + (nb - 1) * t["unembed_onednn"]
+    floor_bf16 = t["blocks"] + t["unembed"] + (nb - 1) * t["unembed_bf16"]
     out: dict[str, Any] = {
         "model": label,
         "n_layers": n,
         "d_model": model.cfg.d_model,
         "d_vocab": model.cfg.d_vocab,
         "tokens": N_TOKENS,
-        "boundaries": len(bounds),
-        "forward_s": round(fwd, 4),
-        "lens_s": round(t["lens"], 4),
+        "boundaries": nb,
+        "macs_per_token": lens_macs(model.cfg, N_TOKENS),
+        **{f"{k}_s": round(v, 4) for k, v in t.items()},
+        "floor_ratio": round(floor / fwd, 2),
         "lens_ratio": round(t["lens"] / fwd, 2),
-        "floor_ratio": round((t["blocks"] + len(bounds) * t["unembed"]) / fwd, 2),
+        "lens_over_floor": round(t["lens"] / floor, 2),
+        "floor_bf16_ratio": round(floor_bf16 / fwd, 2),
+        "lens_bf16_ratio": round(t["lens_bf16"] / fwd, 2),
+        "ecco_ratio": round(t["ecco"] / fwd, 2),
         "last_position_ratio": round(t["last"] / fwd, 2),
+        "unembed_onednn_speedup": round(t["unembed"] / t["unembed_onednn"], 2),
+        "unembed_bf16_speedup": round(t["unembed"] / t["unembed_bf16"], 2),
     }
     if peer:
         r = _tl_peer(model.cfg, tokens)
@@ -154,8 +208,12 @@ def bench(model: HookedTransformer, label: str, peer: bool) -> dict[str, Any]:
 
 def main() -> None:
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     mini, label = _mini()
-    results = [bench(mini, label, peer=False), bench(_gpt2_small(), "gpt2-small-size", peer=True)]
+    results = [
+        bench(mini, label, peer=False, reps=7),
+        bench(_gpt2_small(), "gpt2-small-size", peer=True, reps=3),
+    ]
     print(json.dumps({"benchmark": "lens", "threads": torch.get_num_threads(), "cases": results}))
 
 

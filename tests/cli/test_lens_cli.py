@@ -185,3 +185,50 @@ def test_help_lists_the_subcommands() -> None:
     r = runner.invoke(app, ["lens", "--help"])
     assert r.exit_code == 0
     assert "train-tuned" in r.stdout and "eval-tuned" in r.stdout
+
+
+def test_bare_tuned_uses_the_shipped_mini_lens(tmp_path: Path) -> None:
+    from lenscope.lens import logit_lens
+
+    out = _run("lens", "mini", "def f(x):", "--tuned", "--json", "--out", str(tmp_path))
+    named = _run(
+        "lens", "mini", "def f(x):", "--tuned", "mini-tuned", "--json", "--out", str(tmp_path)
+    )
+    m = load_model("mini")
+    ref = logit_lens(m, "def f(x):", tuned=load_tuned_lens("mini-tuned", m))
+    for got in (out, named):
+        assert got["lens"]["lens"] == "tuned"
+        assert got["lens"]["top_ids"] == ref.top_ids.tolist()
+
+
+def test_precision_bf16_is_recorded_and_checked(model_dir: Path, tmp_path: Path) -> None:
+    out = _run(
+        "lens", str(model_dir), "The keys", "--precision", "bf16", "--json", "--out", str(tmp_path)
+    )
+    assert out["lens"]["precision"] == "bf16"
+    r = runner.invoke(app, ["lens", str(model_dir), "The keys", "--precision", "fp8"])
+    assert isinstance(r.exception, InputError) and "precision must be one of" in str(r.exception)
+
+
+def test_auto_picks_the_first_lens_made_for_the_model(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shipped lenses come first, but one made for another model is passed over."""
+    from lenscope.lens import TunedLens, save_tuned_lens
+    from lenscope.lens.tuned import find_tuned_lens, trained_lenses_dir
+
+    m = load_model(model_dir)
+    name = f"{m.cfg.name}-tuned"
+    monkeypatch.setenv("LENSCOPE_ASSETS", str(tmp_path / "assets"))
+    other = tiny("gpt2", tokenizer=True, seed=9)
+    save_tuned_lens(TunedLens.for_model(other), tmp_path / "assets" / "lenses" / name, name)
+    assert find_tuned_lens(m) is None
+    r = runner.invoke(app, ["lens", str(model_dir), "ab", "--tuned"])
+    assert isinstance(r.exception, InputError) and "no tuned lens for" in str(r.exception)
+    mine = save_tuned_lens(TunedLens.for_model(m), trained_lenses_dir() / name, name)
+    assert find_tuned_lens(m) == mine
+    out = _run("lens", str(model_dir), "ab", "--tuned", "--json", "--out", str(tmp_path / "o"))
+    assert out["lens"]["lens"] == "tuned"
+    # a bare name resolves shipped first: here, the lens of the other model, refused clearly
+    r = runner.invoke(app, ["lens", str(model_dir), "ab", "--tuned", name])
+    assert "another model" in str(r.exception)

@@ -5,24 +5,32 @@ res = logit_lens(model, "The keys to the cabinet", watch=[" is", " are"])
 res.layer_predictions(-1); res.rankings_watch(-1); res.heatmaps()   # inline in notebooks
 gen = lens_generation(model, "for i in range(", 8)                # Ecco's rankings
 lens, info = train_tuned_lens(model, tokens); logit_lens(model, text, tuned=lens)
+logit_lens(model, text, tuned=load_tuned_lens("mini-tuned", model))   # shipped; or "auto"
+logit_lens(model, text, precision="bf16")                            # opt-in, approximate
 """
 
 from lenscope.lens.boundaries import Boundary, collect_residuals, lens_boundaries
-from lenscope.lens.core import lens_logits, logit_lens, project
+from lenscope.lens.core import lens_logits, logit_lens
 from lenscope.lens.corpus import LensCorpus, lens_corpus
 from lenscope.lens.evaluate import LensCurves, LensEval, evaluate_lenses, plot_lens_eval
 from lenscope.lens.generation import lens_generation
+from lenscope.lens.kernels import PRECISIONS, Precision, project
+from lenscope.lens.reduce import Reduced, reduce_lens
 from lenscope.lens.result import GenerationLens, LayerPrediction, LensResult, WatchRankings
 from lenscope.lens.train import TunedTraining, train_tuned_lens
 from lenscope.lens.tuned import (
     TunedLens,
+    default_tuned_lens,
     default_tuned_path,
+    find_tuned_lens,
     load_tuned_lens,
+    resolve_tuned_path,
     save_tuned_lens,
 )
 from lenscope.lens.watch import WatchedToken, resolve_position, resolve_watch
 
 __all__ = [
+    "PRECISIONS",
     "Boundary",
     "GenerationLens",
     "LayerPrediction",
@@ -30,13 +38,17 @@ __all__ = [
     "LensCurves",
     "LensEval",
     "LensResult",
+    "Precision",
+    "Reduced",
     "TunedLens",
     "TunedTraining",
     "WatchRankings",
     "WatchedToken",
     "collect_residuals",
+    "default_tuned_lens",
     "default_tuned_path",
     "evaluate_lenses",
+    "find_tuned_lens",
     "lens_boundaries",
     "lens_corpus",
     "lens_generation",
@@ -45,7 +57,9 @@ __all__ = [
     "logit_lens",
     "plot_lens_eval",
     "project",
+    "reduce_lens",
     "resolve_position",
+    "resolve_tuned_path",
     "resolve_watch",
     "save_tuned_lens",
     "train_tuned_lens",

@@ -34,14 +34,16 @@ Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-_bf16_cache: weakref.WeakKeyDictionary[HookedTransformer, tuple[tuple[int, ...], Tensor, Tensor]]
+_Bf16 = tuple[Tensor, Tensor]
+_bf16_cache: weakref.WeakKeyDictionary[HookedTransformer, tuple[tuple[int, ...], _Bf16]]
 _bf16_cache = weakref.WeakKeyDictionary()
 
 
 def check_precision(precision: str) -> Precision:
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    return precision  # type: ignore[return-value]
+    for p in PRECISIONS:
+        if precision == p:
+            return p
+    raise InputError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
 
 
 def project(
@@ -56,23 +58,29 @@ def project(
 
 def _linear(x: Tensor, w_t: Tensor, b: Tensor | None) -> Tensor:
     """x [M, d] @ w_t.T + b via oneDNN (w_t [V, d], any strides)."""
-    return torch.ops.mkldnn._linear_pointwise(x, w_t, b, "none", [], "")  # type: ignore[no-any-return]
+    out: Tensor = torch.ops.mkldnn._linear_pointwise(x, w_t, b, "none", [], "")
+    return out
 
 
 def _bf16_weights(model: HookedTransformer) -> tuple[Tensor, Tensor]:
     """W_U centred over the vocabulary, transposed [V, d], and b_U centred, both bfloat16."""
     w, b = model.W_U, model.b_U
-    key = (w.data_ptr(), w._version, -1 if b is None else b.data_ptr(), b._version if b is not None else -1)
+    key = (
+        w.data_ptr(),
+        w._version,
+        -1 if b is None else b.data_ptr(),
+        b._version if b is not None else -1,
+    )
     hit = _bf16_cache.get(model)
     if hit is not None and hit[0] == key:
-        return hit[1], hit[2]
+        return hit[1]
     with torch.no_grad():
         wf = w.detach().float()
         w_t = (wf - wf.mean(1, keepdim=True)).t().contiguous().to(torch.bfloat16)
         bias = torch.zeros(w.shape[1]) if b is None else b.detach().float() - b.float().mean()
-        bias = bias.to(torch.bfloat16)
-    _bf16_cache[model] = (key, w_t, bias)
-    return w_t, bias
+        entry = (w_t, bias.to(torch.bfloat16))
+    _bf16_cache[model] = (key, entry)
+    return entry
 
 
 def unembed_rows(model: HookedTransformer, xn: Tensor, precision: Precision = "fp32") -> Tensor:

@@ -64,11 +64,9 @@ class Reduced:
 def _ranks(z: Tensor, chosen: Tensor, buf: Tensor) -> Tensor:
     """1 + #{v : z[r, v] > chosen[r, j]} -> [R, T]. Comparing into a float buffer and summing
     is several times faster on CPU than summing a bool tensor (which is cast first)."""
-    cols = [
-        torch.gt(z, chosen[:, j : j + 1], out=buf).sum(-1) for j in range(chosen.shape[1])
-    ]
+    cols = [torch.gt(z, chosen[:, j : j + 1], out=buf).sum(-1) for j in range(chosen.shape[1])]
     if not cols:
-        return torch.empty(z.shape[0], 0, dtype=torch.long)
+        return torch.empty(z.shape[0], 0, dtype=torch.long, device=z.device)
     return torch.stack(cols, -1).long() + 1
 
 
@@ -112,7 +110,8 @@ def _normalised(
 ) -> Tensor:
     if tuned is not None:
         x = tuned.translate(bound, x)
-    return model.ln_final(x[None])[0]
+    out: Tensor = model.ln_final(x[None])[0]
+    return out
 
 
 @torch.no_grad()
@@ -145,7 +144,7 @@ def reduce_lens(
     p_f = logp_f.exp()
     neg_h_f = torch.linalg.vecdot(p_f, logp_f)
     piece = max(1, min(n_rows, PIECE_ELEMS // vocab))
-    bufs = (torch.empty(piece, vocab), torch.empty(piece, vocab))
+    bufs = (z_f.new_empty(piece, vocab), z_f.new_empty(piece, vocab))
     for a in range(0, n_rows, piece):
         span = slice(a, min(n_rows, a + piece))
         parts = _final_parts(z_f[span], p_f[span], neg_h_f[span], targets[span], k, bufs[1])

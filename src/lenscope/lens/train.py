@@ -21,7 +21,7 @@ import torch
 from lenscope.data import sample_batch
 from lenscope.errors import InputError
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
-from lenscope.lens.core import project
+from lenscope.lens.kernels import project
 from lenscope.lens.tuned import TunedLens
 from lenscope.model.transformer import HookedTransformer
 

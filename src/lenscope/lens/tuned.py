@@ -6,11 +6,14 @@ logit lens. The last boundary (after every block) has no translator: it is the m
 
 Artifact layout: `manifest.json` (kind "tuned_lens", schema 1; the model's name and fingerprint,
 training settings and figures) and `translators.safetensors` (`weight` [n_layers, d, d], `bias`
-[n_layers, d]).
+[n_layers, d]). A bare name resolves in `assets/lenses/` (shipped, e.g. `mini-tuned`) then
+`$LENSCOPE_HOME/lenses/` (trained); "auto" means `<model>-tuned` there, the first one made for
+the model at hand.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from torch import Tensor, nn
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
 from lenscope.errors import ArtifactError, InputError
 from lenscope.lens.boundaries import Boundary
-from lenscope.model.load import fingerprint
+from lenscope.model.load import assets_dir, fingerprint
 from lenscope.model.transformer import HookedTransformer
 
 KIND = "tuned_lens"
@@ -75,9 +78,61 @@ class TunedLens(nn.Module):
             )
 
 
+def shipped_lenses_dir() -> Path:
+    return assets_dir() / "lenses"
+
+
+def trained_lenses_dir() -> Path:
+    return lenscope_home() / "lenses"
+
+
 def default_tuned_path(model: HookedTransformer) -> Path:
     """Where `train-tuned` saves by default: LENSCOPE_HOME/lenses/<model name>-tuned."""
-    return lenscope_home() / "lenses" / f"{model.cfg.name}-tuned"
+    return trained_lenses_dir() / f"{model.cfg.name}-tuned"
+
+
+def _fingerprint_of(path: Path) -> str:
+    return str(read_manifest(path, KIND, SCHEMA_VERSION).provenance.get("model_fingerprint", ""))
+
+
+def find_tuned_lens(model: HookedTransformer) -> Path | None:
+    """The first `<model>-tuned` (shipped, then trained) whose fingerprint is the model's."""
+    want = fingerprint(model)
+    for root in (shipped_lenses_dir(), trained_lenses_dir()):
+        d = root / f"{model.cfg.name}-tuned"
+        if d.is_dir() and _fingerprint_of(d) in ("", want):
+            return d
+    return None
+
+
+def resolve_tuned_path(
+    name_or_path: str | os.PathLike[str], model: HookedTransformer | None = None
+) -> Path:
+    """A tuned lens directory from a path, a bare name, or "auto" (needs `model`)."""
+    s = str(name_or_path)
+    if s == "auto":
+        if model is None:
+            raise InputError("'auto' picks the tuned lens of a model: pass the model")
+        found = find_tuned_lens(model)
+        if found is not None:
+            return found
+        name = f"{model.cfg.name}-tuned"
+        raise InputError(
+            f"no tuned lens for {model.cfg.name} ({fingerprint(model)}): none named {name!r} "
+            f"for it in {shipped_lenses_dir()} or {trained_lenses_dir()}; train one with "
+            f"`lenscope lens train-tuned {model.cfg.name}`"
+        )
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return p
+    if "/" not in s and os.sep not in s:
+        for root in (shipped_lenses_dir(), trained_lenses_dir()):
+            if (root / s).is_dir():
+                return root / s
+    raise InputError(
+        f"no tuned lens {s!r}: not a directory, nor a name in {shipped_lenses_dir()} or "
+        f"{trained_lenses_dir()}"
+    )
 
 
 def save_tuned_lens(
@@ -109,9 +164,12 @@ def save_tuned_lens(
     return Path(dest)
 
 
-def load_tuned_lens(path: Path | str, model: HookedTransformer | None = None) -> TunedLens:
-    """Open a tuned lens artifact; with `model`, check it belongs to that model."""
-    p = Path(path)
+def load_tuned_lens(
+    name_or_path: str | os.PathLike[str], model: HookedTransformer | None = None
+) -> TunedLens:
+    """Open a tuned lens by path, name (`mini-tuned`) or "auto"; with `model`, check it
+    belongs to that model (shape and fingerprint)."""
+    p = resolve_tuned_path(name_or_path, model)
     m = read_manifest(p, KIND, SCHEMA_VERSION)
     try:
         n, d = int(m.data["n_layers"]), int(m.data["d_model"])
@@ -137,3 +195,9 @@ def load_tuned_lens(path: Path | str, model: HookedTransformer | None = None) ->
         lens.check_model(model)
         lens = lens.to(model.device)
     return lens
+
+
+def default_tuned_lens(model: HookedTransformer) -> TunedLens | None:
+    """The model's own tuned lens (shipped or trained, see `find_tuned_lens`), or None."""
+    path = find_tuned_lens(model)
+    return None if path is None else load_tuned_lens(path, model)

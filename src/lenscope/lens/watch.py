@@ -6,11 +6,16 @@ so in the result's notes, showing how the string tokenizes (Ecco silently uses t
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lenscope.errors import InputError
 from lenscope.model.transformer import HookedTransformer
+
+if TYPE_CHECKING:
+    from lenscope.model.tokenizer import Tokenizer
 
 
 @dataclass
@@ -24,11 +29,19 @@ class WatchedToken:
     note: str | None = None
 
 
+_names: weakref.WeakKeyDictionary[Tokenizer, dict[int, str]] = weakref.WeakKeyDictionary()
+
+
 def token_strs(model: HookedTransformer, ids: Sequence[int]) -> list[str]:
-    """Each id as text; `#17` when the model has no tokenizer."""
-    if model.tokenizer is None:
+    """Each id as text (`str_tokens`, remembered per tokenizer); `#17` without a tokenizer."""
+    tok = model.tokenizer
+    if tok is None:
         return [f"#{i}" for i in ids]
-    return model.tokenizer.str_tokens(list(ids))
+    known = _names.setdefault(tok, {})
+    missing = sorted({i for i in ids if i not in known})
+    if missing:
+        known.update(zip(missing, tok.str_tokens(missing), strict=True))
+    return [known[i] for i in ids]
 
 
 def resolve_watch(model: HookedTransformer, texts: Sequence[str]) -> list[WatchedToken]:
