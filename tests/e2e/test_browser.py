@@ -283,12 +283,57 @@ def test_lens_circuits_and_markov_pages(page: Any, served: str) -> None:
     pg.wait_for_selector("[data-testid=lens-watch]", timeout=60_000)
     assert pg.locator("[data-testid=lens-watch]").count() == 2
     shot(pg, "05-lens")
+    lens_tuned_toggle(pg, served)
     pg.click("header nav >> text=Circuits")
     pg.wait_for_selector("[data-testid=head-scores] tbody tr", timeout=120_000)
     shot(pg, "06-circuits")
     pg.click("header nav >> text=Markov")
     pg.wait_for_selector("[data-testid=markov-chain]", timeout=60_000)
     shot(pg, "07-markov")
+
+
+def watch_ranks(pg: Any) -> list[list[str]]:
+    """The rank shown in every cell of each watched token's heatmap (rows, then positions)."""
+    sections = pg.locator("[data-testid=lens-watch]")
+    return [
+        sections.nth(j).locator("[role=gridcell]").all_text_contents()
+        for j in range(sections.count())
+    ]
+
+
+def api_watch_ranks(served: str, url: str, tuned: bool) -> list[list[str]]:
+    """The same ranks from `POST /api/lens` for the page's own settings (read from its URL)."""
+    q = parse_qs(urlparse(url).query)
+    body = {
+        "prompt": q["prompt"][0],
+        "watch": q["watch"],
+        "generate": int(q["generate"][0]),
+        "tuned": tuned,
+    }
+    r = httpx.post(f"{served.split('/?', 1)[0]}/api/lens", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    ranks = r.json()["watch_rank"]  # [boundary][position][watched]
+    return [[str(row[w]) for layer in ranks for row in layer] for w in range(len(q["watch"]))]
+
+
+def lens_tuned_toggle(pg: Any, served: str) -> None:
+    """The served model's shipped tuned lens: switch it on, see the API's numbers, reload."""
+    info = httpx.get(f"{served.split('/?', 1)[0]}/api/model", timeout=60).json()
+    assert info["tuned_lens"], "the served model ships a tuned lens (assets/lenses/mini-tuned)"
+    title = "[data-testid=lens-title]"
+    assert "logit lens" in pg.text_content(title)
+    logit = api_watch_ranks(served, pg.url, tuned=False)
+    assert watch_ranks(pg) == logit
+    pg.check("[data-testid=lens-tuned]")
+    pg.wait_for_selector(f"{title}:has-text('tuned lens ({info['tuned_lens']})')", timeout=60_000)
+    assert parse_qs(urlparse(pg.url).query)["tuned"] == ["1"]
+    tuned = api_watch_ranks(served, pg.url, tuned=True)
+    assert tuned != logit, "the tuned lens ranks the watched tokens as the logit lens does"
+    assert watch_ranks(pg) == tuned
+    shot(pg, "05b-tuned-lens")
+    pg.reload()
+    pg.wait_for_selector(f"{title}:has-text('tuned lens')", timeout=60_000)
+    assert pg.is_checked("[data-testid=lens-tuned]") and watch_ranks(pg) == tuned
 
 
 def test_attention_question_from_a_token_pair(page: Any, served: str) -> None:

@@ -10,7 +10,8 @@ import { LensPage } from "./pages/LensPage";
 import { MarkovPage } from "./pages/MarkovPage";
 import { NodePage } from "./pages/NodePage";
 
-const InfoContext = createContext<ModelInfo | null>(null);
+/** The served model's description for the pages below it (tests provide their own). */
+export const InfoContext = createContext<ModelInfo | null>(null);
 
 /** The served model's description (loaded once, before any page renders). */
 export function useInfo(): ModelInfo {

@@ -58,6 +58,8 @@ def serve(config: ServerConfig, log: Callable[[str], None] = print) -> None:
     extras.append(
         f"records: {state.records.coverage()}" if state.records is not None else "no records"
     )
+    if state.tuned is not None:
+        extras.append(f"tuned lens: {state.tuned.name}")
     if config.llm is not None:
         key = f"key from ${config.llm.key_env}" if config.llm.key_env else "no key"
         extras.append(f"LLM explainer: {config.llm.model}, {key}")

@@ -156,6 +156,14 @@ class LensRequest(Strict):
     watch: Annotated[list[ShortText], Field(max_length=MAX_WATCH)] = Field(default_factory=list)
     sublayers: bool = False
     generate: Annotated[int, Field(ge=0, le=MAX_GENERATE)] = 0
+    tuned: bool = Field(
+        False,
+        description="the server's tuned lens instead of the logit lens (GET /api/model names it; "
+        "400 when there is none); block boundaries only, so not with sublayers",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="fp32: exact; bf16: non-final boundaries in bfloat16 (approximate)"
+    )
 
 
 class BabyRequest(Strict):

@@ -1,7 +1,8 @@
 """What one server holds: its model, the debugger over it, SAEs, records, caches and lanes.
 
 Everything a request may name (nodes, explainers) is looked up here; nothing in a request is ever
-turned into a file path. An LLM explainer, when configured, runs on its own lane: a slow endpoint
+turned into a file path. The model's own tuned lens (shipped or trained, matched by fingerprint)
+is loaded once at startup. An LLM explainer, when configured, runs on its own lane: a slow endpoint
 holds those workers only, never the record queries of the node pages. Records are read through one DuckDB connection behind a lock (DuckDB
 connections are not safe to share between threads); explanations generated on request are kept
 in a bounded in-memory cache.
@@ -15,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lenscope.attribution.api import Debugger
 from lenscope.errors import InputError, LenscopeError
@@ -25,6 +26,9 @@ from lenscope.records import Explanation, NodeRecord, Records
 from lenscope.server.config import ExplainerName, ServerConfig
 from lenscope.server.errors import ApiError
 from lenscope.server.lanes import Lane
+
+if TYPE_CHECKING:
+    from lenscope.lens import TunedLens
 
 T = TypeVar("T")
 EXPLANATION_CACHE = 4096
@@ -39,12 +43,19 @@ class NamedSAE:
 
 
 @dataclass
+class NamedTunedLens:
+    name: str
+    lens: TunedLens  # checked against the served model when loaded
+
+
+@dataclass
 class ServerState:
     config: ServerConfig
     model: HookedTransformer
     saes: list[NamedSAE] = field(default_factory=list)
     records: Records | None = None
     records_note: str = ""
+    tuned: NamedTunedLens | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -76,7 +87,8 @@ class ServerState:
         names = config.saes or (matching_saes(model, log) if config.auto else [])
         saes = [load_named_sae(n, model) for n in names]
         records, note = open_server_records(config, model, saes, log)
-        return cls(config, model, saes, records, note)
+        tuned = server_tuned_lens(model, log) if config.auto else None
+        return cls(config, model, saes, records, note, tuned)
 
     @property
     def lanes(self) -> list[Lane]:
@@ -92,6 +104,21 @@ class ServerState:
             )
         lane = self.llm_lane if name == "llm" and self.llm_lane is not None else self.light
         return self.explainers[name], lane
+
+    def need_tuned(self) -> NamedTunedLens:
+        """The served model's tuned lens; `InputError` (400) when the server has none."""
+        if self.tuned is None:
+            name = self.config.model
+            how = (
+                "started with --no-auto"
+                if not self.config.auto
+                else f"train one with `lenscope lens train-tuned {name}` and restart the server"
+            )
+            raise InputError(
+                f"this server has no tuned lens for {self.model.cfg.name} ({how}); "
+                "ask for the logit lens (tuned: false)"
+            )
+        return self.tuned
 
     # ---- records ------------------------------------------------------------------------------------
     def need_records(self) -> Records:
@@ -170,6 +197,24 @@ def matching_saes(model: HookedTransformer, log: Callable[[str], None]) -> list[
     for path in chosen:
         log(f"splicing the SAE {path.name}; --sae picks others")
     return [str(p) for p in chosen]
+
+
+def server_tuned_lens(
+    model: HookedTransformer, log: Callable[[str], None]
+) -> NamedTunedLens | None:
+    """The model's own tuned lens (`lenscope.lens.default_tuned_lens`, keeping its name), or
+    None; a broken one is left out with a logged reason rather than stopping the server."""
+    from lenscope.lens import find_tuned_lens, load_tuned_lens
+
+    try:
+        path = find_tuned_lens(model)
+        if path is None:
+            return None
+        lens = load_tuned_lens(path, model).eval()
+    except LenscopeError as e:
+        log(f"tuned lens not used: {e}")
+        return None
+    return NamedTunedLens(path.name, lens)
 
 
 def open_server_records(

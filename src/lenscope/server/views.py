@@ -3,7 +3,7 @@ dataclass results (tensors become nested lists; undefined numbers become null)."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -74,6 +74,9 @@ class ModelInfo(BaseModel):
     explainers: list[ExplainerInfo] = Field(
         default_factory=list, description="explainers available: offline always, llm if set up"
     )
+    tuned_lens: str | None = Field(
+        None, description="the model's tuned lens (POST /api/lens with tuned: true), if any"
+    )
 
 
 class Health(BaseModel):
@@ -125,7 +128,9 @@ class LensView(BaseModel):
     """The lens of one sequence: B boundaries x P positions (x k top tokens, x W watched)."""
 
     model: str
-    lens: str
+    lens: Literal["logit", "tuned"]
+    tuned_lens: str | None = Field(None, description="the tuned lens's name (lens: tuned)")
+    precision: Literal["fp32", "bf16"]
     tokens: list[str]
     token_ids: list[int]
     n_prompt: int
@@ -143,13 +148,17 @@ class LensView(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def lens_view(res: LensResult, gen: GenerationLens | None = None) -> LensView:
+def lens_view(
+    res: LensResult, gen: GenerationLens | None = None, tuned_name: str | None = None
+) -> LensView:
     w = len(res.watched)
     b, p = len(res.boundaries), len(res.tokens)
     empty: list[list[list[Any]]] = [[[] for _ in range(p)] for _ in range(b)]
     return LensView(
         model=res.model,
-        lens=res.lens,
+        lens="tuned" if res.lens == "tuned" else "logit",
+        tuned_lens=tuned_name if res.lens == "tuned" else None,
+        precision="bf16" if res.precision == "bf16" else "fp32",
         tokens=res.tokens,
         token_ids=res.token_ids,
         n_prompt=gen.n_prompt if gen is not None else p,

@@ -135,7 +135,8 @@ export interface paths {
         /**
          * The logit lens of a prompt
          * @description Every layer's residual stream through the final norm and unembedding: top tokens, rank
-         *     and probability of the next token and of watched tokens; optionally after generating.
+         *     and probability of the next token and of watched tokens; optionally after generating. With
+         *     `tuned`, the server's tuned lens (its translators, then the same projection).
          */
         post: operations["lens_api_lens_post"];
         delete?: never;
@@ -1035,6 +1036,13 @@ export interface components {
              * @default 5
              */
             k?: number;
+            /**
+             * Precision
+             * @description fp32: exact; bf16: non-final boundaries in bfloat16 (approximate)
+             * @default fp32
+             * @enum {string}
+             */
+            precision?: "fp32" | "bf16";
             /** Prompt */
             prompt: string | number[];
             /**
@@ -1042,6 +1050,12 @@ export interface components {
              * @default false
              */
             sublayers?: boolean;
+            /**
+             * Tuned
+             * @description the server's tuned lens instead of the logit lens (GET /api/model names it; 400 when there is none); block boundaries only, so not with sublayers
+             * @default false
+             */
+            tuned?: boolean;
             /** Watch */
             watch?: string[];
         };
@@ -1058,8 +1072,11 @@ export interface components {
             generated?: string[];
             /** Kl */
             kl: number[][];
-            /** Lens */
-            lens: string;
+            /**
+             * Lens
+             * @enum {string}
+             */
+            lens: "logit" | "tuned";
             /** Model */
             model: string;
             /** N Prompt */
@@ -1073,6 +1090,11 @@ export interface components {
             next_rank: number[][];
             /** Notes */
             notes?: string[];
+            /**
+             * Precision
+             * @enum {string}
+             */
+            precision: "fp32" | "bf16";
             /** Token Ids */
             token_ids: number[];
             /** Tokens */
@@ -1081,6 +1103,11 @@ export interface components {
             top_probs: number[][][];
             /** Top Tokens */
             top_tokens: string[][][];
+            /**
+             * Tuned Lens
+             * @description the tuned lens's name (lens: tuned)
+             */
+            tuned_lens?: string | null;
             /** Watch Prob */
             watch_prob: number[][][];
             /**
@@ -1207,6 +1234,11 @@ export interface components {
             records: components["schemas"]["RecordsInfo"];
             /** Saes */
             saes: components["schemas"]["SAEInfo"][];
+            /**
+             * Tuned Lens
+             * @description the model's tuned lens (POST /api/lens with tuned: true), if any
+             */
+            tuned_lens?: string | null;
         };
         /**
          * NodeActivations

@@ -1,5 +1,5 @@
-// The logit lens: what every layer's residual stream predicts at every position, and where each
-// watched token rises to the top.
+// The logit lens (or the server's tuned lens): what every layer's residual stream predicts at
+// every position, and where each watched token rises to the top.
 import { useEffect, useState, type FormEvent } from "react";
 import { useInfo } from "../App";
 import { post } from "../api/client";
@@ -8,43 +8,31 @@ import { Heatmap } from "../components/Heatmap";
 import { ErrorBox, Loading } from "../components/Status";
 import { rankColor, sequential } from "../lib/color";
 import { fmt, pct, showToken } from "../lib/format";
+import { lensName, lensRequest, parseLens, patchParams, type Metric } from "../lib/lensState";
 import { navigate, urlOf } from "../lib/router";
 import { useAsync } from "../lib/useAsync";
 
-type Metric = "rank" | "prob" | "entropy" | "kl";
-const DEFAULT_PROMPT = "for i in range(";
-
 export function LensPage({ params }: { params: URLSearchParams }) {
   const info = useInfo();
-  const prompt = params.get("prompt") ?? DEFAULT_PROMPT;
-  const watch = params.getAll("watch").filter(Boolean);
-  const generate = Math.max(0, Math.min(info.limits.max_generate, Number(params.get("generate") ?? "0") || 0));
-  const k = Math.max(1, Math.min(info.limits.max_lens_k, Number(params.get("k") ?? "5") || 5));
-  const sublayers = params.get("sublayers") === "1";
-  const metric = (["rank", "prob", "entropy", "kl"].includes(params.get("metric") ?? "") ? params.get("metric") : "rank") as Metric;
+  const s = parseLens(params, info);
+  const { prompt, watch, generate, sublayers, metric, tuned, precision } = s;
 
   const [draft, setDraft] = useState({ prompt, watch: watch.join("|"), generate: String(generate), sublayers });
   useEffect(() => setDraft({ prompt, watch: watch.join("|"), generate: String(generate), sublayers }), [prompt, watch.join("|"), generate, sublayers]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const set = (patch: Record<string, string | string[]>) => {
-    const p = new URLSearchParams(params);
-    for (const [key, v] of Object.entries(patch)) {
-      p.delete(key);
-      (Array.isArray(v) ? v : [v]).filter((x) => x !== "").forEach((x) => p.append(key, x));
-    }
-    navigate(urlOf("/lens", p));
-  };
+  const set = (patch: Record<string, string | string[]>) => navigate(urlOf("/lens", patchParams(params, patch)));
   const submit = (e: FormEvent) => {
     e.preventDefault();
     set({
       prompt: draft.prompt,
       watch: draft.watch === "" ? [] : draft.watch.split("|"),
       generate: draft.generate === "0" ? "" : draft.generate,
-      sublayers: draft.sublayers ? "1" : "",
+      sublayers: draft.sublayers && !tuned ? "1" : "",
     });
   };
-  const key = prompt ? JSON.stringify([prompt, watch, generate, k, sublayers]) : null;
-  const lens = useAsync(key, (signal) => post("/api/lens", { prompt, watch, generate, k, sublayers }, {}, signal));
+  const body = lensRequest(s);
+  const key = prompt ? JSON.stringify(body) : null;
+  const lens = useAsync(key, (signal) => post("/api/lens", body, {}, signal));
 
   return (
     <div className="lens-page">
@@ -62,8 +50,20 @@ export function LensPage({ params }: { params: URLSearchParams }) {
             <span>Generate</span>
             <input name="generate" type="number" min={0} max={info.limits.max_generate} value={draft.generate} onChange={(e) => setDraft({ ...draft, generate: e.target.value })} />
           </label>
-          <label className="check">
-            <input type="checkbox" checked={draft.sublayers} onChange={(e) => setDraft({ ...draft, sublayers: e.target.checked })} /> after each attention too
+          <label className="check" title={tuned ? "the tuned lens has translators after whole layers only" : undefined}>
+            <input type="checkbox" checked={draft.sublayers && !tuned} disabled={tuned} onChange={(e) => setDraft({ ...draft, sublayers: e.target.checked })} /> after each attention too
+          </label>
+          {info.tuned_lens && (
+            <label className="check" title="Belrose et al.'s tuned lens: an affine translator per layer before the final norm and unembedding">
+              <input type="checkbox" name="tuned" data-testid="lens-tuned" checked={tuned} onChange={(e) => set({ tuned: e.target.checked ? "1" : "" })} /> tuned lens ({info.tuned_lens})
+            </label>
+          )}
+          <label>
+            <span>Precision</span>
+            <select name="precision" value={precision} onChange={(e) => set({ precision: e.target.value === "bf16" ? "bf16" : "" })}>
+              <option value="fp32">fp32 (exact)</option>
+              <option value="bf16">bf16 (approximate)</option>
+            </select>
           </label>
           <button type="submit" className="primary">
             Run the lens
@@ -93,6 +93,7 @@ function LensResult({ data, metric, onMetric, vocab }: { data: LensView; metric:
     const next = p < P - 1 ? `next token ${JSON.stringify(data.tokens[p + 1])}: rank ${data.next_rank[b][p]}, p ${pct(data.next_prob[b][p])}; ` : "";
     return `${data.boundaries[b]} @ ${p}: ${next}entropy ${fmt(data.entropy[b][p])} nats, KL to final ${fmt(data.kl[b][p])}; top: ${top}`;
   };
+  const name = lensName(data);
   return (
     <>
       {(data.generated ?? []).length > 0 && (
@@ -107,7 +108,7 @@ function LensResult({ data, metric, onMetric, vocab }: { data: LensView; metric:
       ))}
       <section className="panel" aria-label="lens heatmap" data-testid="lens-heatmap">
         <div className="token-head">
-          <h2>Top token at every layer and position</h2>
+          <h2 data-testid="lens-title">Top token at every layer and position: {name}</h2>
           <div role="radiogroup" aria-label="colour" className="tabs">
             {(["rank", "prob", "entropy", "kl"] as const).map((m) => (
               <button key={m} type="button" role="radio" aria-checked={metric === m} className={metric === m ? "active" : undefined} onClick={() => onMetric(m)}>
@@ -117,7 +118,7 @@ function LensResult({ data, metric, onMetric, vocab }: { data: LensView; metric:
           </div>
         </div>
         <Heatmap
-          label="logit lens"
+          label={name}
           rows={data.boundaries}
           cols={cols}
           color={color}
@@ -125,7 +126,9 @@ function LensResult({ data, metric, onMetric, vocab }: { data: LensView; metric:
           text={(b, p) => <span className="cell-token">{showToken(data.top_tokens[b][p][0])}</span>}
           cellWidth={48}
         />
-        <p className="hint">Rows: the residual stream after the embeddings and after each layer; the last row is the model's output. Cell text: that layer's top token.</p>
+        <p className="hint">
+          Rows: the residual stream after the embeddings and after each layer{data.lens === "tuned" ? ", each through its tuned translator," : ""} then the final norm and unembedding; the last row is the model's output. Cell text: that layer's top token.
+        </p>
       </section>
       {data.watched.map((w, j) => (
         <section key={`${w.text}-${j}`} className="panel" aria-label={`watched ${w.text}`} data-testid="lens-watch">
@@ -133,7 +136,7 @@ function LensResult({ data, metric, onMetric, vocab }: { data: LensView; metric:
             Rank of <code>{showToken(w.token)}</code> {w.text !== w.token && <small>(for {JSON.stringify(w.text)})</small>}
           </h2>
           <Heatmap
-            label={`rank of ${w.token}`}
+            label={`rank of ${w.token}, ${name}`}
             rows={data.boundaries}
             cols={cols}
             color={(b, p) => rankColor(data.watch_rank[b][p][j], vocab)}

@@ -87,6 +87,7 @@ def model_info(state: ServerState) -> ModelInfo:
             ExplainerInfo(name=name, label=e.label, model=_llm_model(e))
             for name, e in state.explainers.items()
         ],
+        tuned_lens=state.tuned.name if state.tuned is not None else None,
     )
 
 

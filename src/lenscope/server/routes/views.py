@@ -22,7 +22,10 @@ router = APIRouter(prefix="/api", tags=["views"])
 @router.post("/lens", response_model=LensView, summary="The logit lens of a prompt")
 async def lens(req: LensRequest, state: ServerState = Depends(get_state)) -> LensView:
     """Every layer's residual stream through the final norm and unembedding: top tokens, rank
-    and probability of the next token and of watched tokens; optionally after generating."""
+    and probability of the next token and of watched tokens; optionally after generating. With
+    `tuned`, the server's tuned lens (its translators, then the same projection)."""
+    named = state.need_tuned() if req.tuned else None
+    tuned, tuned_name = (named.lens, named.name) if named is not None else (None, None)
 
     def job() -> LensView:
         model = state.model
@@ -34,14 +37,22 @@ async def lens(req: LensRequest, state: ServerState = Depends(get_state)) -> Len
                 f"{prompt_limit(model)} tokens this server reads for {model.cfg.name}",
                 "InputError",
             )
+        w, k, sub, prec = req.watch, req.k, req.sublayers, req.precision
         with private_view(model) as view:
             if req.generate:
                 gen = lens_generation(
-                    view, ids, req.generate, watch=req.watch, k=req.k, sublayers=req.sublayers
+                    view,
+                    ids,
+                    req.generate,
+                    watch=w,
+                    k=k,
+                    sublayers=sub,
+                    tuned=tuned,
+                    precision=prec,
                 )
-                return lens_view(gen.lens, gen)
-            res = logit_lens(view, ids, k=req.k, watch=req.watch, sublayers=req.sublayers)
-            return lens_view(res)
+                return lens_view(gen.lens, gen, tuned_name)
+            res = logit_lens(view, ids, watch=w, k=k, sublayers=sub, tuned=tuned, precision=prec)
+            return lens_view(res, tuned_name=tuned_name)
 
     return await state.heavy.run(job)
 
