@@ -27,7 +27,8 @@ import torch
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import LenscopeError
-from lenscope.model.load import load_model, resolve_model_path
+from lenscope.model.load import fingerprint, load_model, resolve_model_path
+from lenscope.sae import load_sae, saes_for_model
 from lenscope.server.config import DEMO_DISTRACTOR, DEMO_PROMPT, DEMO_TARGET
 from lenscope.server.run import torch_threads
 
@@ -68,7 +69,9 @@ def quantiles(xs: list[float]) -> dict[str, float]:
 
 def latency(base: str, name: str, n: int) -> dict[str, Any]:
     model = load_model(name).eval()
-    dbg = Debugger(model)
+    # the same SAEs the server splices in by default, so both sides answer the same question
+    saes = [load_sae(p).eval() for p in saes_for_model(fingerprint(model), residual_only=True)]
+    dbg = Debugger(model, saes)
     q = LogitDiff(target=[DEMO_TARGET], distractor=[DEMO_DISTRACTOR])
     body = {"prompt": DEMO_PROMPT, "question": QUESTION, "top_k": TOP_K, "measure": MEASURE}
     http: list[float] = []
@@ -88,6 +91,7 @@ def latency(base: str, name: str, n: int) -> dict[str, Any]:
     h, lb = quantiles(http), quantiles(lib)
     return {
         "requests": n,
+        "saes": [s.cfg.hook_name for s in saes],
         "http": h,
         "library": lb,
         "overhead_ratio_p50": h["p50_ms"] / lb["p50_ms"],
