@@ -5,22 +5,29 @@ batch by batch, so that load drift on a shared machine hits both alike; `ratio` 
 batches, `ratio_steady` over the second half (the top-k sets have filled, as in any real
 harvest of more than a few batches). The harvest batch does everything a harvest does per batch
 (forward with hooks, moments, density, extrema, top-k, random and quantile samples, histograms,
-windows, attention rows); the forward baseline is the model alone (an SAE's encode is extra work
-of the harvest). Then one full `harvest()` on the same tokens gives the end-to-end time
-(calibration, shard saves, output-token effects, Parquet) and the DuckDB latency of one node's
-record and of a token search.
+windows, attention rows); the forward baseline is the model alone, logits included (an SAE's
+encode is extra work of the harvest). A harvest stops after the last block it reads, so
+`ratio_vs_stopped` also compares with a forward stopped there: the cost of the bookkeeping
+alone. Then one full `harvest()` on the same tokens gives the end-to-end time (calibration,
+shard saves, output-token effects, Parquet) and the DuckDB latency of one node's record and of a
+token search.
 
 Models: `mini` (a random stand-in of mini's shape when mini is not trained yet), also with a
 random TopK SAE of 2048 latents at blocks.2.hook_resid_post, and a GPT-2-small-sized random model
-(neurons and heads). Each at the default thread count and, for mini, at one thread (a machine
-shared with other jobs slows many small multi-threaded kernels more than big matmuls).
+(neurons and heads), each at every thread count of `--threads` (default 1,2). The machine's
+load average is recorded before and after: on a machine shared with other jobs, many small
+multi-threaded kernels suffer far more than the model's big matmuls.
 Goal: ratio >= 0.7. Prints one JSON object.
+
+    python benchmarks/harvest.py [--threads 1,2] [--no-records]
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -84,21 +91,28 @@ def interleaved(
     run.calibrate(rows[: cfg.calib_rows])
     toks = torch.from_numpy(rows)
     model(toks[:batch_rows])  # warm up
-    fwd, hv = [], []
+    model(toks[:batch_rows], stop_at_layer=run.stop)
+    fwd, stopped, hv = [], [], []
     for r in range(0, rows.shape[0], batch_rows):
         t0 = time.perf_counter()
         model(toks[r : r + batch_rows])
         t1 = time.perf_counter()
+        model(toks[r : r + batch_rows], stop_at_layer=run.stop)
+        t2 = time.perf_counter()
         run.batch(rows[r : r + batch_rows], r)
-        hv.append(time.perf_counter() - t1)
+        hv.append(time.perf_counter() - t2)
+        stopped.append(t2 - t1)
         fwd.append(t1 - t0)
     half = len(fwd) // 2
     n = batch_rows * rows.shape[1]
     return {
+        "threads": torch.get_num_threads(),
         "forward_tokens_per_s": round(n * len(fwd) / sum(fwd), 1),
         "harvest_tokens_per_s": round(n * len(hv) / sum(hv), 1),
         "ratio": round(sum(fwd) / sum(hv), 3),
         "ratio_steady": round(sum(fwd[half:]) / sum(hv[half:]), 3),
+        "ratio_vs_stopped": round(sum(stopped) / sum(hv), 3),
+        "load_average": round(os.getloadavg()[0], 2),
     }
 
 
@@ -149,25 +163,35 @@ def end_to_end(
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", default="1,2", help="thread counts to measure, comma-separated")
+    ap.add_argument("--no-records", action="store_true", help="skip the end-to-end harvests")
+    args = ap.parse_args()
+    counts = [int(t) for t in args.threads.split(",")]
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    out: dict[str, Any] = {"threads": threads, "goal_ratio": 0.7}
+    out: dict[str, Any] = {"goal_ratio": 0.7, "load_average_before": os.getloadavg()}
     m, stream, name = mini()
-    rows = np.asarray(stream[: 24 * 16 * 256], dtype=np.int64).reshape(-1, 256)
+    rows = np.asarray(stream[: 16 * 16 * 256], dtype=np.int64).reshape(-1, 256)
     sae = SparseAutoencoder(
         SAEConfig(d_in=m.cfg.d_model, d_sae=2048, k=32, hook_name="blocks.2.hook_resid_post")
     ).eval()
-    out["mini"] = {"model": name, **interleaved(m, rows, 16, [])}
-    out["mini_with_sae"] = {"model": name, "d_sae": 2048, **interleaved(m, rows, 16, [sae])}
-    torch.set_num_threads(1)
-    out["mini_1_thread"] = {"model": name, **interleaved(m, rows, 16, [])}
-    torch.set_num_threads(threads)
-    out["mini_records"] = end_to_end(m, rows, 16, [sae], effects=True)
-    g, stream, name = gpt2_small()
-    grows = np.asarray(stream[: 6 * 4 * 256], dtype=np.int64).reshape(-1, 256)
-    out["gpt2_small"] = {"model": name, **interleaved(g, grows, 4, [])}
-    # effects of 37k neurons x 50257 tokens cost minutes on a CPU, so the records here skip them
-    out["gpt2_small_records"] = end_to_end(g, grows[:8], 4, [], effects=False)
+    g, gstream, gname = gpt2_small()
+    grows = np.asarray(gstream[: 6 * 4 * 256], dtype=np.int64).reshape(-1, 256)
+    for t in counts:
+        torch.set_num_threads(t)
+        out[f"mini_{t}_threads"] = {"model": name, **interleaved(m, rows, 16, [])}
+        out[f"mini_with_sae_{t}_threads"] = {
+            "model": name,
+            "d_sae": 2048,
+            **interleaved(m, rows, 16, [sae]),
+        }
+        out[f"gpt2_small_{t}_threads"] = {"model": gname, **interleaved(g, grows, 4, [])}
+    if not args.no_records:
+        torch.set_num_threads(counts[0])
+        out["mini_records"] = end_to_end(m, rows[:64], 16, [sae], effects=True)
+        # effects of 37k neurons x 50257 tokens cost minutes on a CPU, so the records here skip them
+        out["gpt2_small_records"] = end_to_end(g, grows[:8], 4, [], effects=False)
+    out["load_average_after"] = os.getloadavg()
     print(json.dumps(out, indent=2))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ def rows_of(stream: np.ndarray, n_tokens: int, ctx: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def reference(model: HookedTransformer, rows: np.ndarray, saes: list[Any] = ()) -> dict[str, Any]:
+def reference(
+    model: HookedTransformer, rows: np.ndarray, saes: Sequence[Any] = ()
+) -> dict[str, Any]:
     """Every node's activation on every token, by plain cached forwards (heads: |z_h W_O,h|)."""
     toks = torch.from_numpy(rows)
     _, cache = model.run_with_cache(toks)

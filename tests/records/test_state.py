@@ -12,6 +12,7 @@ from lenscope.records.select import EMPTY, slot_merge, sort_slots
 from lenscope.records.state import BatchInfo, GroupState, SharedState, calibrate
 
 N, T, CTX, K = 12, 64, 16, 5
+LEVELS, BINS, PER_Q = (0.5, 0.9), 6, 3
 
 
 def test_slot_merge_keeps_the_k_smallest_pairs() -> None:
@@ -36,16 +37,23 @@ def test_slot_merge_keeps_the_k_smallest_pairs() -> None:
             assert sorted(zip(key[r].tolist(), pos[r].tolist(), strict=True)) == union[r]
 
 
-def batches(n: int, seed: int = 0) -> list[torch.Tensor]:
+def batches(n: int, seed: int = 0, ties: bool = False) -> list[torch.Tensor]:
+    """Activation batches [T, N]; with `ties`, small integers (many equal values, mostly 0) and
+    two dead nodes (always 0), as rectified or sparse nodes give."""
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(T, N, generator=g) ** 3 for _ in range(n)]
+    xs = [torch.randn(T, N, generator=g) ** 3 for _ in range(n)]
+    if ties:
+        xs = [x.round().clamp(min=0) for x in xs]
+        for x in xs:
+            x[:, :2] = 0.0
+    return xs
 
 
 def run(
     xs: list[torch.Tensor], which: list[int], heads: bool = False
 ) -> tuple[GroupState, SharedState]:
-    cal = calibrate(torch.cat(xs).T, (0.5, 0.9), 6)
-    st = GroupState(N, cal, K, 4, 3, 5, 6, heads=False)
+    cal = calibrate(torch.cat(xs).T, LEVELS, BINS)
+    st = GroupState(N, cal, K, 4, PER_Q, 5, BINS, heads=False)
     sh = SharedState.empty(4, 10, torch.device("cpu"))
     offs = torch.arange(-2, 3)
     for b in which:
@@ -93,7 +101,8 @@ def same(a: dict[str, object], b: dict[str, object]) -> None:
     for k in a:
         va, vb = a[k], b[k]
         if isinstance(va, torch.Tensor):
-            assert torch.equal(va.nan_to_num(123.0), vb.nan_to_num(123.0)), k  # type: ignore[union-attr]
+            assert isinstance(vb, torch.Tensor)
+            assert torch.equal(va.nan_to_num(123.0), vb.nan_to_num(123.0)), k
         else:
             assert va == vb, k
 
@@ -123,3 +132,59 @@ def test_state_size_does_not_grow_with_the_corpus() -> None:
     size = lambda s: {k: (tuple(v.shape), v.dtype) for k, v in s.t.items()}  # noqa: E731
     assert size(small) == size(big)
     assert all(int(v) != EMPTY for v in big.t["top_pos"].flatten())
+
+
+def brute_force_check(
+    st: GroupState, sh: SharedState, xs: list[torch.Tensor], which: list[int]
+) -> None:
+    """Every statistic of the state against plain loops over every token (float64 numpy)."""
+    pos = np.concatenate([np.arange(b * T, (b + 1) * T) for b in which])
+    x = torch.cat([xs[b] for b in which]).double().numpy()  # [tokens, N]
+    qpr = priorities(0, QUANTILE_STREAM, pos)
+    p = presented((st, sh))
+    cal = st.cal
+    for n in range(N):
+        v = x[:, n]
+        order = sorted(range(len(pos)), key=lambda i: (-v[i], pos[i]))[:K]
+        assert p["top_pos"][n].tolist() == pos[order].tolist(), n  # type: ignore[index]
+        for slot, i in enumerate(order):  # windows: the node's activations around the token
+            w = p["top_win"][n, slot].numpy()  # type: ignore[index]
+            row0 = pos[i] - pos[i] % CTX
+            for o, a in zip(range(-2, 3), w, strict=True):
+                q = pos[i] + o
+                if row0 <= q < row0 + CTX:
+                    assert a == xs[q // T][q % T, n], (n, slot, o)
+                else:
+                    assert np.isnan(a)
+        bounds = cal.bounds[n].double().numpy()
+        for b in range(len(LEVELS)):
+            hi = bounds[b + 1] if b + 1 < len(LEVELS) else np.inf
+            inside = np.flatnonzero((v >= bounds[b]) & (v < hi))
+            want = sorted(inside, key=lambda i: (qpr[i], pos[i]))[:PER_Q]
+            got = p["q_pos"][n * len(LEVELS) + b]  # type: ignore[index]
+            assert got[got != EMPTY].tolist() == pos[want].tolist(), (n, b)
+        d = v - float(cal.shift[n])
+        mom = st.power_sums(len(v))[:, n]
+        for k in range(4):  # float32 differences: ~1e-7 of the largest term
+            want = (d ** (k + 1)).mean()
+            assert abs(mom[k] - want) <= 1e-5 * abs(want) + 1e-6 * np.abs(d).max() ** (k + 1)
+        assert int(st.t["active"][n]) == int((v > 0).sum())
+        assert float(st.t["vmin"][n]) == v.min()
+        u = (v.astype(np.float32) - cal.hist_lo[n].numpy()) * cal.hist_scale[n].numpy()
+        idx = np.clip(np.floor(u), -1, BINS).astype(int) + 1
+        assert st.t["hist"][n].tolist() == np.bincount(idx, minlength=BINS + 2).tolist(), n
+
+
+def test_ties_follow_the_total_order_in_any_batch_order_and_split() -> None:
+    xs = batches(6, seed=2, ties=True)
+    assert (xs[0] == 0).float().mean() > 0.4  # mostly ties
+    for which in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 0, 2, 4]):  # increasing positions, and not
+        brute_force_check(*run(xs, which), xs, which)
+    a, b = run(xs, [1, 4]), run(xs, [5, 0, 3, 2])
+    brute_force_check(*merged(a, b), xs, list(range(6)))
+    brute_force_check(*merged(b, a), xs, list(range(6)))
+
+
+def test_no_ties_every_statistic_is_the_brute_force_one() -> None:
+    xs = batches(5, seed=3)
+    brute_force_check(*run(xs, list(range(5))), xs, list(range(5)))

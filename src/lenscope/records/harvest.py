@@ -33,6 +33,7 @@ from lenscope.records.config import (
     sae_hook,
 )
 from lenscope.records.corpus import Corpus, open_corpus, prepare_corpus
+from lenscope.records.kernels import Workspace
 from lenscope.records.parallel import barrier, init_distributed
 from lenscope.records.prio import QUANTILE_STREAM, RANDOM_STREAM, ROW_STREAM, priorities
 from lenscope.records.shards import (
@@ -96,6 +97,7 @@ class _Run:
         self.states: dict[str, GroupState] = {}
         self.shared = SharedState.empty(cfg.random_k, model.cfg.d_vocab, self.dev)
         self.info: BatchInfo | None = None
+        self.ws = Workspace()  # scratch buffers shared by every group and batch
         self.stop = last_layer(groups) + 1
 
     def calibrate(self, rows: np.ndarray) -> None:
@@ -157,7 +159,7 @@ class _Run:
         else:
             qkey = priorities(cfg.seed, QUANTILE_STREAM, pos)
         self.info = BatchInfo(
-            base, ctx, self.offsets, sub, torch.from_numpy(qkey).to(dev), r_slots, r_tok
+            base, ctx, self.offsets, sub, torch.from_numpy(qkey).to(dev), r_slots, r_tok, self.ws
         )
         self._forward(rows, self._update)
         self.info = None

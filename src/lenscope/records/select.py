@@ -65,17 +65,17 @@ def window_index(t: Tensor, ctx: int, offsets: Tensor) -> tuple[Tensor, Tensor]:
     return (t - p).unsqueeze(-1) + w.clamp(0, ctx - 1), valid
 
 
-def node_windows(xt: Tensor, nodes: Tensor, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
-    """Activations [M, W] of node `nodes[i]` around batch token `t[i]` (xt: [nodes, tokens]);
+def node_windows(x: Tensor, nodes: Tensor, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
+    """Activations [M, W] of node `nodes[i]` around batch token `t[i]` (x: [tokens, nodes]);
     NaN outside the row."""
     idx, valid = window_index(t, ctx, offsets)
-    return xt[nodes.unsqueeze(1), idx].masked_fill_(~valid, float("nan"))
+    return x[idx, nodes.unsqueeze(1)].masked_fill_(~valid, float("nan"))
 
 
-def shared_windows(xt: Tensor, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
-    """Activations [n, m, W] of every node around the batch tokens `t` [m] (xt: [n, tokens])."""
+def shared_windows(x: Tensor, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
+    """Activations [n, m, W] of every node around the batch tokens `t` [m] (x: [tokens, n])."""
     idx, valid = window_index(t, ctx, offsets)
-    out = xt.index_select(1, idx.reshape(-1)).view(xt.shape[0], *idx.shape)
+    out = x.index_select(0, idx.reshape(-1)).T.reshape(x.shape[1], *idx.shape)
     return out.masked_fill_(~valid, float("nan"))
 
 

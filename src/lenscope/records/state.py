@@ -16,6 +16,14 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
+from lenscope.records.kernels import (
+    Workspace,
+    bins_of,
+    hist_counts,
+    moment_sums,
+    quantile_candidates,
+    top_candidates,
+)
 from lenscope.records.select import (
     EMPTY,
     attention_rows,
@@ -62,6 +70,7 @@ class BatchInfo:
     qkey: Tensor  # [T_sub] float64 priorities of those tokens inside quantile bins
     r_slots: Tensor  # random-sample slots taken over by this batch's tokens ...
     r_tok: Tensor  # ... and those tokens (batch indices)
+    ws: Workspace = field(default_factory=Workspace)  # scratch buffers shared by all groups
 
 
 @dataclass
@@ -143,16 +152,7 @@ class GroupState:
             self.t["q_attn"] = full((n, q, per_q, window), nan)
             self.t["r_attn"] = full((n, r, window), nan)
         self.exact: list[int] = [0] * (4 * n)
-        self._bufs: dict[tuple[str, tuple[int, ...]], Tensor] = {}
-
-    def _buf(self, name: str, shape: tuple[int, ...], dt: torch.dtype = torch.float32) -> Tensor:
-        """A reused work buffer (fresh large allocations cost page faults on every batch)."""
-        key = (name, shape)
-        b = self._bufs.get(key)
-        if b is None:
-            self._bufs = {k: v for k, v in self._bufs.items() if k[0] != name}
-            b = self._bufs[key] = torch.empty(shape, dtype=dt, device=self.cal.shift.device)
-        return b
+        self.pos_end = 0  # every kept position is below this (a batch from here on cannot tie)
 
     # ---- one batch --------------------------------------------------------------------------------
     def update(
@@ -160,40 +160,38 @@ class GroupState:
     ) -> None:
         """Fold activations `x` [T, n] (T = batch rows x ctx, row-major) into the state."""
         t = self.t
-        shape = (x.shape[1], x.shape[0])
-        xt = self._buf("xt", shape).copy_(x.T)
-        d = torch.sub(xt, self.cal.shift.unsqueeze(1), out=self._buf("d", shape))
-        d2 = torch.mul(d, d, out=self._buf("d2", shape))
-        s1, s2 = d.sum(1), d2.sum(1)
-        s3 = torch.mul(d2, d, out=d).sum(1)
-        s4 = torch.mul(d2, d2, out=d).sum(1)
-        t["mom"] += torch.stack([s1, s2, s3, s4]).double()
-        t["active"] += torch.gt(xt, 0, out=d).sum(1).round_().long()  # exact below 2^24 tokens
-        torch.minimum(t["vmin"], xt.amin(1), out=t["vmin"])
-        self._top(xt, xt.amax(1), info, qk, attn_scale)
+        x = x.contiguous()
+        strict = info.base >= self.pos_end
+        sums = moment_sums(x, self.cal.shift, info.ws)
+        t["mom"] += sums[:4]
+        t["active"] += sums[4].round_().long()
+        vmin, vmax = x.amin(0), x.amax(0)  # (aminmax over dim 0 is slow on CPU)
+        torch.minimum(t["vmin"], vmin, out=t["vmin"])
+        self._top(x, vmax, info, qk, attn_scale, strict)
         if self.r and info.r_slots.numel():
             slots, tok = info.r_slots, info.r_tok
-            t["r_win"][:, slots] = shared_windows(xt, tok, info.ctx, info.offsets)
+            t["r_win"][:, slots] = shared_windows(x, tok, info.ctx, info.offsets)
             if self.heads and qk is not None:
                 h, tt = torch.meshgrid(torch.arange(self.n, device=tok.device), tok, indexing="ij")
                 a = attention_rows(
                     qk[0], qk[1], h.reshape(-1), tt.reshape(-1), attn_scale, info.offsets
                 )
                 t["r_attn"][:, slots] = a.view(self.n, len(tok), -1)
+        self.pos_end = max(self.pos_end, info.base + x.shape[0])
         if info.sub is None:
-            sub = xt
+            sub = x.T.contiguous()
         elif info.sub.numel():
             sub = x.index_select(0, info.sub).T.contiguous()
         else:
             return
-        self._hist(sub)
+        t["hist"] += hist_counts(sub, self.cal.hist_lo, self.cal.hist_scale, self.bins)
         if self.per_q:
-            self._quantiles(xt, sub, info, qk, attn_scale)
+            self._quantiles(x, sub, info, qk, attn_scale, strict)
 
     def _payload(
         self,
         prefix: str,
-        xt: Tensor,
+        x: Tensor,
         info: BatchInfo,
         qk: tuple[Tensor, Tensor] | None,
         scale: float,
@@ -205,7 +203,7 @@ class GroupState:
         """Windows (and attention) of the tokens that entered slots (rows, slots) of `prefix`."""
         win, attn = self.t[f"{prefix}_win"], self.t.get(f"{prefix}_attn")
         win.view(-1, *win.shape[-2:])[rows, slots] = node_windows(
-            xt, nodes, tok, info.ctx, info.offsets
+            x, nodes, tok, info.ctx, info.offsets
         )
         if attn is not None and qk is not None:
             a = attention_rows(qk[0], qk[1], nodes, tok, scale, info.offsets)
@@ -213,61 +211,49 @@ class GroupState:
 
     def _top(
         self,
-        xt: Tensor,
+        x: Tensor,
         vmax: Tensor,
         info: BatchInfo,
         qk: tuple[Tensor, Tensor] | None,
         scale: float,
+        strict: bool,
     ) -> None:
-        """Top-k of the nodes whose batch maximum reaches their current k-th best (ties too)."""
+        """Merge the batch's candidates for the top-k (see `top_candidates`) into the slots."""
         t = self.t
-        need = torch.nonzero(-vmax <= t["top_key"].amax(1)).squeeze(1)
-        if need.numel() == 0:
+        cand = top_candidates(x, vmax, -t["top_key"].amax(1), self.k, strict)
+        if cand is None:
             return
-        k = min(self.k, xt.shape[1])
-        val, tok = (xt if need.numel() == self.n else xt[need]).topk(k, dim=1)
-        key = torch.full((self.n, k), INF, dtype=val.dtype, device=val.device)
-        pos = torch.full((self.n, k), EMPTY, dtype=torch.long, device=val.device)
-        key[need], pos[need] = -val, tok + info.base
-        rows, slots, cand = slot_merge(t["top_key"], t["top_pos"], key, pos)
+        key, tok = cand
+        pos = torch.where(key < INF, tok + info.base, EMPTY)
+        rows, slots, c = slot_merge(t["top_key"], t["top_pos"], key, pos)
         if rows.numel():
-            tk = pos[rows, cand] - info.base
-            self._payload("top", xt, info, qk, scale, rows, slots, rows, tk)
-
-    def _hist(self, sub: Tensor) -> None:
-        n, b = self.n, self.bins
-        u = (sub - self.cal.hist_lo.unsqueeze(1)).mul_(self.cal.hist_scale.unsqueeze(1))
-        idx = u.floor_().clamp_(-1, b).add_(1).long()
-        idx += torch.arange(n, device=sub.device).unsqueeze(1) * (b + 2)
-        self.t["hist"] += torch.bincount(idx.view(-1), minlength=n * (b + 2)).view(n, b + 2)
+            self._payload("top", x, info, qk, scale, rows, slots, rows, tok[rows, c])
 
     def _quantiles(
         self,
-        xt: Tensor,
+        x: Tensor,
         sub: Tensor,
         info: BatchInfo,
         qk: tuple[Tensor, Tensor] | None,
         scale: float,
+        strict: bool,
     ) -> None:
-        t, bounds = self.t, self.cal.bounds
-        nq, s = bounds.shape[1], min(self.per_q, sub.shape[1])
-        keys, toks = [], []
-        for i in range(nq):
-            inside = sub >= bounds[:, i : i + 1]
-            if i + 1 < nq:
-                inside &= sub < bounds[:, i + 1 : i + 2]
-            kv, ki = torch.where(inside, info.qkey, INF).topk(s, dim=1, largest=False)
-            keys.append(kv)
-            toks.append(ki if info.sub is None else info.sub[ki])
-        key = torch.stack(keys, 1).view(self.n * nq, s)
-        tok = torch.stack(toks, 1).view(self.n * nq, s)
+        """Merge the sampled tokens' candidates for each quantile bin into its slots."""
+        t, m = self.t, self.per_q
+        nq = self.cal.bounds.shape[1]
+        qk_, qp = t["q_key"].view(-1, m), t["q_pos"].view(-1, m)
+        worst = qk_.amax(1).view(self.n, nq)
+        cand = quantile_candidates(bins_of(sub, self.cal.bounds), info.qkey, worst, m, strict)
+        if cand is None:
+            return
+        key, local = cand
+        tok = local if info.sub is None else info.sub[local]
         pos = torch.where(key < INF, tok + info.base, EMPTY)
-        qk_, qp = t["q_key"].view(-1, self.per_q), t["q_pos"].view(-1, self.per_q)
-        rows, slots, cand = slot_merge(qk_, qp, key, pos)
+        rows, slots, c = slot_merge(qk_, qp, key, pos)
         if rows.numel():
-            nodes, tk = rows // nq, tok[rows, cand]
-            t["q_val"].view(-1, self.per_q)[rows, slots] = xt[nodes, tk]
-            self._payload("q", xt, info, qk, scale, rows, slots, nodes, tk)
+            nodes, tk = rows // nq, tok[rows, c]
+            t["q_val"].view(-1, m)[rows, slots] = x[tk, nodes]
+            self._payload("q", x, info, qk, scale, rows, slots, nodes, tk)
 
     # ---- shards and merges --------------------------------------------------------------------
     def flush(self) -> None:
@@ -304,6 +290,11 @@ class GroupState:
         t["hist"] += u["hist"]
         t["active"] += u["active"]
         torch.minimum(t["vmin"], u["vmin"], out=t["vmin"])
+        kept = -1
+        for name in ("top_pos", "q_pos"):
+            if u[name].numel():
+                kept = max(kept, int(torch.where(u[name] == EMPTY, -1, u[name]).max()))
+        self.pos_end = max(self.pos_end, other.pos_end, kept + 1)
         self.exact = [a + b for a, b in zip(self.exact, other.exact, strict=True)]
 
     def power_sums(self, n_tokens: int) -> np.ndarray:
