@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -208,3 +209,38 @@ def test_ensure_records_reuses_records_of_this_model(home: Path) -> None:
         raise AssertionError(f"should not harvest: {msg}")
 
     assert ensure_records("tinyrec", log=no_harvest) == home / "records" / "tinyrec"
+
+
+def test_ensure_records_harvests_again_when_an_sae_of_the_model_appears(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records harvested before the model's (new) SAE existed lack its latents: harvest again,
+    with every SAE made for the model."""
+    import lenscope.explain
+    import lenscope.records
+    from lenscope.cli.records import ensure_records
+
+    model = load_model("tinyrec")
+    cfg = SAEConfig(
+        d_in=32,
+        d_sae=8,
+        k=2,
+        hook_name="blocks.0.hook_resid_post",
+        model_fingerprint=fingerprint(model),
+    )
+    extra = home / "saes" / "tinysae-new"
+    save_sae(SparseAutoencoder(cfg), extra)
+    calls: list[set[int]] = []
+
+    def fake_harvest(m: Any, dest: Path, *, saes: Any = (), **kw: Any) -> None:
+        calls.append({int(s.W_dec.shape[0]) for s in saes})
+
+    monkeypatch.setattr(lenscope.records, "harvest", fake_harvest)
+    monkeypatch.setattr(lenscope.explain, "explain_records", lambda *a, **k: None)
+    said: list[str] = []
+    try:
+        ensure_records("tinyrec", log=said.append)
+    finally:
+        shutil.rmtree(extra)
+    assert calls == [{24, 8}], calls  # both SAEs: the old one (24 latents) and the new one
+    assert any("blocks.0.hook_resid_post" in s for s in said), said

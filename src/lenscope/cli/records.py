@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
     from lenscope.model import HookedTransformer
-    from lenscope.records import LatentSource
+    from lenscope.records import LatentSource, Records
 
 DEFAULT_TOKENS = 1 << 19
 
@@ -56,6 +56,16 @@ def _own_saes(model: HookedTransformer) -> list[str]:
     return [str(p) for p in saes_for_model(fingerprint(model), residual_only=True)]
 
 
+def _sae_hooks(paths: list[str]) -> set[str]:
+    from lenscope.artifacts import read_manifest
+
+    return {str(read_manifest(Path(p), "sae").data["config"]["hook_name"]) for p in paths}
+
+
+def _records_sae_hooks(records: Records) -> set[str]:
+    return {str(d.get("hook")) for d in records.manifest.provenance.get("saes", [])}
+
+
 def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
     """The records of `model` (harvested or shipped); harvest them with the defaults (and the
     SAEs made for the model) plus offline explanations when missing. For `lenscope demo`."""
@@ -64,15 +74,19 @@ def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
     from lenscope.records import HarvestConfig, Records, default_records_dir, find_records, harvest
 
     m = _load(model, "auto")
+    own = _own_saes(m)
     found = find_records(model)
     if found is not None and Records(found).fingerprint == fingerprint(m):
-        return found
+        missing = _sae_hooks(own) - _records_sae_hooks(Records(found))
+        if not missing:
+            return found
+        log(f"the records of {model} have no latents of its SAE at {', '.join(sorted(missing))}")
     dest = default_records_dir(model)
     log(f"harvesting the records of {model} (once, a few minutes)")
     harvest(
         m,
         dest,
-        saes=_saes(_own_saes(m), m.device),
+        saes=_saes(own, m.device),
         config=HarvestConfig(n_tokens=DEFAULT_TOKENS),
         log=log,
     )
