@@ -272,6 +272,22 @@ def test_node_page_examples_explanation_and_my_text(page: Any, served: str) -> N
     pg.wait_for_selector("[data-testid=node-table] tbody tr", timeout=60_000)
 
 
+def test_node_pages_open_from_a_typed_or_shared_url(page: Any, served: str) -> None:
+    """Node ids contain dots (L2.H3, L2.resid_post.F5): loading such a URL directly is the app."""
+    pg = page
+    base = served.split("/?", 1)[0]
+    model = load_model(shipped_model())
+    nodes = [f"L{model.cfg.n_layers - 1}.H0", "L0.N3"]
+    if model.cfg.name == "mini":
+        nodes.append("L2.resid_post.F5")  # its shipped SAE's latent
+    for node in nodes:
+        pg.goto(f"{base}/node/{node}")
+        pg.wait_for_selector("[data-testid=examples] li", timeout=60_000)
+        assert node in pg.locator("h1, h2").first.text_content()
+        pg.reload()
+        pg.wait_for_selector("[data-testid=examples] li", timeout=60_000)
+
+
 def test_lens_circuits_and_markov_pages(page: Any, served: str) -> None:
     pg = page
     pg.goto(served)

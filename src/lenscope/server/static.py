@@ -25,6 +25,31 @@ NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>lenscope<
 </body></html>"""
 
 
+# A missing file with one of these suffixes is a 404; any other path is an app route (node ids
+# such as /node/L2.H3 or /node/L2.resid_post.F5 contain dots too).
+ASSET_SUFFIXES = frozenset(
+    [
+        ".js",
+        ".mjs",
+        ".css",
+        ".map",
+        ".json",
+        ".png",
+        ".svg",
+        ".ico",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".webp",
+        ".woff",
+        ".woff2",
+        ".ttf",
+        ".txt",
+        ".html",
+    ]
+)
+
+
 def default_web_dir() -> Path:
     env = os.environ.get("LENSCOPE_WEB_DIR")
     if env:
@@ -64,7 +89,7 @@ def static_router(web_dir: Path, api_routes: Sequence[BaseRoute] = ()) -> APIRou
                     else "no-cache"
                 }
                 return FileResponse(target, headers=headers)
-            if "." in path.rsplit("/", 1)[-1]:
+            if Path(path).suffix.lower() in ASSET_SUFFIXES:
                 return error_response(404, f"no file /{path} in the web app", "HTTPError")
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
