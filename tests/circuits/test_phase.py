@@ -20,7 +20,7 @@ from lenscope.circuits.phase import (
     phase_change,
 )
 from lenscope.circuits.plots import phase_change_figure, save_figure
-from lenscope.errors import InputError
+from lenscope.errors import ArtifactError, InputError
 from tests.circuits.models import induction_model
 
 
@@ -108,3 +108,36 @@ def test_eval_tokens_from_npy_and_errors(tmp_path: Path) -> None:
     make_runs(tmp_path)
     with pytest.raises(InputError, match="vocabulary"):
         phase_change(("attn2",), tmp_path, np.full(500, 100, dtype=np.int64))
+
+
+def test_shipped_curves_end_at_the_shipped_models(tmp_path: Path) -> None:
+    """With no local snapshots the shipped curves are drawn; their last points were measured on
+    the very models that ship (fp32 snapshot vs fp16 artifact: scores within 0.02)."""
+    from lenscope import load_model
+    from lenscope.circuits.phase import load_curves, shipped_curves_dir
+
+    curves, notes = phase_change(("attn1", "attn2"), tmp_path, shipped=True)
+    assert [c.recipe for c in curves] == ["attn1", "attn2"]
+    assert "shipped" in notes[0] and "lenscope train --recipe" in notes[0]
+    for c in curves:
+        steps = [p.step for p in c.points]
+        assert steps == sorted(steps) and len(steps) > 10
+        last = c.points[-1]
+        head, score = head_scores(load_model(c.recipe), n_seqs=8).best("induction")
+        assert last.induction_score == pytest.approx(score, abs=0.02), c.recipe
+        if c.recipe == "attn2":
+            assert last.induction_head == head == "L1.H3" and score > 0.4
+            # the phase change: no induction head early on
+            assert c.points[len(steps) // 2].induction_score < 0.1
+        else:
+            assert score < 0.05
+    # local snapshots win over the shipped curve of the same recipe
+    make_runs(tmp_path)
+    mixed, _ = phase_change(("attn1", "attn2"), tmp_path, repeated_stream(), 2, shipped=True)
+    assert [len(c.points) for c in mixed] == [2, 2]
+    with pytest.raises(ArtifactError, match="malformed"):
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        text = (shipped_curves_dir() / "manifest.json").read_text()
+        (bad / "manifest.json").write_text(text.replace('"points"', '"pointz"'))
+        load_curves(bad, ("attn2",))

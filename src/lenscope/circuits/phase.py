@@ -196,17 +196,87 @@ def recipe_tokens(recipe: str) -> npt.NDArray[Any]:
     return val if val.shape[0] > r.n_ctx * 4 else np.asarray(data.train)
 
 
+CURVES_KIND = "phase_curves"
+CURVES_SCHEMA = 1
+
+
+def shipped_curves_dir() -> Path:
+    """Curves measured on the snapshots of the runs that trained the shipped models."""
+    from lenscope.model.load import assets_dir
+
+    return assets_dir() / "curves" / "phase-change"
+
+
+def save_curves(curves: Sequence[PhaseCurve], dest: Path) -> Path:
+    """Write curves as an artifact (manifest only: the numbers are small)."""
+    from lenscope.artifacts import Manifest, writing_artifact
+
+    prov = {"runs": {c.recipe: c.run_dir for c in curves}, "how": "lenscope circuits induction"}
+    man = Manifest(
+        kind=CURVES_KIND,
+        schema_version=CURVES_SCHEMA,
+        provenance=prov,
+        data={"curves": [c.to_json() for c in curves]},
+    )
+    with writing_artifact(dest, man):
+        pass
+    return dest
+
+
+def load_curves(path: Path, recipes: Sequence[str]) -> list[PhaseCurve]:
+    """Curves of `recipes` from a `save_curves` artifact (validated)."""
+    data = read_manifest(path, CURVES_KIND, CURVES_SCHEMA).data
+    out = []
+    try:
+        for c in data["curves"]:
+            if c["recipe"] not in recipes:
+                continue
+            points = [PhasePoint(**p) for p in c["points"]]
+            early = (int(c["early_positions"][0]), int(c["early_positions"][1]))
+            late = (int(c["late_positions"][0]), int(c["late_positions"][1]))
+            out.append(PhaseCurve(c["recipe"], c["run_dir"], points, early, late))
+    except (KeyError, TypeError, IndexError, ValueError) as e:
+        raise ArtifactError(f"{path} holds malformed phase-change curves ({e!r})") from None
+    return out
+
+
 def phase_change(
     recipes: Sequence[str] = ("attn1", "attn2"),
     runs_root: Path | None = None,
     tokens: npt.NDArray[Any] | None = None,
     n_windows: int = 128,
     progress: Progress | None = None,
+    shipped: bool = False,
 ) -> tuple[list[PhaseCurve], list[str]]:
     """Curves for every recipe with snapshots, and a note for each recipe without any.
 
-    Raises `SnapshotsMissingError` when no recipe has snapshots.
+    With `shipped`, recipes without local snapshots fall back to the curves shipped in
+    `assets/curves/phase-change` (measured on the runs that trained the shipped models).
+    Raises `SnapshotsMissingError` when no recipe has a curve.
     """
+    if shipped:
+        curves: list[PhaseCurve] = []
+        missing: list[str] = []
+        local = [r for r in recipes if list_snapshots(run_dir_of(r, runs_root))]
+        if local:
+            curves, missing = phase_change(local, runs_root, tokens, n_windows, progress)
+        rest = [r for r in recipes if r not in local]
+        if rest and shipped_curves_dir().is_dir():
+            found = load_curves(shipped_curves_dir(), rest)
+            curves += found
+            if found:
+                missing.append(
+                    f"{', '.join(c.recipe for c in found)}: no local snapshots, so these are the "
+                    f"curves shipped in {shipped_curves_dir()} (measured on the runs that trained "
+                    "the shipped models); `lenscope train --recipe NAME` measures your own"
+                )
+            rest = [r for r in rest if r not in {c.recipe for c in found}]
+        if curves:
+            missing += [
+                f"no training snapshots for {r}; run `lenscope train --recipe {r}`" for r in rest
+            ]
+            return sorted(curves, key=lambda c: list(recipes).index(c.recipe)), missing
+        return phase_change(rest, runs_root, tokens, n_windows, progress)
     curves, missing = [], []
     for recipe in recipes:
         rd = run_dir_of(recipe, runs_root)

@@ -209,7 +209,9 @@ def _induction(
                 tasks[recipe] = bar.add_task(recipe, total=total)
             bar.update(tasks[recipe], completed=done)  # type: ignore[arg-type]
 
-        curves, missing = phase_change(recipes, runs, tokens, progress=progress)
+        curves, missing = phase_change(
+            recipes, runs, tokens, progress=progress, shipped=runs is None
+        )
     files = save_figure(phase_change_figure(curves), out, "phase_change")
     if as_json:
         print_json({"curves": curves, "missing": missing, "files": [str(f) for f in files]})
