@@ -139,7 +139,8 @@ def test_the_command_prints_one_red_line_and_exits_1(model_dir: Path) -> None:
 
 
 def test_sae_latents_become_nodes(model_dir: Path, tmp_path: Path) -> None:
-    sae_mod = pytest.importorskip("lenscope.sae")
+    import lenscope.sae as sae_mod
+
     cfg = sae_mod.SAEConfig(d_in=32, d_sae=40, k=4, hook_name="blocks.0.hook_resid_post")
     path = sae_mod.save_sae(sae_mod.SparseAutoencoder(cfg, seed=3), tmp_path / "sae")
     r = as_json(str(model_dir), PROMPT, "-t", " w6", "-d", " w7", "--sae", str(path), "--top", "40")
@@ -149,3 +150,53 @@ def test_sae_latents_become_nodes(model_dir: Path, tmp_path: Path) -> None:
     assert latents and all(row["component"].startswith("L0.resid_post.F") for row in latents)
     logits = last_logits(model_dir, PROMPT)
     assert result["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)
+
+
+def test_steer_and_patch_equal_hand_written_hooks(model_dir: Path, tmp_path: Path) -> None:
+    from lenscope.sae import SAEConfig, SparseAutoencoder, save_sae
+
+    hook = "blocks.0.hook_resid_post"
+    sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=40, k=4, hook_name=hook), seed=3)
+    path = save_sae(sae, tmp_path / "sae")
+    args = [str(model_dir), PROMPT, "-t", " w6", "-d", " w7", "--sae", str(path), "--measure", "0"]
+    direction = sae.W_dec[7].detach()
+
+    def steer(a: torch.Tensor, hook: Any) -> torch.Tensor:
+        a = a.clone()
+        a[:, 2] += 3.5 * direction
+        return a
+
+    r = as_json(*args, "--steer", "L0.resid_post.F7=3.5@2")
+    logits = last_logits(model_dir, PROMPT, [(hook, steer)])
+    assert r["result"]["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)
+    assert r["baseline_value"] != pytest.approx(r["result"]["value"], abs=1e-4)
+
+    source = "w1 w2 w7 w4 w5"
+    model = load_model(model_dir)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model.to_tokens(source), names_filter=hook)
+
+    def patch(a: torch.Tensor, hook: Any) -> torch.Tensor:
+        a = a.clone()
+        a[:, 3] = cache[hook.name][:, 3]
+        return a
+
+    r = as_json(*args, "--patch", f"{hook}@3", "--source", source)
+    logits = last_logits(model_dir, PROMPT, [(hook, patch)])
+    assert r["result"]["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--steer", "L0.resid_post.F7"], "LATENT=COEF"),
+        (["--steer", "L0.resid_post.F7=x"], "not a number"),
+        (["--steer", "L0.H1=2"], "SAE latents"),
+        (["--patch", "blocks.0.hook_resid_post"], "--source"),
+        (["--patch", "blocks.0.hook_resid_post@a", "--source", "w1"], "integers"),
+    ],
+)
+def test_bad_steer_and_patch(model_dir: Path, extra: list[str], message: str) -> None:
+    res = run(str(model_dir), PROMPT, "-t", " w6", "-d", " w7", *extra)
+    assert res.exit_code != 0
+    assert isinstance(res.exception, InputError) and message in str(res.exception), res.output

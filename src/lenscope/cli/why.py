@@ -25,7 +25,14 @@ from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff, Pro
 from lenscope.attribution.results import NodeRow, TraceResult, WhyResult
 from lenscope.cli.common import JSON_OPTION, console, print_json
 from lenscope.errors import InputError
-from lenscope.interventions.spec import Ablate, Intervention, InterventionSet, Prompt
+from lenscope.interventions.spec import (
+    Ablate,
+    Intervention,
+    InterventionSet,
+    Patch,
+    Prompt,
+    Steer,
+)
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId
 from lenscope.viz.heatmap import token_label
@@ -49,6 +56,39 @@ def _tok(s: str | None) -> str:
 def _spec(text: str) -> TokenSpec:
     """A token given on the command line: text, or `#123` for an id."""
     return int(text[1:]) if re.fullmatch(r"#\d+", text) else text
+
+
+def _positions(text: str, what: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise InputError(f"{what}: positions must be integers like @3,4, not {text!r}") from None
+
+
+def parse_steer(text: str) -> Intervention:
+    """`L2.resid_post.F7=4` or `L2.resid_post.F7=-2.5@3,4`: a Steer along the latent."""
+    body, _, pos = text.partition("@")
+    node, eq, coef = body.partition("=")
+    if not eq:
+        raise InputError(
+            f"--steer takes LATENT=COEF[@POS,...], like L2.resid_post.F7=4; not {text!r}"
+        )
+    try:
+        c = float(coef)
+    except ValueError:
+        raise InputError(f"--steer {text!r}: the coefficient {coef!r} is not a number") from None
+    latent = NodeId.parse(node)
+    if latent.kind != "latent":
+        raise InputError(f"--steer steers along SAE latents (like L2.resid_post.F7), not {node!r}")
+    positions = _positions(pos, f"--steer {text}") if pos else None
+    return Steer(latent=str(latent.component), coefficient=c, positions=positions)
+
+
+def parse_patch(text: str, source: str) -> Intervention:
+    """`blocks.1.hook_resid_pre` or `blocks.1.hook_resid_pre@2,3`: patch from `source`."""
+    hook, _, pos = text.partition("@")
+    positions = _positions(pos, f"--patch {text}") if pos else None
+    return Patch(hook=hook.strip(), source=source, positions=positions)
 
 
 def parse_attention(text: str) -> AttentionScore:
@@ -121,6 +161,12 @@ def register(app: typer.Typer) -> None:
         ablate_mode: str = typer.Option("zero", "--ablate-mode", help="zero, mean or resample."),
         source: str | None = typer.Option(None, "--source", help="Resample source prompt."),
         reference: list[str] = typer.Option([], "--reference", help="Mean-ablation prompts."),
+        steer: list[str] = typer.Option(
+            [], "--steer", help="Steer along an SAE latent: LATENT=COEF[@POS,...] (repeatable)."
+        ),
+        patch: list[str] = typer.Option(
+            [], "--patch", help="Patch HOOK[@POS,...] from the --source prompt (repeatable)."
+        ),
         trace: list[str] = typer.Option([], "--trace", help="Trace NODE[:q|k|v] (chain)."),
         downstream: bool = typer.Option(False, "--downstream", help="Trace what NODE feeds."),
         sae: list[str] = typer.Option([], "--sae", help="SAE artifact whose latents are nodes."),
@@ -141,14 +187,18 @@ def register(app: typer.Typer) -> None:
             if attention
             else _question(model, prompt, target, distractor, prob, position)
         )
-        if ablate_mode == "resample" and source is None:
+        if ablate_mode == "resample" and ablate and source is None:
             raise InputError("--ablate-mode resample needs --source PROMPT")
+        if patch and source is None:
+            raise InputError("--patch needs --source PROMPT (the prompt to patch from)")
         items: list[Intervention] = [
             Ablate.model_validate(
                 {"node": str(NodeId.parse(n)), "mode": ablate_mode, "source": source}
             )
             for n in ablate
         ]
+        items += [parse_steer(x) for x in steer]
+        items += [parse_patch(x, source or "") for x in patch]
         refs: list[Prompt] | None = [str(x) for x in reference] or None
         cuts = InterventionSet(interventions=items, reference=refs) if items else None
         with console.status("asking the model why…") if not json else nullcontext():
