@@ -97,10 +97,19 @@ def test_missing_snapshots_is_one_clear_line(tmp_path: Path) -> None:
     env = dict(os.environ, LENSCOPE_HOME=str(tmp_path))
     proc = subprocess.run(
         [sys.executable, "-c", "from lenscope.cli.main import main; main()", "circuits",
-         "induction", "--recipes", "attn2"],
+         "induction", "--recipes", "attn2", "--runs", str(tmp_path / "runs")],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert "run `lenscope train --recipe attn2` first" in " ".join(lines)
     assert "Traceback" not in proc.stderr
+    # without --runs and without local snapshots: the shipped curves, said to be shipped
+    proc = subprocess.run(
+        [sys.executable, "-c", "from lenscope.cli.main import main; main()", "circuits",
+         "induction", "--recipes", "attn2", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "curves shipped in" in " ".join(proc.stderr.split())
+    assert (tmp_path / "out" / "phase_change.png").stat().st_size > 0
