@@ -13,7 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from lenscope import HookedTransformer, save_model
-from lenscope.errors import InputError
+from lenscope.errors import InputError, LenscopeError
 from lenscope.lens import (
     GenerationLens,
     LensResult,
@@ -178,3 +178,12 @@ def test_startup_takes_the_models_own_lens_and_leaves_out_a_broken_one(
     st = ServerState.load(ServerConfig("tiny"), logs.append)
     assert st.tuned is None and any("tuned lens not used" in m for m in logs)
     st.close()
+
+    # a named lens is used as given (even with --no-auto), and must open
+    other = save_tuned_lens(TunedLens.for_model(model), tmp_path / "elsewhere" / "mine", "tiny")
+    st = ServerState.load(ServerConfig("tiny", auto=False, tuned=str(other)), lambda _: None)
+    assert st.tuned is not None and st.tuned.name == "mine"
+    assert torch.equal(st.tuned.lens.bias, torch.zeros_like(lens.bias))
+    st.close()
+    with pytest.raises(LenscopeError):
+        ServerState.load(ServerConfig("tiny", tuned=str(dest)), lambda _: None)

@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
             "--auto/--no-auto",
             help="Without --sae/--records: splice SAEs trained on MODEL, use its records.",
         ),
+        tuned: str | None = typer.Option(
+            None, "--tuned", help="Tuned lens NAME or PATH (default: the model's own, if any)."
+        ),
         llm_url: str | None = typer.Option(
             None, "--llm-url", help="OpenAI-compatible endpoint for LLM explanations (…/v1)."
         ),
@@ -68,6 +71,7 @@ def register(app: typer.Typer) -> None:
             workers=workers,
             auto=auto,
             llm=llm_settings(llm_url, llm_model, llm_key_env, llm_timeout),
+            tuned=tuned,
         )
         serve(cfg, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
 

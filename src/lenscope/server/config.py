@@ -107,6 +107,7 @@ class ServerConfig:
     allowed_hosts: list[str] | None = None  # Host headers accepted (default: from `host`)
     auto: bool = True  # no --sae / --records: use SAEs made on this model, its harvested records
     llm: LLMSettings | None = None  # an LLM explainer besides the offline one
+    tuned: str | None = None  # a tuned lens (name or path); default: the model's own (auto)
 
     def check(self) -> None:
         """Refuse an exposed bind without a token, and nonsense sizes."""

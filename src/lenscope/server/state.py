@@ -87,7 +87,13 @@ class ServerState:
         names = config.saes or (matching_saes(model, log) if config.auto else [])
         saes = [load_named_sae(n, model) for n in names]
         records, note = open_server_records(config, model, saes, log)
-        tuned = server_tuned_lens(model, log) if config.auto else None
+        if config.tuned is not None:
+            from lenscope.lens import load_tuned_lens
+
+            lens = load_tuned_lens(config.tuned, model).eval()  # must open: the user named it
+            tuned: NamedTunedLens | None = NamedTunedLens(Path(config.tuned).name, lens)
+        else:
+            tuned = server_tuned_lens(model, log) if config.auto else None
         return cls(config, model, saes, records, note, tuned)
 
     @property
