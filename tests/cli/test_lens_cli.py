@@ -194,9 +194,11 @@ def test_bare_tuned_uses_the_shipped_mini_lens(tmp_path: Path) -> None:
     named = _run(
         "lens", "mini", "def f(x):", "--tuned", "mini-tuned", "--json", "--out", str(tmp_path)
     )
+    # a bare --tuned before the prompt does not swallow it
+    before = _run("lens", "mini", "--tuned", "def f(x):", "--json", "--out", str(tmp_path))
     m = load_model("mini")
     ref = logit_lens(m, "def f(x):", tuned=load_tuned_lens("mini-tuned", m))
-    for got in (out, named):
+    for got in (out, named, before):
         assert got["lens"]["lens"] == "tuned"
         assert got["lens"]["top_ids"] == ref.top_ids.tolist()
 

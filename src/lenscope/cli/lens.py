@@ -26,7 +26,8 @@ from lenscope.viz.heatmap import token_label
 class _LensGroup(TyperGroup):
     """`lenscope lens MODEL PROMPT ...` runs `show`; a known subcommand name runs that instead.
 
-    For `show`, a bare `--tuned` (last, or before another option) means `--tuned auto`.
+    For `show`, a bare `--tuned` (last, before another option or before the prompt) means
+    `--tuned auto`.
     """
 
     def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
@@ -38,12 +39,22 @@ class _LensGroup(TyperGroup):
 
 
 def _bare_tuned(args: list[str]) -> list[str]:
+    """`--tuned` takes a lens name or path; it is bare (`auto`) when last, before another option,
+    or before text that cannot be a lens (whitespace, not a path): `--tuned "for i in range("`."""
     out: list[str] = []
     for i, a in enumerate(args):
         out.append(a)
-        if a == "--tuned" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+        if a == "--tuned" and (i + 1 == len(args) or not _lens_like(args[i + 1])):
             out.append("auto")
     return out
+
+
+def _lens_like(text: str) -> bool:
+    from pathlib import Path
+
+    if text.startswith("-"):
+        return False
+    return not any(c.isspace() for c in text) or Path(text).expanduser().exists()
 
 
 def _tok(s: str) -> str:
@@ -88,8 +99,7 @@ def show(
         None,
         "--tuned",
         help="Use a tuned lens: alone (or 'auto'), the model's own (shipped, e.g. mini-tuned, "
-        "or trained); else a name in assets/lenses or LENSCOPE_HOME/lenses, or a directory. "
-        "Put it after the prompt.",
+        "or trained); else a name in assets/lenses or LENSCOPE_HOME/lenses, or a directory.",
     ),
     precision: str = typer.Option(
         "fp32",
