@@ -217,7 +217,8 @@ def _induction(
         print_json({"curves": curves, "missing": missing, "files": [str(f) for f in files]})
         return
     for m in missing:
-        err_console.print(f"[yellow]warning:[/] {m}", highlight=False)
+        label = "note" if "curves shipped in" in m else "warning"
+        err_console.print(f"[yellow]{label}:[/] {m}", highlight=False)
     for c in curves:
         t = Table(title=f"{c.recipe} (early positions {c.early}, late {c.late})")
         for col in ("step", "tokens", "ICL score", "induction", "prev-token"):
