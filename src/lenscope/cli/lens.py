@@ -50,8 +50,6 @@ def _bare_tuned(args: list[str]) -> list[str]:
 
 
 def _lens_like(text: str) -> bool:
-    from pathlib import Path
-
     if text.startswith("-"):
         return False
     return not any(c.isspace() for c in text) or Path(text).expanduser().exists()

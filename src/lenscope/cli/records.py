@@ -48,18 +48,12 @@ def _saes(names: list[str] | None, device: str | torch.device) -> list[LatentSou
     return [load_sae(n, device=device).eval() for n in names]
 
 
-def _own_saes(model: HookedTransformer) -> list[str]:
-    """Shipped or trained SAEs made for this very model (by fingerprint), one per hook point."""
+def _own_saes(model: HookedTransformer) -> dict[str, str]:
+    """Shipped or trained SAEs made for this very model (by fingerprint), by hook point."""
     from lenscope.model import fingerprint
-    from lenscope.sae.io import saes_for_model
+    from lenscope.sae.io import saes_by_hook
 
-    return [str(p) for p in saes_for_model(fingerprint(model), residual_only=True)]
-
-
-def _sae_hooks(paths: list[str]) -> set[str]:
-    from lenscope.artifacts import read_manifest
-
-    return {str(read_manifest(Path(p), "sae").data["config"]["hook_name"]) for p in paths}
+    return {h: str(p) for h, p in saes_by_hook(fingerprint(model), residual_only=True).items()}
 
 
 def _records_sae_hooks(records: Records) -> set[str]:
@@ -77,7 +71,7 @@ def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
     own = _own_saes(m)
     found = find_records(model)
     if found is not None and Records(found).fingerprint == fingerprint(m):
-        missing = _sae_hooks(own) - _records_sae_hooks(Records(found))
+        missing = set(own) - _records_sae_hooks(Records(found))
         if not missing:
             return found
         log(f"the records of {model} have no latents of its SAE at {', '.join(sorted(missing))}")
@@ -86,7 +80,7 @@ def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
     harvest(
         m,
         dest,
-        saes=_saes(own, m.device),
+        saes=_saes(list(own.values()), m.device),
         config=HarvestConfig(n_tokens=DEFAULT_TOKENS),
         log=log,
     )
@@ -130,7 +124,7 @@ def harvest_cmd(
     from lenscope.records.parallel import init_distributed
 
     m = _load(model, device)
-    saes = [] if no_sae else _saes(sae or _own_saes(m), m.device)
+    saes = [] if no_sae else _saes(sae or list(_own_saes(m).values()), m.device)
     cfg = HarvestConfig(
         n_tokens=tokens,
         ctx=ctx,
@@ -223,7 +217,7 @@ def show_cmd(
         console.print(t)
         return
     if text is not None:
-        active = most_active(recs, m, text, _saes(sae or _own_saes(m), "cpu"), limit)
+        active = most_active(recs, m, text, _saes(sae or list(_own_saes(m).values()), "cpu"), limit)
         if json:
             print_json(active)
             return

@@ -34,7 +34,7 @@ from lenscope.interventions.spec import (
     Steer,
 )
 from lenscope.model.transformer import HookedTransformer
-from lenscope.nodes import NodeId
+from lenscope.nodes import NodeId, NodeKind
 from lenscope.viz.heatmap import token_label
 
 _ATTN = re.compile(r"^L?(\d+)\.H?(\d+):(-?\d+|last):(-?\d+)$", re.IGNORECASE)
@@ -78,7 +78,7 @@ def parse_steer(text: str) -> Intervention:
     except ValueError:
         raise InputError(f"--steer {text!r}: the coefficient {coef!r} is not a number") from None
     latent = NodeId.parse(node)
-    if latent.kind != "latent":
+    if latent.kind is not NodeKind.LATENT:
         raise InputError(f"--steer steers along SAE latents (like L2.resid_post.F7), not {node!r}")
     positions = _positions(pos, f"--steer {text}") if pos else None
     return Steer(latent=str(latent.component), coefficient=c, positions=positions)

@@ -154,6 +154,11 @@ def list_saes() -> list[SAEEntry]:
 def saes_for_model(fingerprint: str, *, residual_only: bool = False) -> list[Path]:
     """Shipped, then trained, SAEs made on exactly the model with this fingerprint, one per hook
     point (the first found wins). `residual_only`: only hooks whose latents are debugger nodes."""
+    return list(saes_by_hook(fingerprint, residual_only=residual_only).values())
+
+
+def saes_by_hook(fingerprint: str, *, residual_only: bool = False) -> dict[str, Path]:
+    """`saes_for_model` keyed by the hook point each SAE reads."""
     from lenscope.errors import LenscopeError
     from lenscope.nodes import latent_site
 
@@ -168,4 +173,4 @@ def saes_for_model(fingerprint: str, *, residual_only: bool = False) -> list[Pat
             continue
         if hook and c.get("model_fingerprint") == fingerprint and hook not in chosen:
             chosen[hook] = entry.path
-    return list(chosen.values())
+    return chosen
