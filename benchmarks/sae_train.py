@@ -5,7 +5,8 @@ float32, CPU. One training step = forward, loss, backward, Adam update (+ each l
 decoder-norm / firing bookkeeping). SAELens is timed as its trainer runs it (Adam with default
 settings, grad-norm clipping 1.0, firing statistics) with dense and with sparse activations, and
 also with a fused Adam as its best case. The matmul rate is that of one plain matmul of the
-encoder's shape ([4096, 768] @ [768, 12288]); fraction_of_matmul_rate = (encoder matmul FLOPs per
+encoder's shape ([4096, 768] @ [768, 12288]), the faster of torch's `mm` and oneDNN's kernel;
+fraction_of_matmul_rate = (encoder matmul FLOPs per
 step / step time) / matmul rate, i.e. how close the whole step comes to the one unavoidable
 matmul. SAE_BENCH_THREADS sets torch's thread count (default: all cores), SAE_BENCH_ROUNDS the
 number of rounds. The candidates run in interleaved rounds (matmul, lenscope, SAELens variants, repeat;
@@ -45,12 +46,17 @@ def batches() -> list[torch.Tensor]:
     return [torch.randn(BATCH, D_IN, generator=g) @ mix + 0.1 for _ in range(3)]
 
 
-def matmul_step() -> Callable[[int], object]:
-    """One plain matmul of the encoder's shape (into a reused output, as the training step)."""
-    w = torch.randn(D_IN, D_SAE) / D_IN**0.5
+def matmul_step(kernel: str) -> Callable[[int], object]:
+    """One plain matmul of the encoder's shape: torch's `mm` into a reused output ("torch", MKL
+    on x86) or oneDNN's linear kernel ("onednn", `lenscope.linalg`). The faster sets the rate."""
+    from lenscope.linalg import linear_t
+
+    w_t = torch.randn(D_SAE, D_IN) / D_IN**0.5
     x = torch.randn(BATCH, D_IN)
+    if kernel == "onednn":
+        return lambda _i: linear_t(x, w_t)
     out = torch.empty(BATCH, D_SAE)
-    return lambda _i: torch.mm(x, w, out=out)
+    return lambda _i: torch.mm(x, w_t.t(), out=out)
 
 
 def lenscope_step(xs: list[torch.Tensor]) -> Callable[[int], object]:
@@ -121,7 +127,8 @@ def main() -> None:
     torch.manual_seed(0)
     xs = batches()
     steps = {
-        "matmul": matmul_step(),
+        "matmul_torch": matmul_step("torch"),
+        "matmul_onednn": matmul_step("onednn"),
         "lenscope": lenscope_step(xs),
         "saelens": saelens_step(xs, sparse=False, fused=False),
         "saelens_fused_adam": saelens_step(xs, sparse=False, fused=True),
@@ -141,7 +148,7 @@ def main() -> None:
         for name, fn in steps.items():
             times[name].append(once(fn, r + 1))
     t = {k: median(v) for k, v in times.items()}
-    t_mm, t_ours = t["matmul"], t["lenscope"]
+    t_mm, t_ours = min(t["matmul_torch"], t["matmul_onednn"]), t["lenscope"]
     best_sl = min(v for k, v in t.items() if k.startswith("saelens"))
     try:
         import sae_lens
@@ -167,6 +174,8 @@ def main() -> None:
         "speedup_vs_saelens_as_trained": t["saelens"] / t_ours,
         "speedup_vs_best_saelens_variant": best_sl / t_ours,
         "matmul_gflops": 2 * BATCH * D_IN * D_SAE / t_mm / 1e9,
+        "matmul_gflops_torch": 2 * BATCH * D_IN * D_SAE / t["matmul_torch"] / 1e9,
+        "matmul_gflops_onednn": 2 * BATCH * D_IN * D_SAE / t["matmul_onednn"] / 1e9,
         "encoder_matmul_seconds": t_mm,
         "lenscope_step_seconds": t_ours,
         "fraction_of_matmul_rate": t_mm / t_ours,

@@ -1,11 +1,9 @@
 """The lens's inner loops: the unembedding matmul of many residual rows, and a fast exact top-k.
 
-`unembed_rows` multiplies normalised residual rows by the unembedding. On CPU, float32 goes
-through oneDNN's linear kernel when torch has it (the same float32 arithmetic as `x @ W_U + b_U`,
-another summation order; on the AMD EPYC this was built on, 2.2x faster than the MKL sgemm that
-`@` calls), else through `@`. `precision="bf16"` rounds the rows and a vocabulary-centred copy of
-W_U to bfloat16 (2x faster again where the CPU has avx512_bf16): logits move by ~1e-2, so it is
-an opt-in approximation. Centring W_U's rows over the vocabulary shifts each row of logits by a
+`unembed_rows` multiplies normalised residual rows by the unembedding exactly as the model's
+forward does (`lenscope.linalg.linear`: oneDNN on CPU, float32). `precision="bf16"` rounds the
+rows and a vocabulary-centred copy of W_U to bfloat16 (2x faster again where the CPU has
+avx512_bf16): logits move by ~1e-2, so it is an opt-in approximation. Centring W_U's rows over the vocabulary shifts each row of logits by a
 constant, which no lens quantity sees, and keeps bfloat16's relative rounding small.
 
 `top_k` returns exactly `torch.topk`'s values: the maximum of each block of the vocabulary is
@@ -25,6 +23,7 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.lens.boundaries import Boundary
+from lenscope.linalg import linear_t
 from lenscope.model.transformer import HookedTransformer
 
 if TYPE_CHECKING:
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 _Bf16 = tuple[Tensor, Tensor]
 _bf16_cache: weakref.WeakKeyDictionary[HookedTransformer, tuple[tuple[int, ...], _Bf16]]
 _bf16_cache = weakref.WeakKeyDictionary()
@@ -56,12 +54,6 @@ def project(
     return model.unembed_resid(model.ln_final(resid))
 
 
-def _linear(x: Tensor, w_t: Tensor, b: Tensor | None) -> Tensor:
-    """x [M, d] @ w_t.T + b via oneDNN (w_t [V, d], any strides)."""
-    out: Tensor = torch.ops.mkldnn._linear_pointwise(x, w_t, b, "none", [], "")
-    return out
-
-
 def _bf16_weights(model: HookedTransformer) -> tuple[Tensor, Tensor]:
     """W_U centred over the vocabulary, transposed [V, d], and b_U centred, both bfloat16."""
     w, b = model.W_U, model.b_U
@@ -77,7 +69,11 @@ def _bf16_weights(model: HookedTransformer) -> tuple[Tensor, Tensor]:
     with torch.no_grad():
         wf = w.detach().float()
         w_t = (wf - wf.mean(1, keepdim=True)).t().contiguous().to(torch.bfloat16)
-        bias = torch.zeros(w.shape[1]) if b is None else b.detach().float() - b.float().mean()
+        bias = (
+            torch.zeros(w.shape[1], device=w.device)
+            if b is None
+            else b.detach().float() - b.float().mean()
+        )
         entry = (w_t, bias.to(torch.bfloat16))
     _bf16_cache[model] = (key, entry)
     return entry
@@ -85,16 +81,9 @@ def _bf16_weights(model: HookedTransformer) -> tuple[Tensor, Tensor]:
 
 def unembed_rows(model: HookedTransformer, xn: Tensor, precision: Precision = "fp32") -> Tensor:
     """Logits [M, V] of normalised rows xn [M, d] (bfloat16, shifted per row, under "bf16")."""
-    w, b = model.W_U, model.b_U
-    cpu = xn.device.type == "cpu" and _ONEDNN
     if precision == "bf16":
-        if cpu:
-            w_t, bias = _bf16_weights(model)
-            return _linear(xn.to(torch.bfloat16).contiguous(), w_t, bias)
-        out = xn.to(torch.bfloat16) @ w.to(torch.bfloat16)
-        return out + b.to(torch.bfloat16) if b is not None else out
-    if cpu and xn.dtype == w.dtype == torch.float32 and (b is None or b.dtype == w.dtype):
-        return _linear(xn.contiguous(), w.t(), b)
+        w_t, bias = _bf16_weights(model)
+        return linear_t(xn.to(torch.bfloat16), w_t, bias)
     return model.unembed_resid(xn)
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
 from lenscope.errors import ArtifactError, InputError
 from lenscope.lens.boundaries import Boundary
+from lenscope.linalg import linear
 from lenscope.model.load import assets_dir, fingerprint
 from lenscope.model.transformer import HookedTransformer
 
@@ -55,7 +56,7 @@ class TunedLens(nn.Module):
         if blocks >= self.n_layers:
             return resid
         w, b = self.weight[blocks], self.bias[blocks]
-        return resid + (resid @ w.to(resid.dtype)) + b.to(resid.dtype)
+        return resid + linear(resid, w.to(resid.dtype), b.to(resid.dtype))
 
     def translate(self, bound: Boundary, resid: Tensor) -> Tensor:
         if bound.sublayer:

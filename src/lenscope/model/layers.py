@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lenscope.linalg import linear
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookPoint
 
@@ -170,11 +171,7 @@ class Attention(nn.Module):
         """x [batch, pos, d_model]; mask [batch, 1, q, k] bool (True = may attend) or None = causal."""
         cfg = self.cfg
         b, p, _ = x.shape
-        qkv = (
-            x @ self.w_qkv
-            if self.b_qkv is None
-            else torch.addmm(self.b_qkv, x.reshape(b * p, -1), self.w_qkv).reshape(b, p, -1)
-        )
+        qkv = linear(x, self.w_qkv, self.b_qkv)
         q, k, v = self._split(qkv)
         q = self.hook_q.run(q.reshape(b, p, cfg.n_heads, cfg.d_head))
         k = self.hook_k.run(k.reshape(b, p, cfg.n_kv_heads, cfg.d_head))
@@ -204,8 +201,7 @@ class Attention(nn.Module):
             )
         z = self.hook_z.run(zt.transpose(1, 2))
         flat = z.reshape(b * p, cfg.n_heads * cfg.d_head)
-        out = flat @ self.w_o if self.b_o is None else torch.addmm(self.b_o, flat, self.w_o)
-        return out.reshape(b, p, cfg.d_model)
+        return linear(flat, self.w_o, self.b_o).reshape(b, p, cfg.d_model)
 
 
 def _causal(p: int, device: torch.device) -> Tensor:
@@ -239,16 +235,13 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
-        lin = x @ self.W_in
-        if self.b_in is not None:
-            lin = lin + self.b_in
+        lin = linear(x, self.W_in, self.b_in)
         if self.W_gate is not None:
-            pre = self.hook_pre.run(x @ self.W_gate)
+            pre = self.hook_pre.run(linear(x, self.W_gate))
             post = self.act(pre) * self.hook_pre_linear.run(lin)
         else:
             post = self.act(self.hook_pre.run(lin))
-        out = self.hook_post.run(post) @ self.W_out
-        return out + self.b_out if self.b_out is not None else out
+        return linear(self.hook_post.run(post), self.W_out, self.b_out)
 
 
 class Block(nn.Module):

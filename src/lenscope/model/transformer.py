@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lenscope.errors import InputError
+from lenscope.linalg import linear
 from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookFn, HookPoint
@@ -262,8 +263,7 @@ class HookedTransformer(nn.Module):
         return self.loss(logits, tokens, attention_mask)
 
     def unembed_resid(self, x: Tensor) -> Tensor:
-        logits = x @ self.W_U
-        return logits + self.b_U if self.b_U is not None else logits
+        return linear(x, self.W_U, self.b_U)
 
     @staticmethod
     def loss(logits: Tensor, tokens: Tensor, attention_mask: Tensor | None = None) -> Tensor:

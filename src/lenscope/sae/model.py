@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from lenscope.errors import InputError
+from lenscope.linalg import linear, linear_t
 from lenscope.model.hooks import HookPoint
 from lenscope.sae.architectures import get_architecture
 from lenscope.sae.config import SAEConfig
@@ -142,7 +143,7 @@ class SparseAutoencoder(nn.Module):
 
     def pre_acts(self, xn: Tensor) -> Tensor:
         """Pre-activations [..., d_sae] of normalised inputs."""
-        return (xn - self.b_dec) @ self.W_enc + self.b_enc
+        return linear_t(xn - self.b_dec, self.W_enc_T, self.b_enc)
 
     def activation(self, pre: Tensor) -> Tensor:
         """Dense activations of pre-activations (any leading shape)."""
@@ -159,7 +160,7 @@ class SparseAutoencoder(nn.Module):
         """Reconstruction from dense latents; pass `stats` from `normalize` when cfg.normalize."""
         if self.cfg.normalize and stats is None:
             raise InputError("this SAE normalises its input: decode needs the stats of encode")
-        return self.denormalize(acts @ self.W_dec + self.b_dec, stats)
+        return self.denormalize(linear(acts, self.W_dec, self.b_dec), stats)
 
     def forward(self, x: Tensor, keep_error: bool = False) -> Tensor:
         """Reconstruction of x through the hook points.
@@ -176,9 +177,9 @@ class SparseAutoencoder(nn.Module):
         xn, stats = self.normalize(x)
         pre = self.pre_acts(xn)
         acts = self.hook_acts.run(self.activation(pre))
-        recon = self.hook_recons.run(self.denormalize(acts @ self.W_dec + self.b_dec, stats))
+        recon = self.hook_recons.run(self.denormalize(linear(acts, self.W_dec, self.b_dec), stats))
         if keep_error:
-            clean = self.denormalize(self.activation(pre) @ self.W_dec + self.b_dec, stats)
+            clean = self.denormalize(linear(self.activation(pre), self.W_dec, self.b_dec), stats)
             recon = recon + self.hook_error.run(x - clean)
         return self.hook_output.run(recon).to(dtype)
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
+from lenscope.linalg import linear, linear_t
 from lenscope.sae.config import TrainConfig
 from lenscope.sae.distributed import Comm
 from lenscope.sae.kernels import Codes, gather_preacts, sparse_decode
@@ -56,20 +57,6 @@ def _kth_largest(comm: Comm) -> object:
     return kth
 
 
-_WORK: dict[tuple[int, int, torch.dtype, str], Tensor] = {}
-
-
-def _workspace(rows: int, sae: SparseAutoencoder) -> Tensor:
-    """A reused [rows, d_sae] buffer for the dense pre-activations: no fresh 100s of MB (and
-    page faults) every step."""
-    w = sae.W_enc_T
-    key = (rows, sae.cfg.d_sae, w.dtype, str(w.device))
-    if key not in _WORK:
-        _WORK.clear()
-        _WORK[key] = torch.empty(rows, sae.cfg.d_sae, dtype=w.dtype, device=w.device)
-    return _WORK[key]
-
-
 def _sparse_recon(sae: SparseAutoencoder, codes: Codes, vals: Tensor) -> Tensor:
     return sparse_decode(codes.with_values(vals), sae.W_dec)
 
@@ -91,7 +78,7 @@ def compute_losses(
     xn = sae.normalize(x)[0]
     xc = xn - sae.b_dec
     with torch.no_grad():
-        pre = torch.addmm(sae.b_enc, xc, sae.W_enc_T.t(), out=_workspace(x.shape[0], sae))
+        pre = linear_t(xc, sae.W_enc_T, sae.b_enc)
     stats: dict[str, Tensor] = {}
     aux_codes: Codes | None = None
     if cfg.use_auxk and arch.uses_k and bool(dead.any()):
@@ -101,7 +88,7 @@ def compute_losses(
         aux_codes = Codes.from_topk(dead_idx[sub_i], sub_v, sae.cfg.d_sae)
     multi = cfg.multi_topk and arch.uses_k and k is not None
     if cfg.dense or not arch.sparse_training:
-        pre_g = xc @ sae.W_enc + sae.b_enc
+        pre_g = linear_t(xc, sae.W_enc_T, sae.b_enc)
         if arch.name == "relu":
             acts = pre_g.relu()
         else:
@@ -109,7 +96,7 @@ def compute_losses(
             mask = torch.zeros_like(pre, dtype=torch.bool)
             mask[main.row_ids(), main.idx] = True
             acts = torch.where(mask, pre_g, torch.zeros_like(pre_g)).relu()
-        recon = acts @ sae.W_dec + sae.b_dec
+        recon = linear(acts, sae.W_dec, sae.b_dec)
         fired = (acts > 0).any(0)
         l0 = (acts > 0).sum()
         loss = sae_mse(recon, xn, state.mse_scale, denom)
@@ -119,13 +106,13 @@ def compute_losses(
             assert k is not None
             kth = pre.topk(min(4 * k, sae.cfg.d_sae), dim=-1).values[:, -1:]
             acts4 = torch.where(pre >= kth, pre_g, torch.zeros_like(pre_g)).relu()
-            r4 = acts4 @ sae.W_dec + sae.b_dec
+            r4 = linear(acts4, sae.W_dec, sae.b_dec)
             loss = loss + cfg.multi_topk_coef * sae_mse(r4, xn, state.mse_scale, denom)
         if aux_codes is not None:
             aux_mask = torch.zeros_like(pre, dtype=torch.bool)
             aux_mask[aux_codes.row_ids(), aux_codes.idx] = True
             aux_dense = torch.where(aux_mask, pre_g, torch.zeros_like(pre_g)).relu()
-            e_hat = aux_dense @ sae.W_dec
+            e_hat = linear(aux_dense, sae.W_dec)
     else:
         if multi:
             assert k is not None

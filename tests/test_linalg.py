@@ -1,0 +1,99 @@
+"""lenscope.linalg.linear against float64 `@` (values and gradients) and its dispatch rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from lenscope import linalg
+from lenscope.linalg import MIN_MACS, linear, linear_t, onednn_enabled, set_onednn
+
+needs_onednn = pytest.mark.skipif(
+    not linalg._AVAILABLE, reason="this torch build has no oneDNN linear kernel"
+)
+
+
+@pytest.fixture
+def onednn() -> Iterator[None]:
+    previous = set_onednn(True)
+    yield
+    set_onednn(previous)
+
+
+def _calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count calls of the oneDNN kernel."""
+    seen: list[int] = []
+    real = linalg._onednn
+
+    def spy(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        seen.append(1)
+        return real(x, w_t, b)
+
+    monkeypatch.setattr(linalg, "_onednn", spy)
+    return seen
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(96, 256), (2, 48, 256)])
+def test_values_and_gradients_match_float64(
+    onednn: None, monkeypatch: pytest.MonkeyPatch, bias: bool, shape: tuple[int, ...]
+) -> None:
+    calls = _calls(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=g).requires_grad_(True)
+    w = torch.randn(256, 512, generator=g).requires_grad_(True)
+    b = torch.randn(512, generator=g).requires_grad_(True) if bias else None
+    y = linear(x, w, b)
+    assert calls, "a matmul of this size must take the oneDNN path"
+    xd, wd = x.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    bd = b.detach().double().requires_grad_(True) if b is not None else None
+    ref = xd @ wd + (bd if bd is not None else 0)
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-4)
+    up = torch.randn(y.shape, generator=g)
+    got = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], up)
+    want = torch.autograd.grad(ref, [t for t in (xd, wd, bd) if t is not None], up.double())
+    for a, e in zip(got, want, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), e, rtol=0, atol=2e-3)
+    assert len(calls) >= 3  # the forward and both backward matmuls
+
+
+@needs_onednn
+def test_transposed_weight_and_strided_input(onednn: None) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 1024, generator=g)[:, ::2]  # non-contiguous rows
+    w_t = torch.randn(300, 512, generator=g)
+    b = torch.randn(300, generator=g)
+    ref = x.double() @ w_t.double().t() + b.double()
+    torch.testing.assert_close(linear_t(x, w_t, b).double(), ref, rtol=0, atol=1e-4)
+
+
+@needs_onednn
+def test_dispatch_rules(onednn: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _calls(monkeypatch)
+    w = torch.randn(256, 512)
+    tiny = torch.randn(1, 8)
+    assert MIN_MACS > 8 * 8
+    linear(tiny, torch.randn(8, 8))  # too small to repay the call
+    linear(torch.randn(64, 256, dtype=torch.float64), w.double())  # float64: torch's own
+    linear(torch.randn(64, 256), w, torch.randn(512, dtype=torch.float64))  # mixed dtypes
+    assert calls == []
+    out = linear(torch.randn(64, 256, dtype=torch.bfloat16), w.bfloat16())
+    assert out.dtype == torch.bfloat16 and calls == [1]
+    set_onednn(False)
+    assert not onednn_enabled()
+    x = torch.randn(64, 256)
+    torch.testing.assert_close(linear(x, w), x @ w)
+    assert calls == [1]
+
+
+def test_empty_input_and_fallback_gradients() -> None:
+    w = torch.randn(16, 4, requires_grad=True)
+    assert linear(torch.randn(0, 16), w).shape == (0, 4)
+    x = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
+    wd = w.detach().double().requires_grad_(True)
+    (gx,) = torch.autograd.grad(linear(x, wd).sum(), [x])
+    torch.testing.assert_close(gx, wd.sum(1).expand(3, -1).detach())
