@@ -70,10 +70,10 @@ class Architecture:
 
     def dense(self, pre: Tensor, k: int | None, threshold: Tensor) -> Tensor:
         """Reference: dense activations [rows, d_sae] computed without any sparse kernel."""
-        if self.name == "topk":
+        if self.name == "topk":  # exactly k per row, as `codes` (ties at the k-th: any k)
             assert k is not None
-            kth = pre.topk(k, dim=-1).values[:, -1:]
-            return torch.where(pre >= kth, pre, torch.zeros_like(pre)).relu()
+            vals, idx = pre.topk(k, dim=-1, sorted=False)
+            return torch.zeros_like(pre).scatter_(1, idx, vals.relu())
         if self.name == "relu":
             return pre.relu()
         return torch.where(pre > threshold, pre, torch.zeros_like(pre)).relu()
