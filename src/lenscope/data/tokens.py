@@ -134,11 +134,12 @@ def build_token_dataset(
     seed: int = 0,
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    sep_id: int | None = None,
 ) -> TokenDataset:
     """Tokenize `docs` into a token dataset artifact at `dest` (replacing it) and open it.
 
-    Documents are encoded in batches; each is followed by the `<|endoftext|>` id. `provenance`
-    (e.g. where the corpus came from) is recorded in the manifest.
+    Documents are encoded in batches; each is followed by `sep_id` (default: the `<|endoftext|>`
+    id). `provenance` (e.g. where the corpus came from) is recorded in the manifest.
     """
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float):
         raise InputError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
@@ -147,7 +148,7 @@ def build_token_dataset(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     vocab = tokenizer.get_vocab_size(with_added_tokens=True)
-    eot = eot_id(tokenizer)
+    eot = eot_id(tokenizer) if sep_id is None else sep_id
     dtype = token_dtype(vocab)
     encoder = Tokenizer.from_str(tokenizer.to_str())
     encoder.encode_special_tokens = True  # corpus text never produces the separator id

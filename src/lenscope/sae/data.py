@@ -7,6 +7,7 @@ tokenizer matches, else the standard library corpus tokenized once and cached.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -162,22 +163,51 @@ def _stdlib(model: HookedTransformer, progress: bool) -> TokenStreams:
     return TokenStreams(ds.train, ds.val, f"the standard library, tokenized at {dest}")
 
 
-def _tokenize(model: HookedTransformer, paths: list[str], progress: bool) -> TokenStreams:
-    from lenscope.data import iter_documents, split_of
+def _files_key(paths: list[str]) -> str:
+    """A digest of every file under `paths` (name, size, mtime): any edit makes a new one."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x).resolve() for x in paths):
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            st = f.stat() if f.exists() else None
+            h.update(f"{f}\0{st and st.st_size}\0{st and st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
-    assert model.tokenizer is not None
-    eos = model.tokenizer.eos_id
-    parts: dict[str, list[int]] = {"train": [], "val": []}
-    for doc in iter_documents(paths):
-        ids = model.tokenizer.encode(doc.text)
-        if eos is not None:
-            ids.append(eos)
-        parts[split_of(doc.name, 0, 0.02)].extend(ids)
-    train = np.asarray(parts["train"], dtype=np.int64)
-    val = np.asarray(parts["val"], dtype=np.int64)
+
+def _tokenize(model: HookedTransformer, paths: list[str], progress: bool) -> TokenStreams:
+    """Text files tokenized with the model's tokenizer into a token dataset on disk (bounded
+    memory, a progress bar), cached under LENSCOPE_HOME/data until a file changes."""
+    from lenscope.data import TokenDataset, build_token_dataset, iter_documents
+
+    tok = model.tokenizer
+    assert tok is not None
+    sep = tok.eos_id if tok.eos_id is not None else tok.bos_id
+    if sep is None:
+        raise InputError(
+            f"{model.cfg.name}'s tokenizer has no end- or start-of-text token to separate "
+            "documents; give a token dataset directory as data"
+        )
+    key = hashlib.sha256(f"{_tok_hash(model)}:{sep}:{_files_key(paths)}".encode()).hexdigest()
+    dest = lenscope_home() / "data" / f"text-{key[:16]}"
+    ds: TokenDataset | None = None
+    if (dest / "manifest.json").is_file():
+        try:
+            ds = TokenDataset.open(dest)
+        except ArtifactError:
+            ds = None
+    if ds is None:
+        ds = build_token_dataset(
+            iter_documents(paths),
+            tok.hf,
+            dest,
+            progress=progress,
+            provenance={"corpus": [str(Path(p).resolve()) for p in paths], "for": model.cfg.name},
+            sep_id=sep,
+        )
+    train, val = ds.train, ds.val
     if len(val) < len(train) // 50:  # too few documents for a split by name: hold out the tail
         cut = len(train) - max(len(train) // 20, 1)
         train, val = train[:cut], np.concatenate([train[cut:], val])
     return TokenStreams(
-        train, val, f"{len(paths)} path(s) tokenized with {model.cfg.name}'s tokenizer"
+        train, val, f"{len(paths)} path(s) tokenized with {model.cfg.name}'s tokenizer at {dest}"
     )
