@@ -97,3 +97,26 @@ def test_empty_input_and_fallback_gradients() -> None:
     wd = w.detach().double().requires_grad_(True)
     (gx,) = torch.autograd.grad(linear(x, wd).sum(), [x])
     torch.testing.assert_close(gx, wd.sum(1).expand(3, -1).detach())
+
+
+@needs_onednn
+def test_func_transforms_and_forward_ad_fall_back_to_torch(onednn: None) -> None:
+    """jvp / vmap / forward AD through a large linear with trainable weights (an SAE encoder in
+    a latent trace) give torch's own results instead of failing in the oneDNN op."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 30, 256, generator=g)
+    tangent = torch.randn(1, 30, 256, generator=g)
+    w = torch.nn.Parameter(torch.randn(256, 2048, generator=g))
+    b = torch.nn.Parameter(torch.randn(2048, generator=g))
+    assert x.numel() * 2048 >= MIN_MACS
+    out, jv = torch.func.jvp(lambda t: linear(t, w, b), (x,), (tangent,))
+    torch.testing.assert_close(out, x @ w + b, rtol=0, atol=1e-4)
+    torch.testing.assert_close(jv, tangent @ w.detach(), rtol=0, atol=1e-4)
+    batched = torch.func.vmap(lambda t: linear(t, w))(x.expand(3, -1, -1))
+    torch.testing.assert_close(batched, (x @ w).expand(3, -1, -1), rtol=0, atol=1e-4)
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, tangent)
+        got = fwAD.unpack_dual(linear(dual, w.detach())).tangent
+    torch.testing.assert_close(got, tangent @ w.detach(), rtol=0, atol=1e-4)

@@ -2,11 +2,12 @@
 
 torch's `@` on CPU calls MKL's sgemm, which does not use AVX-512 on AMD processors; oneDNN's
 linear kernel (shipped inside every x86 torch wheel) does. On the 2-core AMD EPYC this project
-is built on it ran float32 matmuls of the model's shapes 2.0-2.4x faster (`benchmarks/matmul.py`
+is built on it ran float32 matmuls of the model's shapes 1.8-2.8x faster (`benchmarks/matmul.py`
 measures it on yours). `linear` sends float32 and bfloat16 CPU matmuls large enough to repay
-oneDNN's call overhead there, and everything else (float64, CUDA, tiny shapes, mixed dtypes) to
-torch's own `@` / `addmm`. Both are float32 arithmetic in another summation order: results agree
-to float32 rounding, never to a lower precision.
+oneDNN's call overhead there, and everything else (float64, CUDA, tiny shapes, mixed dtypes,
+`torch.func` transforms and forward-mode AD) to torch's own `@` / `addmm`. Both are float32
+arithmetic in another summation order: results agree to float32 rounding, never to a lower
+precision.
 
 Gradients go through an autograd Function whose backward is two more oneDNN matmuls
 (dx = g w^T, dw = x^T g). `LENSCOPE_ONEDNN=0` in the environment, or `set_onednn(False)`, sends
@@ -22,6 +23,7 @@ import os
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 _AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -44,6 +46,12 @@ def onednn_enabled() -> bool:
     return _enabled
 
 
+def _transformed() -> bool:
+    """Inside torch.func (jvp, vmap, grad, ...) or a forward-AD dual level: oneDNN's kernel has
+    no forward-mode or batching rule, so torch's own matmul runs there."""
+    return bool(torch._C._are_functorch_transforms_active()) or fwAD._current_level >= 0
+
+
 def _fast(x: Tensor, w_t: Tensor, b: Tensor | None) -> bool:
     return (
         _enabled
@@ -54,6 +62,7 @@ def _fast(x: Tensor, w_t: Tensor, b: Tensor | None) -> bool:
         and (b is None or b.dtype == x.dtype)
         and x.shape[-1] > 0
         and x.numel() * w_t.shape[0] >= MIN_MACS
+        and not _transformed()
     )
 
 

@@ -145,3 +145,18 @@ def test_latents_in_traces_and_bad_saes() -> None:
         Debugger(model, [sae, sae])
     with pytest.raises(InputError, match="latent 99 does not exist"):
         dbg.why(ids, Q, InterventionSet.of(*ablate("L0.resid_post.F99")))
+
+
+def test_latent_trace_through_a_wide_float32_sae() -> None:
+    """A float32 SAE wide enough for `lenscope.linalg`'s oneDNN path (as the shipped SAE is):
+    a downstream trace differentiates its encoder forward-mode (`torch.func.jvp`), which the
+    oneDNN op cannot do, and must still reach the latents."""
+    from lenscope.linalg import MIN_MACS
+    from lenscope.sae import SAEConfig, SparseAutoencoder
+
+    model = random_model("gpt2")
+    ids = prompt()
+    sae = SparseAutoencoder(SAEConfig(d_in=32, d_sae=4096, k=6, hook_name=HOOK), seed=1)
+    assert len(ids) * 32 * 4096 >= MIN_MACS
+    down = Debugger(model, [sae]).trace(ids, Q, ["L0.H1@4"], direction="downstream", top_k=50)
+    assert any(r.kind is NodeKind.LATENT for r in down.rows)
