@@ -120,3 +120,22 @@ def test_func_transforms_and_forward_ad_fall_back_to_torch(onednn: None) -> None
         dual = fwAD.make_dual(x, tangent)
         got = fwAD.unpack_dual(linear(dual, w.detach())).tangent
     torch.testing.assert_close(got, tangent @ w.detach(), rtol=0, atol=1e-4)
+
+
+@needs_onednn
+def test_second_derivatives_match_torch(onednn: None) -> None:
+    """create_graph=True: the backward is itself differentiable (Hessian-vector products)."""
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(64, 256, generator=g)
+    w0 = torch.randn(256, 512, generator=g) / 16
+    v = torch.randn(64, 256, generator=g)
+
+    def hvp(fn: object) -> torch.Tensor:
+        x = x0.clone().requires_grad_(True)
+        w = w0.clone().requires_grad_(True)
+        y = fn(x, w)  # type: ignore[operator]
+        (gx,) = torch.autograd.grad((y**2).sum(), [x], create_graph=True)
+        (h,) = torch.autograd.grad((gx * v).sum(), [w])
+        return h
+
+    torch.testing.assert_close(hvp(linear), hvp(lambda x, w: x @ w), rtol=1e-4, atol=1e-3)

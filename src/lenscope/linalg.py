@@ -97,11 +97,12 @@ class _Linear(torch.autograd.Function):
         x, w_t = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = grad.reshape(-1, grad.shape[-1])
+        mm = linear_t if torch.is_grad_enabled() else _plain  # create_graph: differentiable
         gx = gw = gb = None
         if need_x:  # g @ w_t: w_t.T [i, o] is the weight in linear's [out, in] form
-            gx = _plain(g2, w_t.t(), None).reshape(x.shape)
+            gx = mm(g2, w_t.t(), None).reshape(x.shape)
         if need_w:  # g^T x: [o, i]
-            gw = _plain(g2.t(), x.reshape(-1, x.shape[-1]).t(), None)
+            gw = mm(g2.t(), x.reshape(-1, x.shape[-1]).t(), None)
         if need_b:
             gb = g2.sum(0)
         return gx, gw, gb
