@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenscope import load_model
+from lenscope import linalg, load_model
 from tests.model.hf_fixtures import VOCAB, make_checkpoint
 
 FAMILIES = ["gpt2", "gpt2-untied", "neox", "neox-serial", "llama", "mistral", "qwen2"]
@@ -81,3 +81,47 @@ def test_tokenizer_loaded(pair) -> None:
     toks = ours.to_tokens("w1 w2 w3", prepend_bos=False)
     assert toks.tolist() == [[3, 4, 5]]
     assert ours.to_str_tokens(toks[0]) == ["w1", "w2", "w3"]
+
+
+@pytest.mark.skipif(not linalg._AVAILABLE, reason="this torch build has no oneDNN linear kernel")
+def test_every_matmul_through_onednn_matches_transformers(
+    pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """These checkpoints are too small for `lenscope.linalg`'s oneDNN path, which real models
+    take: force it for every matmul and compare logits and the gradient of a logit with respect
+    to the embeddings (through our autograd Function) with transformers' own."""
+    hf, ours = pair
+    monkeypatch.setattr(linalg, "MIN_MACS", 0)
+    previous = linalg.set_onednn(True)
+    calls: list[int] = []
+    real = linalg._onednn
+
+    def spy(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        calls.append(1)
+        return real(x, w_t, b)
+
+    monkeypatch.setattr(linalg, "_onednn", spy)
+    try:
+        tokens = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
+        out = hf(tokens, output_hidden_states=True)
+        emb = out.hidden_states[0]
+        emb.retain_grad()
+        out.logits[:, -1, 7].sum().backward()
+        kept: list[torch.Tensor] = []
+
+        def keep(x: torch.Tensor, hook: object) -> torch.Tensor:
+            x.retain_grad()
+            kept.append(x)
+            return x
+
+        with ours.hooks(fwd=[("blocks.0.hook_resid_pre", keep)]):
+            got = ours(tokens)
+        got[:, -1, 7].sum().backward()
+        assert len(calls) >= 4 * ours.cfg.n_layers  # blocks, unembedding, their backward
+        assert (out.logits - got).abs().max().item() <= 1e-4
+        assert emb.grad is not None and kept[0].grad is not None
+        assert (emb.grad - kept[0].grad).abs().max().item() <= 1e-4
+    finally:
+        linalg.set_onednn(previous)
+        ours.zero_grad(set_to_none=True)
+        hf.zero_grad(set_to_none=True)
