@@ -8,7 +8,9 @@ harvest of more than a few batches). The harvest batch does everything a harvest
 windows, attention rows); the forward baseline is the model alone, logits included (an SAE's
 encode is extra work of the harvest). A harvest stops after the last block it reads, so
 `ratio_vs_stopped` also compares with a forward stopped there: the cost of the bookkeeping
-alone. Then one full `harvest()` on the same tokens gives the end-to-end time (calibration,
+alone. With an SAE, `ratio_vs_forward_with_encode` compares with the forward a user runs to read
+the latents (the model's forward plus the SAE's encode at its hook). Then one full `harvest()`
+on the same tokens gives the end-to-end time (calibration,
 shard saves, output-token effects, Parquet) and the DuckDB latency of one node's record and of a
 token search.
 
@@ -40,6 +42,7 @@ import torch
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import LenscopeError
 from lenscope.records import HarvestConfig, Records, harvest, node_groups
+from lenscope.records.config import sae_hook
 from lenscope.sae import SAEConfig, SparseAutoencoder
 
 H = importlib.import_module("lenscope.records.harvest")
@@ -82,6 +85,17 @@ def gpt2_small() -> tuple[HookedTransformer, np.ndarray, str]:
     return HookedTransformer(cfg).eval(), rng.integers(0, 50257, 1 << 16), "gpt2-small-sized random"
 
 
+def encoding_hook(sae: Any) -> Any:
+    """A forward hook that encodes the activation with `sae` (as a user reading latents would)
+    and passes the activation on unchanged."""
+
+    def hook(x: torch.Tensor, _hook: Any) -> torch.Tensor:
+        sae.encode(x)
+        return x
+
+    return hook
+
+
 @torch.no_grad()
 def interleaved(
     model: HookedTransformer, rows: np.ndarray, batch_rows: int, saes: list[Any]
@@ -90,9 +104,10 @@ def interleaved(
     run = H._Run(model, node_groups(model, saes), saes, cfg, rows.shape[1])
     run.calibrate(rows[: cfg.calib_rows])
     toks = torch.from_numpy(rows)
+    encode = [(sae_hook(s), encoding_hook(s)) for s in saes]
     model(toks[:batch_rows])  # warm up
     model(toks[:batch_rows], stop_at_layer=run.stop)
-    fwd, stopped, hv = [], [], []
+    fwd, stopped, hv, enc = [], [], [], []
     for r in range(0, rows.shape[0], batch_rows):
         t0 = time.perf_counter()
         model(toks[r : r + batch_rows])
@@ -100,12 +115,19 @@ def interleaved(
         model(toks[r : r + batch_rows], stop_at_layer=run.stop)
         t2 = time.perf_counter()
         run.batch(rows[r : r + batch_rows], r)
-        hv.append(time.perf_counter() - t2)
+        t3 = time.perf_counter()
+        if encode:
+            with model.hooks(fwd=encode):
+                model(toks[r : r + batch_rows])
+            enc.append(time.perf_counter() - t3)
+        hv.append(t3 - t2)
         stopped.append(t2 - t1)
         fwd.append(t1 - t0)
     half = len(fwd) // 2
     n = batch_rows * rows.shape[1]
+    extra = {"ratio_vs_forward_with_encode": round(sum(enc) / sum(hv), 3)} if enc else {}
     return {
+        **extra,
         "threads": torch.get_num_threads(),
         "forward_tokens_per_s": round(n * len(fwd) / sum(fwd), 1),
         "harvest_tokens_per_s": round(n * len(hv) / sum(hv), 1),
