@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from lenscope.linalg import linear
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookPoint
+from lenscope.model.kv import KVSlot
 
 
 class Norm(nn.Module):
@@ -167,8 +168,10 @@ class Attention(nn.Module):
         x: Tensor,
         rot: tuple[Tensor, Tensor] | None,
         mask: Tensor | None,
+        kv: KVSlot | None = None,
     ) -> Tensor:
-        """x [batch, pos, d_model]; mask [batch, 1, q, k] bool (True = may attend) or None = causal."""
+        """x [batch, pos, d_model]; mask [batch, 1, q, k] bool (True = may attend) or None = causal;
+        kv: this layer's key/value cache (the new keys and values are appended to it)."""
         cfg = self.cfg
         b, p, _ = x.shape
         qkv = linear(x, self.w_qkv, self.b_qkv)
@@ -179,6 +182,8 @@ class Attention(nn.Module):
         if self.rotary is not None and rot is not None:
             q = self.hook_rot_q.run(self.rotary.rotate(q, *rot))
             k = self.hook_rot_k.run(self.rotary.rotate(k, *rot))
+        if kv is not None:
+            k, v = kv.extend(k, v)
         qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if self._needs_pattern():
             g = cfg.n_heads // cfg.n_kv_heads
@@ -261,9 +266,15 @@ class Block(nn.Module):
         self.hook_attn_out: HookPoint
         self.hook_mlp_out: HookPoint
 
-    def forward(self, x: Tensor, rot: tuple[Tensor, Tensor] | None, mask: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        rot: tuple[Tensor, Tensor] | None,
+        mask: Tensor | None,
+        kv: KVSlot | None = None,
+    ) -> Tensor:
         x = self.hook_resid_pre.run(x)
-        attn_out = self.hook_attn_out.run(self.attn(self.ln1(x), rot, mask))
+        attn_out = self.hook_attn_out.run(self.attn(self.ln1(x), rot, mask, kv))
         if self.mlp is None or self.ln2 is None:
             return self.hook_resid_post.run(x + attn_out)
         if self.cfg.parallel_attn_mlp:

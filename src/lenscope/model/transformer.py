@@ -16,6 +16,7 @@ from lenscope.linalg import linear
 from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookFn, HookPoint
+from lenscope.model.kv import KVCache
 from lenscope.model.layers import Block, Norm, init_weights
 
 if TYPE_CHECKING:
@@ -231,12 +232,15 @@ class HookedTransformer(nn.Module):
         attention_mask: Tensor | None = None,
         return_type: Literal["logits", "loss"] = "logits",
         stop_at_layer: int | None = None,
+        kv_cache: KVCache | None = None,
     ) -> Tensor:
         """tokens [batch, pos] (or text) -> logits [batch, pos, d_vocab].
 
         With `attention_mask` [batch, pos] (1 = real token, 0 = padding), padded keys are masked
         and positions count only real tokens, so left- and right-padded batches both work.
         `stop_at_layer=L` returns the residual stream entering block L instead of logits.
+        With `kv_cache` (`KVCache.empty(n_layers)`, then the same object on every call), the
+        tokens continue those already in the cache and only they are computed.
         """
         if isinstance(input, Tensor):
             tokens = self._check_tokens(input)
@@ -244,7 +248,12 @@ class HookedTransformer(nn.Module):
             raw, mask = self.to_tokens_and_mask(input)
             tokens = self._check_tokens(raw)
             attention_mask = mask if attention_mask is None else attention_mask
-        positions, mask4 = self._positions_and_mask(tokens, attention_mask)
+        if kv_cache is None:
+            positions, mask4 = self._positions_and_mask(tokens, attention_mask)
+        else:
+            self._check_cache(kv_cache, tokens, attention_mask, stop_at_layer)
+            b, p = tokens.shape
+            positions, mask4 = kv_cache.positions_and_mask(b, p, tokens.device)
         x = self.hook_embed.run(F.embedding(tokens, self.W_E))
         if self.W_pos is not None:
             x = x + self.hook_pos_embed.run(F.embedding(positions, self.W_pos))
@@ -253,8 +262,10 @@ class HookedTransformer(nn.Module):
         if rotary is not None:
             rot = rotary.cos_sin(positions, x.dtype)
         end = self.cfg.n_layers if stop_at_layer is None else stop_at_layer
-        for block in self.blocks[:end]:
-            x = block(x, rot, mask4)
+        for i, block in enumerate(self.blocks[:end]):
+            x = block(x, rot, mask4, kv_cache.slots[i] if kv_cache is not None else None)
+        if kv_cache is not None:
+            kv_cache.length += tokens.shape[1]
         if stop_at_layer is not None:
             return x
         logits = self.unembed_resid(self.ln_final(x))
@@ -274,6 +285,22 @@ class HookedTransformer(nn.Module):
             return nll.mean()
         m = (attention_mask[:, 1:] * attention_mask[:, :-1]).to(nll.dtype)
         return (nll * m).sum() / m.sum().clamp(min=1)
+
+    def _check_cache(
+        self, cache: KVCache, tokens: Tensor, mask: Tensor | None, stop: int | None
+    ) -> None:
+        if mask is not None or stop is not None:
+            raise InputError("kv_cache runs whole unpadded sequences: no attention_mask or stop")
+        if len(cache.slots) != self.cfg.n_layers:
+            raise InputError(
+                f"this kv_cache has {len(cache.slots)} layers but {self.cfg.name} has "
+                f"{self.cfg.n_layers}; make it with KVCache.empty(model.cfg.n_layers)"
+            )
+        if cache.length + tokens.shape[1] > self.cfg.n_ctx:
+            raise InputError(
+                f"{cache.length} cached + {tokens.shape[1]} new tokens exceed the context of "
+                f"{self.cfg.n_ctx}"
+            )
 
     def _check_tokens(self, tokens: Tensor) -> Tensor:
         if tokens.ndim == 1:
@@ -390,8 +417,12 @@ class HookedTransformer(nn.Module):
             )
         gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         eos = self.tokenizer.eos_id if self.tokenizer is not None else None
+        hooked = any(hp.active for hp in self.hook_dict.values())
+        cache = None if hooked else KVCache.empty(self.cfg.n_layers)  # hooks see every position
+        new = tokens
         for _ in range(max_new_tokens):
-            logits = self(tokens)[:, -1].float()
+            logits = (self(new, kv_cache=cache) if cache is not None else self(tokens))[:, -1]
+            logits = logits.float()
             if temperature <= 0:
                 nxt = logits.argmax(-1, keepdim=True)
             else:
@@ -400,7 +431,7 @@ class HookedTransformer(nn.Module):
                     kth = logits.topk(min(top_k, logits.shape[-1]), -1).values[:, -1:]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
-            tokens = torch.cat([tokens, nxt], dim=1)
+            tokens, new = torch.cat([tokens, nxt], dim=1), nxt
             if stop_at_eos and eos is not None and bool((nxt == eos).all()):
                 break
         if as_text:
