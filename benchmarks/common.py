@@ -23,6 +23,20 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
+def interleaved_best(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Seconds of each function: the minimum over `reps` rounds that run every function once
+    (after one warm-up call each), so that load drift hits all of them alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    for f in fns.values():
+        f()
+    for _ in range(reps):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def gpt2_small_random(n_layers: int = 12, seed: int = 0) -> tuple[Any, Path]:
     """A randomly initialised GPT-2-small-sized `transformers` model, saved to a temp dir."""
     import transformers as tf

@@ -30,11 +30,15 @@ object.
 from __future__ import annotations
 
 import json
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import interleaved_best
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import ModelNotFoundError
@@ -45,18 +49,6 @@ from lenscope.model.load import load_model
 
 N_TOKENS = 128
 N_GENERATED = 16
-
-
-def _timer(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    best = dict.fromkeys(fns, float("inf"))
-    for f in fns.values():
-        f()  # warm up
-    for _ in range(reps):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def _mini() -> tuple[HookedTransformer, str]:
@@ -139,7 +131,7 @@ def _tl_peer(cfg: ModelConfig, tokens: torch.Tensor) -> float | None:
         (stack @ tl.W_U).log_softmax(-1)
 
     with torch.no_grad():
-        t = _timer({"fwd": lambda: tl(tokens), "lens": lens}, 2)
+        t = interleaved_best({"fwd": lambda: tl(tokens), "lens": lens}, 2)
     return t["lens"] / t["fwd"]
 
 
@@ -163,7 +155,7 @@ def bench(model: HookedTransformer, label: str, peer: bool, reps: int) -> dict[s
     with torch.no_grad():
         x = model.ln_final(model(tokens, stop_at_layer=n))[0]
         w = model.W_U
-        t = _timer(
+        t = interleaved_best(
             {
                 "forward": lambda: model(tokens),
                 "blocks": lambda: model(tokens, stop_at_layer=n),

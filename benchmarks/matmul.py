@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import interleaved_best
 
 from lenscope.linalg import linear, onednn_enabled
 
@@ -30,18 +33,6 @@ SHAPES = {  # name: (rows, d_in, d_out)
 }
 
 
-def best_of(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    best = dict.fromkeys(fns, float("inf"))
-    for f in fns.values():
-        f()
-    for _ in range(reps):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     g = torch.Generator().manual_seed(0)
     rows: dict[str, Any] = {}
@@ -49,7 +40,9 @@ def main() -> None:
         x = torch.randn(m, k, generator=g)
         w = torch.randn(k, n, generator=g) / k**0.5
         ref = x.double() @ w.double()
-        t = best_of({"torch": lambda x=x, w=w: x @ w, "lenscope": lambda x=x, w=w: linear(x, w)}, 5)
+        t = interleaved_best(
+            {"torch": lambda x=x, w=w: x @ w, "lenscope": lambda x=x, w=w: linear(x, w)}, 5
+        )
         rows[name] = {
             "shape": [m, k, n],
             "torch_s": t["torch"],

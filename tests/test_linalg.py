@@ -9,6 +9,7 @@ import torch
 
 from lenscope import linalg
 from lenscope.linalg import MIN_MACS, linear, linear_t, onednn_enabled, set_onednn
+from tests.onednn import count_onednn_calls
 
 needs_onednn = pytest.mark.skipif(
     not linalg._AVAILABLE, reason="this torch build has no oneDNN linear kernel"
@@ -22,26 +23,13 @@ def onednn() -> Iterator[None]:
     set_onednn(previous)
 
 
-def _calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count calls of the oneDNN kernel."""
-    seen: list[int] = []
-    real = linalg._onednn
-
-    def spy(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        seen.append(1)
-        return real(x, w_t, b)
-
-    monkeypatch.setattr(linalg, "_onednn", spy)
-    return seen
-
-
 @needs_onednn
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(96, 256), (2, 48, 256)])
 def test_values_and_gradients_match_float64(
     onednn: None, monkeypatch: pytest.MonkeyPatch, bias: bool, shape: tuple[int, ...]
 ) -> None:
-    calls = _calls(monkeypatch)
+    calls = count_onednn_calls(monkeypatch)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=g).requires_grad_(True)
     w = torch.randn(256, 512, generator=g).requires_grad_(True)
@@ -73,7 +61,7 @@ def test_transposed_weight_and_strided_input(onednn: None) -> None:
 
 @needs_onednn
 def test_dispatch_rules(onednn: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _calls(monkeypatch)
+    calls = count_onednn_calls(monkeypatch)
     w = torch.randn(256, 512)
     tiny = torch.randn(1, 8)
     assert MIN_MACS > 8 * 8

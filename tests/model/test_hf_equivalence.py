@@ -7,6 +7,7 @@ import torch
 
 from lenscope import linalg, load_model
 from tests.model.hf_fixtures import VOCAB, make_checkpoint
+from tests.onednn import count_onednn_calls
 
 FAMILIES = ["gpt2", "gpt2-untied", "neox", "neox-serial", "llama", "mistral", "qwen2"]
 
@@ -93,14 +94,7 @@ def test_every_matmul_through_onednn_matches_transformers(
     hf, ours = pair
     monkeypatch.setattr(linalg, "MIN_MACS", 0)
     previous = linalg.set_onednn(True)
-    calls: list[int] = []
-    real = linalg._onednn
-
-    def spy(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        calls.append(1)
-        return real(x, w_t, b)
-
-    monkeypatch.setattr(linalg, "_onednn", spy)
+    calls = count_onednn_calls(monkeypatch)
     try:
         tokens = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
         out = hf(tokens, output_hidden_states=True)
