@@ -21,7 +21,8 @@ GPT-2 small's size (12 layers, d_model 768, vocab 50257), on 128 tokens, one thr
                       the generated tokens, top-k, watched tokens), over forward_s
   last_position_ratio every boundary at the last position only, over forward_s
   peer_tl_ratio       the full lens done the TransformerLens way (run_with_cache,
-                      accumulated_resid(apply_ln=True), @ W_U, log_softmax) over TL's forward
+                      accumulated_resid(apply_ln=True), @ W_U, log_softmax) over TL's forward;
+                      peer_tl_lens_s its time, and lens_vs_peer_tl = peer_tl_lens_s / lens_s
 
 Timings are the minimum over interleaved repetitions (the machine may be shared). Prints ONE JSON
 object.
@@ -104,7 +105,7 @@ def lens_macs(cfg: ModelConfig, n_tokens: int) -> dict[str, Any]:
     }
 
 
-def _tl_peer(cfg: ModelConfig, tokens: torch.Tensor) -> float | None:
+def _tl_peer(cfg: ModelConfig, tokens: torch.Tensor) -> dict[str, float] | None:
     try:
         from transformer_lens import HookedTransformer as TLModel
         from transformer_lens import HookedTransformerConfig
@@ -132,7 +133,7 @@ def _tl_peer(cfg: ModelConfig, tokens: torch.Tensor) -> float | None:
 
     with torch.no_grad():
         t = interleaved_best({"fwd": lambda: tl(tokens), "lens": lens}, 2)
-    return t["lens"] / t["fwd"]
+    return t
 
 
 def bench(model: HookedTransformer, label: str, peer: bool, reps: int) -> dict[str, Any]:
@@ -193,8 +194,11 @@ def bench(model: HookedTransformer, label: str, peer: bool, reps: int) -> dict[s
         "unembed_bf16_speedup": round(t["unembed"] / t["unembed_bf16"], 2),
     }
     if peer:
-        r = _tl_peer(model.cfg, tokens)
-        out["peer_tl_ratio"] = None if r is None else round(r, 2)
+        tl = _tl_peer(model.cfg, tokens)
+        if tl is not None:
+            out["peer_tl_ratio"] = round(tl["lens"] / tl["fwd"], 2)
+            out["peer_tl_lens_s"] = round(tl["lens"], 4)
+            out["lens_vs_peer_tl"] = round(tl["lens"] / t["lens"], 2)
     return out
 
 
