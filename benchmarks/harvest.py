@@ -21,7 +21,7 @@ load average is recorded before and after: on a machine shared with other jobs, 
 multi-threaded kernels suffer far more than the model's big matmuls.
 Goal: ratio >= 0.7. Prints one JSON object.
 
-    python benchmarks/harvest.py [--threads 1,2] [--no-records]
+    python benchmarks/harvest.py [--threads 1,2] [--no-records] [--wide-sae 16384]
 """
 
 from __future__ import annotations
@@ -184,10 +184,58 @@ def end_to_end(
     }
 
 
+class _DenseLatents(SparseAutoencoder):
+    """The same SAE with its sparse encoding hidden: the harvest reads its latents densely."""
+
+    def encode_topk(self, x: torch.Tensor) -> None:
+        return None
+
+
+def wide_sae(model: HookedTransformer, rows: np.ndarray, d_sae: int) -> dict[str, Any]:
+    """Harvest tokens/s with a wide TopK SAE (k 32): its latents as sparse rows (the default)
+    and densely, interleaved batch by batch, plus the plain forward."""
+    cfg = SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, k=32, hook_name="blocks.2.hook_resid_post")
+    sae = SparseAutoencoder(cfg).eval()
+    dense = _DenseLatents(cfg).eval()
+    dense.load_state_dict(sae.state_dict())
+    runs = {}
+    for name, s in (("sparse", sae), ("dense", dense)):
+        hc = HarvestConfig(n_tokens=rows.size, ctx=rows.shape[1], batch_rows=16)
+        run = H._Run(model, node_groups(model, [s]), [s], hc, rows.shape[1])
+        run.calibrate(rows[: hc.calib_rows])
+        runs[name] = run
+    toks = torch.from_numpy(rows)
+    spent = {"sparse": 0.0, "dense": 0.0, "forward": 0.0}
+    with torch.no_grad():
+        for r in range(0, rows.shape[0], 16):
+            for name, run in runs.items():
+                t0 = time.perf_counter()
+                run.batch(rows[r : r + 16], r)
+                spent[name] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            model(toks[r : r + 16])
+            spent["forward"] += time.perf_counter() - t0
+    n = rows.size
+    return {
+        "d_sae": d_sae,
+        "threads": torch.get_num_threads(),
+        "forward_tokens_per_s": round(n / spent["forward"], 1),
+        "sparse_tokens_per_s": round(n / spent["sparse"], 1),
+        "dense_tokens_per_s": round(n / spent["dense"], 1),
+        "sparse_speedup": round(spent["dense"] / spent["sparse"], 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2", help="thread counts to measure, comma-separated")
     ap.add_argument("--no-records", action="store_true", help="skip the end-to-end harvests")
+    ap.add_argument(
+        "--wide-sae",
+        type=int,
+        default=0,
+        help="also harvest mini with a TopK SAE of this many latents, sparse and dense",
+    )
     args = ap.parse_args()
     counts = [int(t) for t in args.threads.split(",")]
     torch.manual_seed(0)
@@ -208,6 +256,9 @@ def main() -> None:
             **interleaved(m, rows, 16, [sae]),
         }
         out[f"gpt2_small_{t}_threads"] = {"model": gname, **interleaved(g, grows, 4, [])}
+    if args.wide_sae:
+        torch.set_num_threads(counts[0])
+        out["mini_with_wide_sae"] = wide_sae(m, rows[:64], args.wide_sae)
     if not args.no_records:
         torch.set_num_threads(counts[0])
         out["mini_records"] = end_to_end(m, rows[:64], 16, [sae], effects=True)

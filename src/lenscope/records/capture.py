@@ -19,9 +19,11 @@ from lenscope.model.layers import Block
 from lenscope.model.transformer import HookSpec
 from lenscope.records.config import Group, LatentSource
 from lenscope.records.select import head_norms
+from lenscope.records.sparse import SparseRows
 
 QK = tuple[Tensor, Tensor]
-GroupFn = Callable[[Group, Tensor, QK | None], None]  # (group, acts [b, p, n] float32, q/k)
+Acts = Tensor | SparseRows  # [b, p, n] float32, or a TopK SAE's [b * p, n] sparse rows
+GroupFn = Callable[[Group, Acts, QK | None], None]  # (group, acts, q/k)
 
 
 def _neuron_hook(g: Group, fn: GroupFn) -> HookSpec:
@@ -31,9 +33,17 @@ def _neuron_hook(g: Group, fn: GroupFn) -> HookSpec:
     return (g.hook, hook)
 
 
-def _latent_hook(g: Group, sae: LatentSource, fn: GroupFn) -> HookSpec:
+def _latent_hook(g: Group, sae: LatentSource, fn: GroupFn, sparse: bool) -> HookSpec:
+    """Latents: dense `encode`, or `SparseRows` when the SAE keeps exactly k latents per token
+    (`encode_topk`, lenscope's TopK SAEs), so that the harvest touches T·k entries, not T·d_sae."""
+    topk = getattr(sae, "encode_topk", None) if sparse else None
+
     def hook(x: Tensor, _: HookPoint) -> None:
-        fn(g, sae.encode(x).float(), None)
+        pair = topk(x) if topk is not None else None
+        if pair is None:
+            fn(g, sae.encode(x).float(), None)
+        else:
+            fn(g, SparseRows(pair[0], pair[1].float(), g.size), None)
 
     return (g.hook, hook)
 
@@ -67,9 +77,14 @@ def _head_hooks(model: HookedTransformer, g: Group, fn: GroupFn) -> list[HookSpe
 
 
 def group_hooks(
-    model: HookedTransformer, groups: list[Group], saes: list[LatentSource], fn: GroupFn
+    model: HookedTransformer,
+    groups: list[Group],
+    saes: list[LatentSource],
+    fn: GroupFn,
+    sparse: bool = True,
 ) -> list[HookSpec]:
-    """Forward hooks that call `fn` once per group per forward pass."""
+    """Forward hooks that call `fn` once per group per forward pass (`sparse`: TopK SAEs'
+    latents as `SparseRows`)."""
     specs: list[HookSpec] = []
     for g in groups:
         if g.kind == "neuron":
@@ -77,7 +92,7 @@ def group_hooks(
         elif g.kind == "head":
             specs.extend(_head_hooks(model, g, fn))
         else:
-            specs.append(_latent_hook(g, saes[g.sae], fn))
+            specs.append(_latent_hook(g, saes[g.sae], fn, sparse))
     return specs
 
 
@@ -96,9 +111,10 @@ def group_activations(
     """Every group's activations [batch, pos, n] on `tokens` (for texts and for checks)."""
     out: dict[str, Tensor] = {}
 
-    def fn(g: Group, x: Tensor, _: QK | None) -> None:
+    def fn(g: Group, x: Acts, _: QK | None) -> None:
+        assert isinstance(x, Tensor)
         out[g.name] = x
 
-    with model.hooks(fwd=group_hooks(model, groups, saes, fn)):
+    with model.hooks(fwd=group_hooks(model, groups, saes, fn, sparse=False)):
         model(tokens, stop_at_layer=last_layer(groups) + 1)
     return out

@@ -23,7 +23,7 @@ import torch
 
 from lenscope.errors import ArtifactError
 from lenscope.model import HookedTransformer, fingerprint
-from lenscope.records.capture import QK, group_hooks, last_layer
+from lenscope.records.capture import QK, Acts, group_hooks, last_layer
 from lenscope.records.config import (
     SCHEMA_VERSION,
     Group,
@@ -45,6 +45,7 @@ from lenscope.records.shards import (
     state_files,
     work_dir,
 )
+from lenscope.records.sparse import SparseRows
 from lenscope.records.state import BatchInfo, Calibration, GroupState, SharedState, calibrate
 
 CALIB_TOKENS = 4096
@@ -104,8 +105,8 @@ class _Run:
         """Per-node constants from the first rows: one forward, identical on every rank."""
         cfg = self.cfg
 
-        def fn(g: Group, x: torch.Tensor, _: QK | None) -> None:
-            xt = x.reshape(-1, g.size).T
+        def fn(g: Group, x: Acts, _: QK | None) -> None:
+            xt = (x.dense() if isinstance(x, SparseRows) else x.reshape(-1, g.size)).T
             step = max(1, xt.shape[1] // CALIB_TOKENS)
             self.cal[g.name] = calibrate(xt[:, ::step], cfg.quantile_levels, cfg.hist_bins)
 
@@ -125,9 +126,7 @@ class _Run:
             g.kind == "head",
         )
 
-    def _forward(
-        self, rows: np.ndarray, fn: Callable[[Group, torch.Tensor, QK | None], None]
-    ) -> None:
+    def _forward(self, rows: np.ndarray, fn: Callable[[Group, Acts, QK | None], None]) -> None:
         tokens = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.dev)
         with (
             torch.no_grad(),
@@ -136,9 +135,10 @@ class _Run:
             self.model(tokens, stop_at_layer=self.stop)
         self.shared.tok_count += torch.bincount(tokens.view(-1), minlength=self.model.cfg.d_vocab)
 
-    def _update(self, g: Group, x: torch.Tensor, qk: QK | None) -> None:
+    def _update(self, g: Group, x: Acts, qk: QK | None) -> None:
         assert self.info is not None
-        self.states[g.name].update(x.reshape(-1, g.size), self.info, qk, self.model.cfg.attn_scale)
+        rows = x if isinstance(x, SparseRows) else x.reshape(-1, g.size)
+        self.states[g.name].update(rows, self.info, qk, self.model.cfg.attn_scale)
 
     def batch(self, rows: np.ndarray, row0: int) -> None:
         cfg, ctx, dev = self.cfg, self.ctx, self.dev

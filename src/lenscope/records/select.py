@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lenscope.records.sparse import SparseRows
+
 EMPTY = 1 << 62  # the position of an empty slot; sorts after every real position
 
 
@@ -65,14 +67,16 @@ def window_index(t: Tensor, ctx: int, offsets: Tensor) -> tuple[Tensor, Tensor]:
     return (t - p).unsqueeze(-1) + w.clamp(0, ctx - 1), valid
 
 
-def node_windows(x: Tensor, nodes: Tensor, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
+def node_windows(
+    x: Tensor | SparseRows, nodes: Tensor, t: Tensor, ctx: int, offsets: Tensor
+) -> Tensor:
     """Activations [M, W] of node `nodes[i]` around batch token `t[i]` (x: [tokens, nodes]);
     NaN outside the row."""
     idx, valid = window_index(t, ctx, offsets)
     return x[idx, nodes.unsqueeze(1)].masked_fill_(~valid, float("nan"))
 
 
-def shared_windows(x: Tensor, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
+def shared_windows(x: Tensor | SparseRows, t: Tensor, ctx: int, offsets: Tensor) -> Tensor:
     """Activations [n, m, W] of every node around the batch tokens `t` [m] (x: [tokens, n])."""
     idx, valid = window_index(t, ctx, offsets)
     out = x.index_select(0, idx.reshape(-1)).T.reshape(x.shape[1], *idx.shape)

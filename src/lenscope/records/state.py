@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
+from lenscope.records import sparse
 from lenscope.records.kernels import (
     Workspace,
     bins_of,
@@ -31,6 +32,7 @@ from lenscope.records.select import (
     shared_windows,
     slot_merge,
 )
+from lenscope.records.sparse import SparseRows
 
 FIXED_BITS = 80
 INF = float("inf")
@@ -156,16 +158,25 @@ class GroupState:
 
     # ---- one batch --------------------------------------------------------------------------------
     def update(
-        self, x: Tensor, info: BatchInfo, qk: tuple[Tensor, Tensor] | None, attn_scale: float = 1.0
+        self,
+        x: Tensor | SparseRows,
+        info: BatchInfo,
+        qk: tuple[Tensor, Tensor] | None,
+        attn_scale: float = 1.0,
     ) -> None:
-        """Fold activations `x` [T, n] (T = batch rows x ctx, row-major) into the state."""
+        """Fold activations `x` [T, n] (T = batch rows x ctx, row-major; dense, or a TopK
+        dictionary's `SparseRows`) into the state."""
         t = self.t
         x = x.contiguous()
         strict = info.base >= self.pos_end
-        sums = moment_sums(x, self.cal.shift, info.ws)
+        if isinstance(x, SparseRows):
+            sums = sparse.moment_sums(x, self.cal.shift)
+            vmin, vmax = sparse.extrema(x)
+        else:
+            sums = moment_sums(x, self.cal.shift, info.ws)
+            vmin, vmax = x.amin(0), x.amax(0)  # (aminmax over dim 0 is slow on CPU)
         t["mom"] += sums[:4]
         t["active"] += sums[4].round_().long()
-        vmin, vmax = x.amin(0), x.amax(0)  # (aminmax over dim 0 is slow on CPU)
         torch.minimum(t["vmin"], vmin, out=t["vmin"])
         self._top(x, vmax, info, qk, attn_scale, strict)
         if self.r and info.r_slots.numel():
@@ -179,7 +190,7 @@ class GroupState:
                 t["r_attn"][:, slots] = a.view(self.n, len(tok), -1)
         self.pos_end = max(self.pos_end, info.base + x.shape[0])
         if info.sub is None:
-            sub = x.T.contiguous()
+            sub = x.dense().T.contiguous() if isinstance(x, SparseRows) else x.T.contiguous()
         elif info.sub.numel():
             sub = x.index_select(0, info.sub).T.contiguous()
         else:
@@ -191,7 +202,7 @@ class GroupState:
     def _payload(
         self,
         prefix: str,
-        x: Tensor,
+        x: Tensor | SparseRows,
         info: BatchInfo,
         qk: tuple[Tensor, Tensor] | None,
         scale: float,
@@ -211,7 +222,7 @@ class GroupState:
 
     def _top(
         self,
-        x: Tensor,
+        x: Tensor | SparseRows,
         vmax: Tensor,
         info: BatchInfo,
         qk: tuple[Tensor, Tensor] | None,
@@ -220,7 +231,11 @@ class GroupState:
     ) -> None:
         """Merge the batch's candidates for the top-k (see `top_candidates`) into the slots."""
         t = self.t
-        cand = top_candidates(x, vmax, -t["top_key"].amax(1), self.k, strict)
+        kth = -t["top_key"].amax(1)
+        if isinstance(x, SparseRows):
+            cand = sparse.top_candidates(x, kth, self.k, strict)
+        else:
+            cand = top_candidates(x, vmax, kth, self.k, strict)
         if cand is None:
             return
         key, tok = cand
@@ -231,7 +246,7 @@ class GroupState:
 
     def _quantiles(
         self,
-        x: Tensor,
+        x: Tensor | SparseRows,
         sub: Tensor,
         info: BatchInfo,
         qk: tuple[Tensor, Tensor] | None,

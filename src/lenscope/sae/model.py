@@ -195,6 +195,17 @@ class SparseAutoencoder(nn.Module):
         xn, stats = self.normalize(x.to(self.W_enc.dtype))
         return self.encode_codes_normalized(xn), stats
 
+    @torch.no_grad()
+    def encode_topk(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(latent ids [N, k], activations [N, k]) of activations [..., d_in] flattened to N
+        rows, for architectures that keep exactly k latents per token (TopK); else None. The
+        dense `encode` is these values scattered into zeros."""
+        if self.arch.name != "topk" or self.cfg.k is None:
+            return None
+        codes, _ = self.encode_codes(x.reshape(-1, self.cfg.d_in))
+        k = self.cfg.k
+        return codes.idx.view(-1, k), codes.val.view(-1, k)
+
     def decode_codes(self, codes: Codes, stats: NormStats | None = None) -> Tensor:
         return self.denormalize(sparse_decode(codes, self.W_dec) + self.b_dec, stats)
 
