@@ -40,6 +40,8 @@ def test_rows_lookups_and_dense_agree() -> None:
     tok = torch.tensor([[0, 5, 39], [2, 2, 7]])
     node = torch.tensor([[3], [11]])
     assert torch.equal(x[tok, node], d[tok, node])
+    every_t, every_n = torch.arange(x.shape[0])[:, None], torch.arange(x.n)[None, :]
+    assert torch.equal(x[every_t, every_n], d)  # every cell: hits, misses, both row ends
     rows = torch.tensor([4, 0, 4])
     assert torch.equal(x.index_select(0, rows), d.index_select(0, rows))
 

@@ -12,7 +12,8 @@ have sparse twins here that read only the T·k entries, plus the known count of 
   kept examples are identical.
 
 Everything else a batch does reads few cells (windows, sampled rows), which `SparseRows` serves
-by indexing (`x[tok, node]`) or as dense rows (`index_select`).
+by indexing (`x[tok, node]`, a binary search in the token's row) or as dense rows
+(`index_select`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class SparseRows:
     idx: Tensor  # [T, k] int64
     val: Tensor  # [T, k] float32
     n: int
-    _keys: Tensor | None = field(default=None, init=False, repr=False)  # sorted token * n + node
+    _ids: Tensor | None = field(default=None, init=False, repr=False)  # ids sorted in each row
     _vals: Tensor | None = field(default=None, init=False, repr=False)  # their values
 
     @property
@@ -53,22 +54,30 @@ class SparseRows:
         return self.index_select(0, torch.arange(self.shape[0], device=self.idx.device))
 
     def __getitem__(self, key: tuple[Tensor, Tensor]) -> Tensor:
-        """Values at (token, node) pairs, broadcast like dense advanced indexing: a binary
-        search among the entries' sorted (token, node) keys."""
+        """Values at (token, node) pairs, broadcast like dense advanced indexing. Each row's k
+        ids are kept sorted, so a lookup is a branchless binary search inside its row."""
         tok, node = torch.broadcast_tensors(*key)
-        keys, vals = self._table()
-        q = (tok * self.n + node).reshape(-1)
-        at = torch.searchsorted(keys, q).clamp_(max=keys.numel() - 1)
-        return torch.where(keys[at] == q, vals[at], 0.0).view(tok.shape)
+        ids, vals = self._sorted()
+        k = self.idx.shape[1]
+        base = tok.reshape(-1) * k
+        q = node.reshape(-1)
+        lo = torch.zeros_like(base)
+        size = k
+        while size > 1:  # lo ends on the last id <= q (or 0)
+            half = size // 2
+            mid = lo + half
+            lo = torch.where(ids[base + mid] <= q, mid, lo)
+            size -= half
+        at = base + lo
+        return torch.where(ids[at] == q, vals[at], 0.0).view(tok.shape)
 
-    def _table(self) -> tuple[Tensor, Tensor]:
-        if self._keys is None or self._vals is None:
-            t = self.idx.shape[0]
+    def _sorted(self) -> tuple[Tensor, Tensor]:
+        """Each row's ids sorted and their values, flattened."""
+        if self._ids is None or self._vals is None:
             ids, order = self.idx.sort(1)
-            rows = torch.arange(t, device=self.idx.device).unsqueeze(1) * self.n
-            self._keys = (rows + ids).reshape(-1)
+            self._ids = ids.reshape(-1)
             self._vals = self.val.gather(1, order).reshape(-1)
-        return self._keys, self._vals
+        return self._ids, self._vals
 
     def entries(self) -> tuple[Tensor, Tensor, Tensor]:
         """(node, token, value) of the nonzero entries, in token order."""
