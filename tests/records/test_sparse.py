@@ -33,7 +33,9 @@ def _rows(t: int = 40, n: int = 30, k: int = 3, seed: int = 0) -> SparseRows:
     return SparseRows(idx, val, n)
 
 
-def test_rows_lookups_and_dense_agree() -> None:
+@pytest.mark.parametrize("dense_lookups", [1 << 40, 1])  # binary searches only / dense only
+def test_rows_lookups_and_dense_agree(monkeypatch: pytest.MonkeyPatch, dense_lookups: int) -> None:
+    monkeypatch.setattr(sparse_k, "DENSE_LOOKUPS", dense_lookups)
     x = _rows()
     d = x.dense()
     assert d.shape == x.shape and (d != 0).sum() == (x.val != 0).sum()
