@@ -39,6 +39,7 @@ class SparseRows:
     _ids: Tensor | None = field(default=None, init=False, repr=False)  # ids sorted in each row
     _vals: Tensor | None = field(default=None, init=False, repr=False)  # their values
     _dense: Tensor | None = field(default=None, init=False, repr=False)  # for bulk lookups
+    _entries: tuple[Tensor, Tensor, Tensor] | None = field(default=None, init=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -89,11 +90,13 @@ class SparseRows:
         return self._ids, self._vals
 
     def entries(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(node, token, value) of the nonzero entries, in token order."""
-        t, k = self.idx.shape
-        keep = self.val.reshape(-1) != 0
-        tok = torch.arange(t, device=self.idx.device).repeat_interleave(k)[keep]
-        return self.idx.reshape(-1)[keep], tok, self.val.reshape(-1)[keep]
+        """(node, token, value) of the nonzero entries, in token order (computed once)."""
+        if self._entries is None:
+            t, k = self.idx.shape
+            keep = self.val.reshape(-1) != 0
+            tok = torch.arange(t, device=self.idx.device).repeat_interleave(k)[keep]
+            self._entries = (self.idx.reshape(-1)[keep], tok, self.val.reshape(-1)[keep])
+        return self._entries
 
 
 def moment_sums(x: SparseRows, shift: Tensor) -> Tensor:
