@@ -106,9 +106,14 @@ class _Run:
         cfg = self.cfg
 
         def fn(g: Group, x: Acts, _: QK | None) -> None:
-            xt = (x.dense() if isinstance(x, SparseRows) else x.reshape(-1, g.size)).T
-            step = max(1, xt.shape[1] // CALIB_TOKENS)
-            self.cal[g.name] = calibrate(xt[:, ::step], cfg.quantile_levels, cfg.hist_bins)
+            if isinstance(x, SparseRows):  # densify only the tokens calibration reads
+                t = x.shape[0]
+                every = torch.arange(0, t, max(1, t // CALIB_TOKENS), device=x.idx.device)
+                xt = x.index_select(0, every).T
+            else:
+                rows = x.reshape(-1, g.size)
+                xt = rows[:: max(1, rows.shape[0] // CALIB_TOKENS)].T
+            self.cal[g.name] = calibrate(xt, cfg.quantile_levels, cfg.hist_bins)
 
         self._forward(rows, fn)
         self.states = {g.name: self.empty(g) for g in self.groups}
