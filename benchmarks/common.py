@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import statistics
 import tempfile
 import time

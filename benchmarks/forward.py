@@ -7,6 +7,10 @@ and greedy generation with lenscope's KV cache, without it, and by transformers'
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import json
 import sys
 from pathlib import Path
@@ -18,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import gpt2_small_random, median_seconds
 
 from lenscope import HookedTransformer, load_model
+from lenscope.runtime import huge_pages_enabled
 
 
 def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
@@ -68,6 +73,7 @@ def main() -> None:
             "forward_vs_transformer_lens": t_tl / t_ours,
         }
     out["generate"] = generation(hf, ours)
+    out["huge_pages"] = huge_pages_enabled()
     print(json.dumps(out, indent=2))
 
 

@@ -26,6 +26,10 @@ Goal: ratio >= 0.7. Prints one JSON object.
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import argparse
 import importlib
 import json
@@ -43,6 +47,7 @@ from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import LenscopeError
 from lenscope.records import HarvestConfig, Records, harvest, node_groups
 from lenscope.records.config import sae_hook
+from lenscope.runtime import huge_pages_enabled
 from lenscope.sae import SAEConfig, SparseAutoencoder
 
 H = importlib.import_module("lenscope.records.harvest")
@@ -265,6 +270,7 @@ def main() -> None:
         # effects of 37k neurons x 50257 tokens cost minutes on a CPU, so the records here skip them
         out["gpt2_small_records"] = end_to_end(g, grows[:8], 4, [], effects=False)
     out["load_average_after"] = os.getloadavg()
+    out["huge_pages"] = huge_pages_enabled()
     print(json.dumps(out, indent=2))
 
 

@@ -30,6 +30,10 @@ object.
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import json
 import sys
 from collections.abc import Callable
@@ -47,6 +51,7 @@ from lenscope.lens import collect_residuals, lens_boundaries, logit_lens
 from lenscope.lens.kernels import unembed_rows
 from lenscope.lens.reduce import reduce_lens
 from lenscope.model.load import load_model
+from lenscope.runtime import huge_pages_enabled
 
 N_TOKENS = 128
 N_GENERATED = 16
@@ -210,7 +215,9 @@ def main() -> None:
         bench(mini, label, peer=False, reps=7),
         bench(_gpt2_small(), "gpt2-small-size", peer=True, reps=3),
     ]
-    print(json.dumps({"benchmark": "lens", "threads": torch.get_num_threads(), "cases": results}))
+    out = {"benchmark": "lens", "threads": torch.get_num_threads(), "cases": results}
+    out["huge_pages"] = huge_pages_enabled()
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ of both, so that the speed is not bought with precision. Prints one JSON object.
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import json
 import os
 import sys
@@ -21,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import interleaved_best
 
 from lenscope.linalg import linear, onednn_enabled
+from lenscope.runtime import huge_pages_enabled
 
 SHAPES = {  # name: (rows, d_in, d_out)
     "qkv_128": (128, 768, 2304),
@@ -58,6 +63,7 @@ def main() -> None:
             {
                 "benchmark": "matmul",
                 "onednn": onednn_enabled(),
+                "huge_pages": huge_pages_enabled(),
                 "threads": torch.get_num_threads(),
                 "load_average": os.getloadavg()[0],
                 "median_speedup": speedups[len(speedups) // 2],

@@ -15,6 +15,11 @@ medians reported) so that all see the same machine load. Prints one JSON object.
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+from lenscope.runtime import huge_pages_enabled
+
+# isort: split
+
 import json
 import os
 import platform
@@ -181,6 +186,7 @@ def main() -> None:
         "fraction_of_matmul_rate": t_mm / t_ours,
         "goals": {"speedup_vs_saelens": 2.0, "fraction_of_matmul_rate": 0.5},
     }
+    result["huge_pages"] = huge_pages_enabled()
     print(json.dumps(result, indent=2))
 
 

@@ -9,6 +9,10 @@ Prints one JSON object. `--clients 32 --seconds 30` is the issue's load test (th
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import argparse
 import json
 import os
@@ -28,6 +32,7 @@ from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import LenscopeError
 from lenscope.model.load import fingerprint, load_model, resolve_model_path
+from lenscope.runtime import huge_pages_enabled
 from lenscope.sae import load_sae, saes_for_model
 from lenscope.server.config import DEMO_DISTRACTOR, DEMO_PROMPT, DEMO_TARGET
 from lenscope.server.run import torch_threads
@@ -174,6 +179,7 @@ def main() -> None:
         "load": ld,
         "server_lanes": health["lanes"],
     }
+    result["huge_pages"] = huge_pages_enabled()
     print(json.dumps(result, indent=2))
 
 

@@ -9,6 +9,10 @@ rows per granularity) to the peer's fwd+bwd p50. Goal: table / peer <= 1.5.
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import json
 import statistics
 import sys
@@ -24,6 +28,7 @@ from lenscope import HookedTransformer, load_model
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import ModelNotFoundError
+from lenscope.runtime import huge_pages_enabled
 
 N_TOKENS = 64
 
@@ -141,6 +146,7 @@ def main() -> None:
     res["mini_source"] = source
     out["results"].append(res)
     out["goal_met"] = all(r["table_ratio"] <= 1.5 for r in out["results"])
+    out["huge_pages"] = huge_pages_enabled()
     print(json.dumps(out))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
 import torch
 
 torch.set_num_threads(1)  # tiny test models run fastest on one thread

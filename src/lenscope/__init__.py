@@ -4,7 +4,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from lenscope.model import (
+# Before torch is imported: large CPU tensors on transparent huge pages (LENSCOPE_HUGE_PAGES=0
+# opts out; see lenscope.runtime).
+from lenscope.runtime import enable_huge_pages
+
+enable_huge_pages()
+
+from lenscope.model import (  # noqa: E402
     ActivationCache,
     HookedTransformer,
     ModelConfig,
