@@ -172,11 +172,22 @@ def test_evaluation_matches_brute_force() -> None:
         zero = m.run_with_hooks(t, fwd_hooks=[(HOOK, lambda a, _h: torch.zeros_like(a))])
         ce_sae = float(m.loss(spliced, t))
         ce_zero = float(m.loss(zero, t))
+        # mean ablation: the mean over first positions at first positions, over the rest elsewhere
+        a = capture(m, t, HOOK)
+        mean = torch.empty_like(a)
+        mean[:, 0] = a[:, 0].mean(0)
+        mean[:, 1:] = a[:, 1:].reshape(-1, 32).mean(0)
+        ablated = m.run_with_hooks(t, fwd_hooks=[(HOOK, lambda _a, _h: mean)])
+        ce_mean = float(m.loss(ablated, t))
         lp, lq = m(t).log_softmax(-1), spliced.log_softmax(-1)
         kl = float((lp.exp() * (lp - lq)).sum(-1).mean())
     assert res.ce_clean == pytest.approx(ce_clean, rel=1e-5)
     assert res.ce_sae == pytest.approx(ce_sae, rel=1e-4)
     assert res.ce_zero == pytest.approx(ce_zero, rel=1e-5)
+    assert res.ce_mean == pytest.approx(ce_mean, rel=1e-5)
+    assert res.loss_recovered_mean == pytest.approx(
+        (ce_mean - ce_sae) / (ce_mean - ce_clean), rel=1e-3
+    )
     assert res.loss_recovered == pytest.approx((ce_zero - ce_sae) / (ce_zero - ce_clean), rel=1e-3)
     assert res.kl_sae == pytest.approx(kl, rel=1e-3, abs=1e-7)
     assert res.ablation is not None and 0 < res.ablation.latents <= 1

@@ -193,7 +193,7 @@ def eval_(
             f"{res.dead_latents} ({100 * res.dead_fraction:.1f}%, none fired in {res.dead_window_tokens:,} tokens)",
         ),
         ("CE clean / SAE", f"{res.ce_clean:.4f} / {res.ce_sae:.4f}"),
-        ("CE mean / zero ablation", f"{res.ce_mean:.4f} / {res.ce_zero:.4f}"),
+        ("CE zero / mean ablation", f"{res.ce_zero:.4f} / {res.ce_mean:.4f}"),
         (
             "loss recovered (zero / mean)",
             f"{100 * res.loss_recovered:.1f}% / {100 * res.loss_recovered_mean:.1f}%",
@@ -298,8 +298,10 @@ def list_(json: bool = JSON_OPTION) -> None:
         print_json(entries)
         return
     t = Table(title="SAEs lenscope can load by name")
-    for c in ("name", "source", "summary", "path"):
-        t.add_column(c)
+    t.add_column("name", overflow="fold")  # the thing to copy: never cut with an ellipsis
+    t.add_column("source")
+    t.add_column("summary")
+    t.add_column("path", overflow="fold")
     for e in entries:
         t.add_row(e.name, e.source, e.summary, str(e.path))
     console.print(t)

@@ -5,7 +5,9 @@
 - density: histogram of log10(firing frequency) of the live latents.
 - downstream: next-token cross-entropy with the activation replaced by the reconstruction
   (ce_sae), left alone (ce_clean), zeroed (ce_zero) or set to its mean over the evaluated tokens
-  (ce_mean); loss_recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean) and the same against mean
+  (ce_mean: the first position of every window gets the mean over first positions, the others the
+  mean over the others; the first position is an attention sink whose residual is unlike the rest,
+  and one mean over both put a sink-sized vector at every position); loss_recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean) and the same against mean
   ablation; kl_sae = mean over positions of KL(clean || spliced) next-token distributions.
 - ablation sparsity (see `lenscope.sae.ablation`).
 """
@@ -68,6 +70,13 @@ def _replace(value: Tensor) -> Any:
         return value.reshape(x.shape).to(x.dtype)
 
     return fn
+
+
+def _position_means(first: Tensor, rest: Tensor, shape: torch.Size) -> Tensor:
+    """[batch * pos, d]: `first` at each window's first position, `rest` elsewhere."""
+    out = rest.expand(shape[0], shape[1], rest.shape[0]).clone()
+    out[:, 0] = first
+    return out.reshape(-1, rest.shape[0])
 
 
 def _nll_sum(model: HookedTransformer, logits: Tensor, tokens: Tensor) -> float:
@@ -142,16 +151,17 @@ def _evaluate(
     dev: torch.device,
     tick: Any,
 ) -> SAEEvalResult:
-    # pass 1: the mean activation (for mean ablation)
-    total = None
-    count = 0
+    # pass 1: the mean activation (for mean ablation): first positions apart from the rest
+    total = torch.zeros(2, sae.cfg.d_in, dtype=torch.float64)
+    n_first = n_rest = 0
     for b in batches:
-        a = capture(model, b.to(dev), hook).double()
-        total = a.sum((0, 1)) if total is None else total + a.sum((0, 1))
-        count += a.shape[0] * a.shape[1]
+        a = capture(model, b.to(dev), hook).double().cpu()
+        total += torch.stack([a[:, 0].sum(0), a[:, 1:].sum((0, 1))])
+        n_first += a.shape[0]
+        n_rest += a.shape[0] * (a.shape[1] - 1)
         tick()
-    assert total is not None
-    mean_act = (total / count).to(sae.W_enc.dtype)
+    means = total / torch.tensor([[n_first], [n_rest]], dtype=torch.float64)
+    mean_first, mean_rest = means.to(device=dev, dtype=sae.W_enc.dtype)
     # pass 2: reconstruction and downstream loss
     d_sae = sae.cfg.d_sae
     fires = torch.zeros(d_sae, dtype=torch.long)
@@ -177,7 +187,7 @@ def _evaluate(
         variants = {
             "sae": recon,
             "zero": torch.zeros_like(act),
-            "mean": mean_act.expand_as(act),
+            "mean": _position_means(mean_first, mean_rest, b.shape),
         }
         nll["clean"] += _nll_sum(model, logits, b)
         for name, value in variants.items():

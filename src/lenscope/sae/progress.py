@@ -1,4 +1,6 @@
-"""The live training line: step, tokens/s, normalised MSE, L0 and the dead-latent fraction."""
+"""The live training line: step, tokens/s, normalised MSE (a running
+average over recent batches; the summary after training gives the last batch's), L0 and the
+dead-latent fraction."""
 
 from __future__ import annotations
 
@@ -41,9 +43,7 @@ class TrainProgress:
         self.nmse_ema = m.nmse if self.nmse_ema is None else (1 - a) * self.nmse_ema + a * m.nmse
         dead = float((tokens_since_fired > dead_window).float().mean())
         rate = (step - self.start) * self.batch / max(time.time() - self.t0, 1e-9)
-        stats = (
-            f"nmse {self.nmse_ema:.4f}  L0 {m.l0:.1f}  dead {100 * dead:.1f}%  {rate:,.0f} tok/s"
-        )
+        stats = f"nmse (avg) {self.nmse_ema:.4f}  L0 {m.l0:.1f}  dead {100 * dead:.1f}%  {rate:,.0f} tok/s"
         self._bar.update(self._task, completed=step, stats=stats)
 
     def close(self) -> None:
