@@ -15,10 +15,14 @@ from lenscope.model.tokenizer import Tokenizer
 from tests.model.hf_fixtures import write_tokenizer
 
 
-def lenscope(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+def lenscope(
+    *args: str, home: Path | None = None, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if home is not None:
         env["LENSCOPE_HOME"] = str(home)
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run(
         [sys.executable, "-m", "lenscope.cli.main", *args],
         capture_output=True,
@@ -58,6 +62,25 @@ def test_models_lists_trained(tiny: Path) -> None:
     assert r.returncode == 0, r.stderr
     names = {(e["name"], e["source"]) for e in json.loads(r.stdout)}
     assert ("tiny", "trained") in names
+
+
+def test_models_marks_a_shipped_model_shadowed_by_a_trained_one(tmp_path: Path) -> None:
+    home = tmp_path / "a-rather-long-workspace-directory-name" / "home"
+    cfg = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_vocab=97, n_ctx=16, name="mini")
+    save_model(HookedTransformer(cfg), home / "models" / "mini")  # as `train --recipe mini` does
+    r = lenscope("models", "--json", home=home)
+    assert r.returncode == 0, r.stderr
+    shadowed = {(e["name"], e["source"]): e["shadowed"] for e in json.loads(r.stdout)}
+    assert shadowed[("mini", "shipped")] is True and shadowed[("mini", "trained")] is False
+    assert shadowed[("attn1", "shipped")] is False
+    r = lenscope("models", home=home, columns=80)
+    assert r.returncode == 0, r.stderr
+    assert "shipped (shadowed)" in r.stdout
+    assert "…" not in r.stdout  # names and paths fold, never cut
+    path_column = "".join(
+        line.split("│")[-2].strip() for line in r.stdout.splitlines() if line.count("│") == 5
+    )
+    assert str(home / "models" / "mini") in path_column
 
 
 @pytest.mark.parametrize(

@@ -84,3 +84,34 @@ def test_hf_cache_by_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     m = load_model("org/tiny")
     assert m.cfg.architecture == "gpt2"
+
+
+def _tiny(d_model: int) -> HookedTransformer:
+    cfg = ModelConfig(n_layers=1, d_model=d_model, n_heads=2, d_vocab=20, n_ctx=8, name="same")
+    return HookedTransformer(cfg)
+
+
+def test_a_trained_model_wins_over_the_shipped_one_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lenscope.model.load import list_models, resolve_model_path
+
+    assets, home = tmp_path / "assets", tmp_path / "home"
+    monkeypatch.setenv("LENSCOPE_ASSETS", str(assets))
+    monkeypatch.setenv("LENSCOPE_HOME", str(home))
+    save_model(_tiny(16), assets / "models" / "same")
+    save_model(_tiny(16), assets / "models" / "only-shipped")
+    assert resolve_model_path("same") == assets / "models" / "same"  # nothing trained yet
+    assert not any(e.shadowed for e in list_models())
+
+    save_model(_tiny(24), home / "models" / "same")  # `lenscope train` writes here
+    assert resolve_model_path("same") == home / "models" / "same"
+    assert load_model("same").cfg.d_model == 24
+    assert resolve_model_path("only-shipped") == assets / "models" / "only-shipped"
+    assert load_model(assets / "models" / "same").cfg.d_model == 16  # still loads by path
+    listed = {(e.name, e.source): e.shadowed for e in list_models()}
+    assert listed == {
+        ("only-shipped", "shipped"): False,
+        ("same", "shipped"): True,
+        ("same", "trained"): False,
+    }

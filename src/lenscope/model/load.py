@@ -48,12 +48,15 @@ class ModelEntry:
     source: str  # "shipped" | "trained" | "hf-cache"
     path: Path
     summary: str
+    shadowed: bool = False  # a trained model of the same name loads instead of this shipped one
 
 
 def list_models() -> list[ModelEntry]:
-    """Every model `load_model` can open by name, without loading weights."""
+    """Every model `load_model` can open by name, without loading weights. A shipped model whose
+    name a trained one also has is listed with `shadowed=True`: the name loads the trained one."""
     out: list[ModelEntry] = []
-    for source, root in (("shipped", shipped_models_dir()), ("trained", trained_models_dir())):
+    trained = trained_models_dir()
+    for source, root in (("shipped", shipped_models_dir()), ("trained", trained)):
         if not root.is_dir():
             continue
         for d in sorted(root.iterdir()):
@@ -69,7 +72,8 @@ def list_models() -> list[ModelEntry]:
                     )
                 except Exception as e:  # listing never fails on one bad entry
                     summary = f"unreadable: {e}"
-                out.append(ModelEntry(d.name, source, d, summary))
+                shadowed = source == "shipped" and (trained / d.name).is_dir()
+                out.append(ModelEntry(d.name, source, d, summary, shadowed))
     for root in _hf_roots():
         for d in sorted(root.glob("models--*")):
             name = d.name.removeprefix("models--").replace("--", "/")
@@ -94,9 +98,12 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
         return p
     if p.exists():
         raise ModelNotFoundError(f"{p} is a file; give the checkpoint's directory")
-    for root in (shipped_models_dir(), trained_models_dir()):
-        if "/" not in s and (root / s).is_dir():
-            return root / s
+    if "/" not in s:
+        # What you trained wins over a shipped model of the same name (`lenscope train --recipe
+        # mini` writes $LENSCOPE_HOME/models/mini); `lenscope models` marks the shipped one.
+        for root in (trained_models_dir(), shipped_models_dir()):
+            if (root / s).is_dir():
+                return root / s
     snap = find_in_hf_cache(s)
     if snap is not None:
         return snap

@@ -2,8 +2,9 @@
 
 The manifest's data records the SAEConfig (architecture, d_in, d_sae, k, normalisation, hook
 point, model name and fingerprint), the stored dtype and, after training, its final metrics;
-provenance records how it was made. Names resolve in `assets/saes/` (shipped) then
-`$LENSCOPE_HOME/saes/` (trained); any directory path works too.
+provenance records how it was made. Names resolve in `$LENSCOPE_HOME/saes/` (trained) then
+`assets/saes/` (shipped), so an SAE you trained wins over a shipped one of the same name; any
+directory path works too.
 """
 
 from __future__ import annotations
@@ -66,13 +67,13 @@ def resolve_sae_path(name_or_path: str | os.PathLike[str]) -> Path:
     if p.is_dir():
         return p
     if "/" not in s:
-        for root in (shipped_saes_dir(), trained_saes_dir()):
+        for root in (trained_saes_dir(), shipped_saes_dir()):
             if (root / s).is_dir():
                 return root / s
     names = sorted(e.name for e in list_saes())
     raise InputError(
-        f"no SAE named {s!r}: not a directory, nor in {shipped_saes_dir()} or "
-        f"{trained_saes_dir()}. Available: {', '.join(names) or 'none'} (see `lenscope sae list`)"
+        f"no SAE named {s!r}: not a directory, nor in {trained_saes_dir()} or "
+        f"{shipped_saes_dir()}. Available: {', '.join(names) or 'none'} (see `lenscope sae list`)"
     )
 
 
@@ -128,12 +129,15 @@ class SAEEntry:
     source: str  # "shipped" | "trained"
     path: Path
     summary: str
+    shadowed: bool = False  # a trained SAE of the same name loads instead of this shipped one
 
 
 def list_saes() -> list[SAEEntry]:
-    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read)."""
+    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read). A shipped
+    SAE whose name a trained one also has is listed with `shadowed=True`."""
     out: list[SAEEntry] = []
-    for source, root in (("shipped", shipped_saes_dir()), ("trained", trained_saes_dir())):
+    trained = trained_saes_dir()
+    for source, root in (("shipped", shipped_saes_dir()), ("trained", trained)):
         if not root.is_dir():
             continue
         for d in sorted(root.iterdir()):
@@ -147,13 +151,14 @@ def list_saes() -> list[SAEEntry]:
                 )
             except ArtifactError as e:
                 summary = f"unreadable: {e}"
-            out.append(SAEEntry(d.name, source, d, summary))
+            shadowed = source == "shipped" and (trained / d.name).is_dir()
+            out.append(SAEEntry(d.name, source, d, summary, shadowed))
     return out
 
 
 def saes_for_model(fingerprint: str, *, residual_only: bool = False) -> list[Path]:
     """Shipped, then trained, SAEs made on exactly the model with this fingerprint, one per hook
-    point (the first found wins). `residual_only`: only hooks whose latents are debugger nodes."""
+    point (the first found wins; a shipped SAE shadowed by a trained one of its name is skipped). `residual_only`: only hooks whose latents are debugger nodes."""
     return list(saes_by_hook(fingerprint, residual_only=residual_only).values())
 
 
@@ -164,6 +169,8 @@ def saes_by_hook(fingerprint: str, *, residual_only: bool = False) -> dict[str, 
 
     chosen: dict[str, Path] = {}
     for entry in list_saes():
+        if entry.shadowed:
+            continue
         try:
             c = read_manifest(entry.path, KIND).data.get("config", {})
             hook = str(c.get("hook_name") or "")
