@@ -8,6 +8,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 VOCAB = 97
+WINDOW = 6  # the sliding window of the "-sliding" families, shorter than most test prompts
 
 
 def write_tokenizer(d: Path) -> None:
@@ -53,8 +54,8 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
             **common,
         )
         model = tf.GPTNeoXForCausalLM(cfg)
-    elif family in ("llama", "mistral", "qwen2"):
-        kw = dict(
+    elif family in ("llama", "mistral", "qwen2", "mistral-sliding", "qwen2-sliding"):
+        kw: dict[str, object] = dict(
             hidden_size=64,
             num_hidden_layers=3,
             num_attention_heads=4,
@@ -63,11 +64,16 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
             max_position_embeddings=64,
             **common,
         )
+        if family.endswith("-sliding"):
+            # transformers' reference: the eager attention with its sliding-window mask
+            kw |= dict(sliding_window=WINDOW, attn_implementation="eager")
+        if family == "qwen2-sliding":  # layer 0 attends to everything, layers 1 and 2 slide
+            kw |= dict(use_sliding_window=True, max_window_layers=1)
         cls = {
             "llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
             "mistral": (tf.MistralConfig, tf.MistralForCausalLM),
             "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
-        }[family]
+        }[family.removesuffix("-sliding")]
         cfg = cls[0](**kw)
         model = cls[1](cfg)
     else:

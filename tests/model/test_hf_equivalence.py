@@ -9,7 +9,17 @@ from lenscope import linalg, load_model
 from tests.model.hf_fixtures import VOCAB, make_checkpoint
 from tests.onednn import count_onednn_calls
 
-FAMILIES = ["gpt2", "gpt2-untied", "neox", "neox-serial", "llama", "mistral", "qwen2"]
+FAMILIES = [
+    "gpt2",
+    "gpt2-untied",
+    "neox",
+    "neox-serial",
+    "llama",
+    "mistral",
+    "qwen2",
+    "mistral-sliding",
+    "qwen2-sliding",
+]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

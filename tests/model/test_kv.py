@@ -12,7 +12,16 @@ from lenscope.errors import InputError
 from lenscope.model import KVCache
 from tests.model.hf_fixtures import VOCAB, make_checkpoint
 
-FAMILIES = ["gpt2", "neox", "neox-serial", "llama", "mistral", "qwen2"]
+FAMILIES = [
+    "gpt2",
+    "neox",
+    "neox-serial",
+    "llama",
+    "mistral",
+    "qwen2",
+    "mistral-sliding",
+    "qwen2-sliding",
+]
 
 
 def _chunked(model: HookedTransformer, tokens: torch.Tensor, sizes: list[int]) -> torch.Tensor:

@@ -49,6 +49,10 @@ class ModelConfig:
     unembed_bias: bool = False
     tie_embeddings: bool = False
     attn_scale: float = 0.0  # 0 means sqrt(d_head)
+    # Sliding-window attention (Mistral, Qwen2): query i attends to key j only if
+    # 0 <= i - j < sliding_window, as `transformers` does. 0 means full causal attention.
+    sliding_window: int = 0
+    sliding_layers: list[int] | None = None  # the layers that use the window; None means all
     default_prepend_bos: bool = True
     architecture: str = "lenscope"
     name: str = "model"
@@ -68,6 +72,10 @@ class ModelConfig:
             self.rotary_dim = self.d_head
         if self.attn_scale == 0.0:
             self.attn_scale = float(self.d_head) ** 0.5
+        if self.sliding_window == 0:
+            self.sliding_layers = None
+        elif self.sliding_layers is not None:
+            self.sliding_layers = sorted({int(i) for i in self.sliding_layers})
         self.validate()
 
     def validate(self) -> None:
@@ -89,6 +97,15 @@ class ModelConfig:
             )
         if self.positional == "rotary" and (self.rotary_dim > self.d_head or self.rotary_dim % 2):
             raise CheckpointError(f"rotary_dim {self.rotary_dim} must be even and <= d_head")
+        bound("sliding_window", self.sliding_window, 0, MAX_CTX)
+        for i in self.sliding_layers or []:
+            bound("sliding_layers entry", i, 0, self.n_layers - 1)
+
+    def window(self, layer: int) -> int:
+        """The sliding window of `layer`'s attention, or 0 when it attends to every earlier key."""
+        if self.sliding_layers is not None and layer not in self.sliding_layers:
+            return 0
+        return self.sliding_window
 
     @property
     def n_params(self) -> int:
@@ -98,7 +115,12 @@ class ModelConfig:
         return self.n_layers * (attn + mlp)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        # Left out when unused, so that configs (and model fingerprints) from before sliding
+        # windows existed read and hash exactly as they did.
+        if self.sliding_window == 0:
+            del d["sliding_window"], d["sliding_layers"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

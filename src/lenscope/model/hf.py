@@ -240,14 +240,16 @@ def llama_config(c: dict[str, Any], name: str) -> ModelConfig:
     d, h = int(_need(c, "hidden_size")), int(_need(c, "num_attention_heads"))
     dh = int(c.get("head_dim") or d // h)
     qkv_bias = arch == "qwen2" or bool(c.get("attention_bias", False))
+    n_layers, n_ctx = int(_need(c, "num_hidden_layers")), int(_need(c, "max_position_embeddings"))
+    window, windowed = _sliding_window(c, arch, n_layers, n_ctx)
     return ModelConfig(
-        n_layers=int(_need(c, "num_hidden_layers")),
+        n_layers=n_layers,
         d_model=d,
         n_heads=h,
         d_head=dh,
         n_kv_heads=int(c.get("num_key_value_heads") or h),
         d_vocab=int(_need(c, "vocab_size")),
-        n_ctx=int(_need(c, "max_position_embeddings")),
+        n_ctx=n_ctx,
         d_mlp=int(_need(c, "intermediate_size")),
         act_fn=c.get("hidden_act", "silu"),
         gated_mlp=True,
@@ -261,9 +263,40 @@ def llama_config(c: dict[str, Any], name: str) -> ModelConfig:
         mlp_bias=bool(c.get("mlp_bias", False)),
         tie_embeddings=bool(c.get("tie_word_embeddings", False)),
         default_prepend_bos=arch != "qwen2",
+        sliding_window=window,
+        sliding_layers=windowed,
         architecture=arch,
         name=name,
     )
+
+
+def _sliding_window(
+    c: dict[str, Any], arch: str, n_layers: int, n_ctx: int
+) -> tuple[int, list[int] | None]:
+    """(window, the layers using it or None for all) as `transformers` applies them: Mistral
+    windows every layer when `sliding_window` is set; Qwen2 only with `use_sliding_window`, in
+    the layers its `layer_types` name "sliding_attention" (older configs: layers from
+    `max_window_layers` on). Llama has none. A window that spans the whole context is dropped."""
+    raw = c.get("sliding_window")
+    if arch not in ("mistral", "qwen2") or raw is None:
+        return 0, None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise CheckpointError(f"config.json sliding_window must be a positive integer, got {raw!r}")
+    layers: list[int] | None = None
+    if arch == "qwen2":
+        if not c.get("use_sliding_window"):
+            return 0, None
+        types = c.get("layer_types")
+        if isinstance(types, list) and len(types) == n_layers:
+            layers = [i for i, t in enumerate(types) if t == "sliding_attention"]
+        else:
+            first = int(c.get("max_window_layers") or 0)
+            layers = list(range(first, n_layers))
+        if len(layers) == n_layers:
+            layers = None
+    if raw >= n_ctx or layers == []:
+        return 0, None  # every key the context can hold is inside the window
+    return raw, layers
 
 
 def llama_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:

@@ -3,7 +3,8 @@
 `model(tokens, kv_cache=cache)` runs only the new positions: each layer's attention appends their
 keys and values (after rotary) to the cache and attends over everything cached so far. Hook
 points see the new positions only. `generate` uses a cache unless a hook is attached, so that
-hooks which index positions keep seeing the whole sequence.
+hooks which index positions keep seeing the whole sequence. Sliding-window layers keep every key
+too and narrow the mask to their window when they attend (`layers.within_window`).
 """
 
 from __future__ import annotations

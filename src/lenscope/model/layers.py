@@ -88,11 +88,13 @@ class Rotary(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head (or grouped-query) causal self-attention with TransformerLens hook points."""
+    """Multi-head (or grouped-query) causal self-attention with TransformerLens hook points;
+    sliding-window attention where the config gives this layer a window."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
+        self.window = cfg.window(layer)
         h, kv, dh, d = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model
         self.w_qkv = nn.Parameter(torch.empty(d, (h + 2 * kv) * dh))
         self.b_qkv = nn.Parameter(torch.zeros((h + 2 * kv) * dh)) if cfg.attn_bias else None
@@ -184,6 +186,8 @@ class Attention(nn.Module):
             k = self.hook_rot_k.run(self.rotary.rotate(k, *rot))
         if kv is not None:
             k, v = kv.extend(k, v)
+        if self.window and k.shape[1] > self.window:
+            mask = within_window(mask, p, k.shape[1], self.window, x.device)
         qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if self._needs_pattern():
             g = cfg.n_heads // cfg.n_kv_heads
@@ -211,6 +215,18 @@ class Attention(nn.Module):
 
 def _causal(p: int, device: torch.device) -> Tensor:
     return torch.ones(p, p, dtype=torch.bool, device=device).tril()
+
+
+def within_window(
+    mask: Tensor | None, n_q: int, n_k: int, window: int, device: torch.device
+) -> Tensor:
+    """`mask` (None = causal) narrowed to a sliding window: the queries are the last `n_q` of
+    `n_k` positions (all of them without a cache), and query i sees key j only if
+    0 <= i - j < window, the convention of `transformers`' sliding-window mask."""
+    qi = torch.arange(n_k - n_q, n_k, device=device)[:, None]
+    kj = torch.arange(n_k, device=device)[None, :]
+    band = ((qi >= kj) & (qi - kj < window))[None, None]
+    return band if mask is None else mask & band
 
 
 _ACTS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -255,7 +271,7 @@ class Block(nn.Module):
         self.cfg = cfg
         self.layer = layer
         self.ln1 = Norm(cfg, cfg.d_model)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, layer)
         self.ln2 = Norm(cfg, cfg.d_model) if not cfg.attn_only else None
         self.mlp = MLP(cfg) if not cfg.attn_only else None
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
