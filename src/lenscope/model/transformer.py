@@ -18,6 +18,7 @@ from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookFn, HookPoint
 from lenscope.model.kv import KVCache
 from lenscope.model.layers import Block, Norm, init_weights
+from lenscope.model.sampling import ONE_PROMPT, check_sampling, describe, next_token
 
 if TYPE_CHECKING:
     from lenscope.model.tokenizer import Tokenizer
@@ -405,10 +406,19 @@ class HookedTransformer(nn.Module):
         stop_at_eos: bool = False,
         return_text: bool | None = None,
     ) -> Tensor | str:
-        """Greedy (temperature 0) or sampled continuation; text in -> text out by default."""
+        """Greedy (temperature 0) or sampled continuation of one prompt (text, or token ids
+        [pos] or [batch, pos]); text in -> text out by default. As in TransformerLens, the text
+        returned leaves out the BOS token that `to_tokens` put before a text prompt."""
+        check_sampling(max_new_tokens, temperature, top_k, seed)
+        if isinstance(input, str):
+            tokens = self.to_tokens(input)
+            added_bos = self.cfg.default_prepend_bos and self._tok().bos_id is not None
+        elif isinstance(input, Tensor):
+            tokens, added_bos = self._check_tokens(input), False
+        else:
+            raise InputError(f"{ONE_PROMPT}; got {describe(input)}")
         as_text = isinstance(input, str) if return_text is None else return_text
-        tokens = self.to_tokens(input) if isinstance(input, str) else self._check_tokens(input)
-        if not 0 <= max_new_tokens <= self.cfg.n_ctx:
+        if max_new_tokens > self.cfg.n_ctx:
             raise InputError(f"max_new_tokens must lie in [0, {self.cfg.n_ctx}]")
         if tokens.shape[1] + max_new_tokens > self.cfg.n_ctx:
             raise InputError(
@@ -422,20 +432,12 @@ class HookedTransformer(nn.Module):
         new = tokens
         for _ in range(max_new_tokens):
             logits = (self(new, kv_cache=cache) if cache is not None else self(tokens))[:, -1]
-            logits = logits.float()
-            if temperature <= 0:
-                nxt = logits.argmax(-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = logits.topk(min(top_k, logits.shape[-1]), -1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
+            nxt = next_token(logits, temperature, top_k, gen)
             tokens, new = torch.cat([tokens, nxt], dim=1), nxt
             if stop_at_eos and eos is not None and bool((nxt == eos).all()):
                 break
         if as_text:
-            return self.to_string(tokens[0])
+            return self.to_string(tokens[0, 1:] if added_bos else tokens[0])
         return tokens
 
 
