@@ -163,3 +163,22 @@ def test_stop_at_layer(model: HookedTransformer) -> None:
     t = tokens()
     _, c = model.run_with_cache(t)
     assert torch.allclose(model(t, stop_at_layer=1), c["resid_pre", 1], atol=1e-6)
+
+
+def test_cache_keys_out_of_range_name_the_layer_count(model: HookedTransformer) -> None:
+    _, c = model.run_with_cache(tokens())
+    n = model.cfg.n_layers
+    hooks = dict(model.blocks.named_modules())  # the pattern hook of every block, by position
+    for layer in range(-n, n):
+        want = hooks[f"{layer % n}.attn.hook_pattern"].name
+        assert torch.equal(c["pattern", layer], c[want])
+    for key in (("pattern", 9), ("pattern", n), ("pattern", -n - 1), f"blocks.{n}.hook_resid_pre"):
+        with pytest.raises(InputError, match=f"out of range: the model has {n} layers"):
+            c[key]
+        assert key not in c
+    for bad in (("pattern",), ("pattern", 1.0), ("pattern", True), 3):
+        with pytest.raises(InputError, match=r"a cache key is a hook name or \(kind, layer\)"):
+            c[bad]  # type: ignore[index]
+    _, narrow = model.run_with_cache(tokens(), names_filter="blocks.0.hook_resid_pre")
+    with pytest.raises(InputError, match="widen names_filter"):
+        narrow["pattern", 1]  # in range, just not kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from torch import Tensor
@@ -30,6 +31,10 @@ _BLOCK_HOOKS = {
 }
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def act_name(kind: str, layer: int | None = None) -> str:
     """Full hook name from a short one, as TransformerLens' `get_act_name`: ("resid_post", 3)."""
     if layer is None:
@@ -52,11 +57,25 @@ class ActivationCache:
 
     def _key(self, key: str | tuple[str, int]) -> str:
         if isinstance(key, tuple):
+            if len(key) != 2 or not isinstance(key[0], str) or not _is_int(key[1]):
+                raise InputError(f"a cache key is a hook name or (kind, layer), got {key!r}")
             kind, layer = key
-            if layer < 0:
-                layer += self.n_layers
-            return act_name(kind, layer)
+            return act_name(kind, self._layer(layer))
+        if not isinstance(key, str):
+            raise InputError(f"a cache key is a hook name or (kind, layer), got {key!r}")
+        m = re.match(r"blocks\.(\d+)\.", key)
+        if m:
+            self._layer(int(m.group(1)))
         return key
+
+    def _layer(self, layer: int) -> int:
+        n = self.n_layers
+        if not -n <= layer < n:
+            raise InputError(
+                f"layer {layer} is out of range: the model has {n} layer{'s' * (n != 1)} "
+                f"(0..{n - 1}, or -{n}..-1 from the end)"
+            )
+        return layer + n if layer < 0 else layer
 
     def __getitem__(self, key: str | tuple[str, int]) -> Tensor:
         name = self._key(key)
@@ -70,7 +89,10 @@ class ActivationCache:
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, (str, tuple)):
-            return self._key(key) in self._acts
+            try:
+                return self._key(key) in self._acts
+            except InputError:
+                return False
         return False
 
     def __iter__(self) -> Iterator[str]:
