@@ -67,22 +67,36 @@ def test_positional_offsets_find_the_previous_token_head() -> None:
     assert offset_preference(cw, 0, 0).preferred_offset == 1
 
 
-def test_positional_scores_match_dense_loops() -> None:
+def test_offset_preferences_match_dense_loops() -> None:
+    """Expected scores on random tokens (positions + mean embedding, the token's own covariance
+    term at offset 0), softmax over keys 1..q, every offset over the queries 5..9."""
     model = random_model(1, "none", n_ctx=10)
     cw = circuit_weights(model)
     pref = offset_preference(cw, 0, 1, max_offset=4)
     P = model.W_pos.detach().double().numpy()  # type: ignore[union-attr]
-    q = P @ model.W_Q[0, 1].detach().double().numpy() + model.b_Q[0, 1].detach().double().numpy()
-    k = P @ model.W_K[0, 1].detach().double().numpy()
-    S = q @ k.T / np.sqrt(model.cfg.d_head)
+    E = model.W_E.detach().double().numpy()
+    Wq, Wk = (w[0, 1].detach().double().numpy() for w in (model.W_Q, model.W_K))
+    bq = model.b_Q[0, 1].detach().double().numpy()
+    mean = E.mean(0)
+    own = np.mean([(e - mean) @ Wq @ Wk.T @ (e - mean) for e in E])
+    dh = np.sqrt(model.cfg.d_head)
     for o in range(5):
         attn, cent = [], []
-        for qi in range(4, 10):
-            row = S[qi, : qi + 1]
+        for qi in range(5, 10):
+            row = (
+                np.array(
+                    [
+                        ((P[qi] + mean) @ Wq + bq) @ ((P[ki] + mean) @ Wk)
+                        + (own if ki == qi else 0.0)
+                        for ki in range(1, qi + 1)
+                    ]
+                )
+                / dh
+            )
             p = np.exp(row - row.max())
             p /= p.sum()
-            attn.append(p[qi - o])
-            cent.append(row[qi - o] - row.mean())
+            attn.append(p[qi - o - 1])
+            cent.append(row[qi - o - 1] - row.mean())
         assert pref.mean_attention[o] == pytest.approx(np.mean(attn), abs=1e-9)
         assert pref.mean_score[o] == pytest.approx(np.mean(cent), abs=1e-9)
     assert torch.isinf(positional_scores(cw, 0, 1)[0, 1])

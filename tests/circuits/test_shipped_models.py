@@ -44,3 +44,29 @@ def test_attn2_path_expansion_is_exact() -> None:
     model = shipped("attn2")
     toks = repeated_tokens(model, 30, 1, seed=3)[0]
     assert path_expansion(model, toks).max_abs_error < 1e-4
+
+
+def test_attn2_offset_preferences_agree_with_its_attention() -> None:
+    """The weights' best offsets against the model's own attention on random tokens (key 0, the
+    BOS sink, left out). Counting key 0 used to make every layer-1 head prefer the cap (16)."""
+    import torch
+
+    from lenscope.circuits.positional import all_offset_preferences
+    from lenscope.train.probes import probe_pool
+
+    model = shipped("attn2")
+    pool = probe_pool(model)
+    prefs = {p.head: p for p in all_offset_preferences(circuit_weights(model), pool=pool)}
+    assert prefs["L0.H2"].preferred_offset == 1  # the previous-token head
+    assert all(p.preferred_offset < 16 for p in prefs.values())
+    g = torch.Generator().manual_seed(0)
+    toks = pool[torch.randint(0, len(pool), (16, 100), generator=g)]
+    toks = torch.cat([torch.zeros(16, 1, dtype=torch.long), toks], dim=1)  # BOS is id 0
+    with torch.no_grad():
+        _, cache = model.run_with_cache(toks, names_filter="blocks.0.attn.hook_pattern")
+    pat = cache["blocks.0.attn.hook_pattern"][:, :, :, 1:]
+    pat = pat / pat.sum(-1, keepdim=True)  # attention among keys 1..q
+    q = torch.arange(17, 101)
+    for h in (1, 2, 3):  # L0.H0 is nearly flat: no clear peak to compare
+        seen = [float(pat[:, h, q, q - 1 - o].mean()) for o in range(17)]
+        assert prefs[f"L0.H{h}"].preferred_offset == max(range(17), key=seen.__getitem__)

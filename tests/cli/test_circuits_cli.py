@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from lenscope import save_model
@@ -69,8 +70,42 @@ def test_report_text_tables_tokens_and_paths(handmade: Path, tmp_path: Path) -> 
     ov_block = text.split("L1.H0 OV")[1]
     assert "'5': '5' +" in ov_block
     assert "path expansion" in text and "sum error" in text
+    with torch.no_grad():  # the expanded logit is named: the model's own top token there
+        top = int(induction_model()(torch.tensor([[7, 8, 9, 7, 8]]))[0, -1].argmax())
+    assert f"top logit, '{top}' (id {top};" in " ".join(text.split())
     res = runner.invoke(app, ["circuits", str(handmade), "--token", "x", "--out", str(tmp_path)])
     assert isinstance(res.exception, InputError) and "token ids" in str(res.exception)
+
+
+def test_each_model_writes_its_own_folder_and_stale_pictures_go(
+    handmade: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = save_model(induction_model(two_layers=False), tmp_path / "onelayer")
+    monkeypatch.chdir(tmp_path)
+    for model in (handmade, one):
+        res = runner.invoke(app, ["circuits", str(model)])
+        assert res.exit_code == 0, res.output
+    two_dir, one_dir = (
+        tmp_path / "lenscope-out" / "circuits" / n for n in ("handmade", "onelayer")
+    )
+    assert {p.stem for p in two_dir.iterdir()} == {"composition", "attention", "tables"}
+    assert {p.stem for p in one_dir.iterdir()} == {
+        "attention",
+        "tables",
+    }  # one layer: no composition
+    assert f"wrote {one_dir.relative_to(tmp_path) / 'tables.png'}" in " ".join(res.stdout.split())
+    # the one-layer model written where the two-layer one was: its composition heatmap goes
+    res = runner.invoke(app, ["circuits", str(one), "--out", str(two_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    removed = json.loads(res.stdout)["removed"]
+    assert sorted(Path(f).name for f in removed) == ["composition.png", "composition.svg"]
+    assert {p.stem for p in two_dir.iterdir()} == {"attention", "tables"}
+
+
+def test_empty_prompt_is_refused_like_run(handmade: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["circuits", str(handmade), "--prompt", "", "--out", str(tmp_path)])
+    assert isinstance(res.exception, InputError)
+    assert str(res.exception) == "the prompt is empty: give some text"
 
 
 def test_induction_plot_from_snapshots(tmp_path: Path) -> None:
@@ -88,6 +123,9 @@ def test_induction_plot_from_snapshots(tmp_path: Path) -> None:
     assert sorted(Path(f).name for f in data["files"]) == ["phase_change.png", "phase_change.svg"]
     res = runner.invoke(app, [*args, "--out", str(out), "--recipes", "attn2"])
     assert res.exit_code == 0 and "attn2" in res.stdout and "phase_change.png" in res.stdout
+    n = len(list((tmp_path / "runs" / "attn2" / "snapshots").iterdir()))
+    said = " ".join(res.stderr.split())  # before the work starts, even without a terminal
+    assert f"induction phase change: measuring attn2 on your {n} snapshots in" in said
 
 
 def test_missing_snapshots_is_one_clear_line(tmp_path: Path) -> None:
@@ -111,5 +149,7 @@ def test_missing_snapshots_is_one_clear_line(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "curves shipped in" in " ".join(proc.stderr.split())
+    said = " ".join(proc.stderr.split())
+    assert "curves shipped in" in said
+    assert said.startswith("induction phase change: drawing the shipped curves of attn2")
     assert (tmp_path / "out" / "phase_change.png").stat().st_size > 0

@@ -89,6 +89,38 @@ def test_table_output_explains_multi_token_watch(model_dir: Path, tmp_path: Path
     assert "top tokens after" in r.stdout and "wrote" in r.stdout
 
 
+def test_tables_quote_tokens_so_whitespace_shows(model_dir: Path, tmp_path: Path) -> None:
+    """' i' and 'i' are two tokens: the tables must not print both as `i`."""
+    r = runner.invoke(
+        app,
+        [
+            "lens",
+            str(model_dir),
+            "for i in",
+            "-n",
+            "2",
+            "-w",
+            " i",
+            "-w",
+            "i",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    ref = lens_generation(load_model(model_dir), "for i in", 2, watch=[" i", "i"])
+    lines = r.stdout.splitlines()
+    header = next(line for line in lines if "' i'" in line and "'i'" in line)
+    assert header.index("' i'") < header.index("'i'")  # the watched columns, in order
+    after = ref.lens.tokens[ref.position]
+    assert f"top tokens after '{after}' (position {ref.position})" in r.stdout
+    top = ref.layer_predictions[-1]
+    first_row = next(line for line in lines if line.startswith("│ L2.post"))  # top tokens table
+    assert f"'{top.tokens[0]}' {top.probs[0]:.1%}" in first_row
+    generated = next(line for line in lines if "┃ layer" in line and "#1" not in line)
+    assert all(f"'{g}'" in generated for g in ref.generated)
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -97,11 +129,25 @@ def test_table_output_explains_multi_token_watch(model_dir: Path, tmp_path: Path
         ((" is",), "unexpected argument"),
         (("-w", ""), "no token at all"),
         (("--sublayers", "--tuned", "auto"), "no tuned lens"),
+        (("--generate", "3", "--top-k", "2"), "--top-k samples; it needs --temperature > 0"),
     ],
 )
 def test_bad_input_raises_a_user_error(model_dir: Path, args: tuple[str, ...], needle: str) -> None:
     r = runner.invoke(app, ["lens", str(model_dir), "The keys", *args])
     assert isinstance(r.exception, InputError) and needle in str(r.exception)
+
+
+def test_empty_prompt_is_refused_like_run(model_dir: Path) -> None:
+    r = runner.invoke(app, ["lens", str(model_dir), ""])
+    assert isinstance(r.exception, InputError)
+    assert str(r.exception) == "the prompt is empty: give some text"
+
+
+def test_top_k_samples_with_a_temperature(model_dir: Path, tmp_path: Path) -> None:
+    args = ["lens", str(model_dir), "The keys", "-n", "3", "--json", "--out", str(tmp_path)]
+    out = _run(*args, "--temperature", "1", "--top-k", "2", "--seed", "5")
+    ref = lens_generation(load_model(model_dir), "The keys", 3, temperature=1, top_k=2, seed=5)
+    assert out["generated_ids"] == ref.generated_ids
 
 
 def test_user_mistake_is_one_red_line(model_dir: Path) -> None:

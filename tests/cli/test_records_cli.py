@@ -124,6 +124,18 @@ def test_show_terminal_view(home: Path, tmp_path: Path) -> None:
     assert "attends" in r.stdout and "page:" in r.stdout
 
 
+def test_show_marks_the_active_token_without_a_terminal(home: Path, tmp_path: Path) -> None:
+    """Piped output has no bold or underline: the example's own token is between ⟦ ⟧."""
+    r = invoke("show", "tinyrec", "L1.N5", "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    rec = Records(home / "records" / "tinyrec").node("L1.N5")
+    lines = r.stdout.splitlines()
+    for e in rec.top[:3]:
+        want = "".join(f"⟦{t}⟧" if i == e.center else t for i, t in enumerate(e.tokens))
+        assert any(line.endswith(want) for line in lines), (want, r.stdout)
+    assert r.stdout.count("⟦") == r.stdout.count("⟧") >= 3
+
+
 def test_show_search_and_text(home: Path) -> None:
     recs = Records(home / "records" / "tinyrec")
     r = invoke("show", "tinyrec", "--search", "w5", "--json", "--limit", "50")

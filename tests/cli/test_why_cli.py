@@ -108,6 +108,8 @@ def test_ablate_trace_and_attention(model_dir: Path) -> None:
         (["--ablate", "L1.Q2"], "unknown node id"),
         (["--attention", "1.2.3"], "expected L.H:q:k"),
         (["--position", "30", "-t", " w6"], "beyond the prompt"),
+        (["--trace", "L1.H0:x"], "a head's input suffix is :q, :k or :v (like L1.H0:k), not :x"),
+        (["--trace", "L1.Q0"], "--trace: unknown node id"),
     ],
 )
 def test_bad_input_is_an_input_error(model_dir: Path, args: list[str], message: str) -> None:
@@ -115,6 +117,12 @@ def test_bad_input_is_an_input_error(model_dir: Path, args: list[str], message: 
     assert res.exit_code != 0
     assert isinstance(res.exception, InputError)
     assert message in str(res.exception) and "\n" not in str(res.exception)
+
+
+def test_empty_prompt_is_refused_like_run(model_dir: Path) -> None:
+    res = run(str(model_dir), "")
+    assert isinstance(res.exception, InputError)
+    assert str(res.exception) == "the prompt is empty: give some text"
 
 
 def test_the_command_prints_one_red_line_and_exits_1(model_dir: Path) -> None:
@@ -184,6 +192,42 @@ def test_steer_and_patch_equal_hand_written_hooks(model_dir: Path, tmp_path: Pat
     r = as_json(*args, "--patch", f"{hook}@3", "--source", source)
     logits = last_logits(model_dir, PROMPT, [(hook, patch)])
     assert r["result"]["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)
+
+    # the tables say what was done: hook, positions, source / latent, coefficient
+    res = run(*args, "--patch", f"{hook}@3", "--source", source)
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stdout.split())
+    assert f"under patch {hook} at positions 3 from '{source}'" in said
+    res = run(*args, "--steer", "L0.resid_post.F7=3.5@2", "--steer", "L0.resid_post.F3=-1")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stdout.split())
+    assert (
+        "under steer along latent L0.resid_post.F7 × 3.5 at positions 2; "
+        "steer along latent L0.resid_post.F3 × -1" in said
+    )
+
+
+def test_mean_ablation_names_the_reference_flag(model_dir: Path) -> None:
+    args = [str(model_dir), PROMPT, "-t", " w6", "-d", " w7", "--ablate", "L1.H2"]
+    res = run(*args, "--ablate-mode", "mean")
+    assert isinstance(res.exception, InputError)
+    assert "--reference" in str(res.exception) and "InterventionSet" not in str(res.exception)
+    reference = "w3 w1 w2 w5"
+    r = as_json(*args, "--ablate-mode", "mean", "--reference", reference, "--measure", "0")
+    model = load_model(model_dir)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model.to_tokens(reference))
+    mean = cache["blocks.1.attn.hook_z"][0, :, 2].mean(0)
+
+    def to_mean(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        x = x.clone()
+        x[:, :, 2] = mean
+        return x
+
+    logits = last_logits(model_dir, PROMPT, [("blocks.1.attn.hook_z", to_mean)])
+    assert r["result"]["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-5)
+    res = run(*args, "--ablate-mode", "mean", "--reference", reference, "--measure", "0")
+    assert "under ablate L1.H2 (mean)" in " ".join(res.stdout.split())
 
 
 @pytest.mark.parametrize(

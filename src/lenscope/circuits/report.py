@@ -28,7 +28,7 @@ from lenscope.circuits.positional import OffsetPreference, all_offset_preference
 from lenscope.circuits.skiptrigrams import SkipTrigram, skip_trigrams
 from lenscope.circuits.tables import Kind, TokenTable, token_labeler, token_table
 from lenscope.model.transformer import HookedTransformer
-from lenscope.train.probes import repeated_tokens
+from lenscope.train.probes import probe_pool, repeated_tokens
 
 KINDS: tuple[Kind, ...] = ("ov", "qk")
 
@@ -49,6 +49,8 @@ class CircuitReport:
     pattern_seq_len: int
     paths: PathExpansion | None = None
     path_top: list[tuple[str, float]] = field(default_factory=list)
+    path_token_id: int | None = None  # the last position's top logit, which path_top expands
+    path_token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,8 @@ class CircuitReport:
             "skip_trigrams": [t.to_json() for t in self.skip_trigrams],
             "paths": None if self.paths is None else self.paths.to_json(),
             "path_top": [{"path": n, "logit": v} for n, v in self.path_top],
+            "path_token_id": self.path_token_id,
+            "path_token": self.path_token,
         }
 
 
@@ -88,7 +92,8 @@ def circuit_report(
     induction = find_induction_circuit(model, scores, cw)
     comps = [composition_scores(cw, m) for m in MODES] if cfg.n_layers >= 2 else []
     copying = copying_scores(cw)
-    offsets = all_offset_preferences(cw) if cw.W_pos is not None else []
+    has_pos = cw.W_pos is not None and cw.W_pos.shape[0] >= 2
+    offsets = all_offset_preferences(cw, pool=probe_pool(model)) if has_pos else []
     tables = [token_table(cw, "bigram", tokens=tokens, k=k, n_rows=n_rows, label=label)]
     for lay, h in _focus_heads(induction, copying, cfg.n_heads):
         for kind in KINDS:
@@ -110,7 +115,7 @@ def circuit_report(
         if cfg.n_layers
         else torch.zeros(0, cfg.n_heads, 1, 1)
     )
-    paths, top = None, []
+    paths, top, last = None, [], None
     if prompt is not None:
         paths = path_expansion(model, prompt)
         last = int(paths.logits[-1].argmax())
@@ -136,6 +141,8 @@ def circuit_report(
         seq_len,
         paths,
         top,
+        last,
+        None if last is None else label(last),
     )
 
 

@@ -9,7 +9,14 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from lenscope.cli.common import JSON_OPTION, console, err_console, print_json
+from lenscope.cli.common import (
+    EMPTY_PROMPT,
+    JSON_OPTION,
+    console,
+    err_console,
+    print_json,
+    token_text,
+)
 from lenscope.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,6 +26,8 @@ if TYPE_CHECKING:
     from lenscope.model.transformer import HookedTransformer
 
 INDUCTION = "induction"
+DEFAULT_OUT = Path("lenscope-out/circuits")
+PICTURES = ("composition", "attention", "tables")  # what `lenscope circuits MODEL` may write
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +41,12 @@ def register(app: typer.Typer) -> None:
     )
     def circuits(
         target: str = typer.Argument(..., help="a model name or path, or 'induction'"),
-        out: Path | None = typer.Option(None, "--out", help="where pictures go"),
+        out: Path | None = typer.Option(
+            None,
+            "--out",
+            help="where pictures go (default lenscope-out/circuits/MODEL, "
+            "lenscope-out/circuits-induction)",
+        ),
         token: list[str] = typer.Option([], "--token", help="table rows for this token (repeat)"),
         k: int = typer.Option(5, "--k", min=1, max=50, help="entries per table row"),
         rows: int = typer.Option(6, "--rows", min=1, max=50, help="table rows when no --token"),
@@ -59,7 +73,10 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--recipes is empty; give e.g. attn1,attn2")
             _induction(names, runs, data, out or Path("lenscope-out/circuits-induction"), json)
             return
-        _model_report(target, out or Path("lenscope-out/circuits"), token, k, rows, prompt, json)
+        if prompt == "":
+            raise InputError(EMPTY_PROMPT)
+        dest = out or DEFAULT_OUT / _folder_name(target)
+        _model_report(target, dest, token, k, rows, prompt, json)
 
 
 def _model_report(
@@ -85,6 +102,8 @@ def _model_report(
     prompt_ids = None
     if prompt is not None:
         prompt_ids = model.to_tokens(prompt)[0] if model.tokenizer else _ids(prompt)
+        if prompt_ids.numel() == 0:
+            raise InputError(EMPTY_PROMPT)
     rep = circuit_report(model, tokens, k=k, n_rows=rows, prompt=prompt_ids)
     files: list[Path] = []
     title = f"{rep.model}: composition scores"
@@ -94,12 +113,37 @@ def _model_report(
         fig = attention_patterns(rep.patterns, rep.pattern_seq_len, f"{rep.model}: attention")
         files += save_figure(fig, out, "attention")
     files += save_figure(token_table_figure(rep.tables, k), out, "tables")
+    removed = _remove_stale(out, files)
     if as_json:
-        print_json(rep.to_json() | {"files": [str(f) for f in files]})
+        print_json(
+            rep.to_json() | {"files": [str(f) for f in files], "removed": [str(f) for f in removed]}
+        )
         return
     _print_report(rep)
     for f in files:
         console.print(f"wrote {f}", soft_wrap=True, highlight=False)
+    for f in removed:
+        console.print(f"removed {f} (left by an earlier run; not drawn for this model)")
+
+
+def _folder_name(target: str) -> str:
+    """attn1 -> attn1; a checkpoint directory -> its name."""
+    p = Path(target)
+    return p.resolve().name if p.exists() else p.name or target
+
+
+def _remove_stale(out: Path, written: list[Path]) -> list[Path]:
+    """Pictures of ours in `out` that this run did not write (another model's composition
+    heatmap, say): removed, so that the folder holds one model's pictures."""
+    keep = {p.resolve() for p in written}
+    stale = []
+    for stem in PICTURES:
+        for ext in ("png", "svg"):
+            p = out / f"{stem}.{ext}"
+            if p.is_file() and p.resolve() not in keep:
+                p.unlink()
+                stale.append(p)
+    return stale
 
 
 def _print_report(rep: CircuitReport) -> None:
@@ -147,6 +191,13 @@ def _print_report(rep: CircuitReport) -> None:
                 str(offsets.get(hid, "-")),
             )
     console.print(t)
+    if rep.offsets:
+        console.print(
+            "best offset: where a head's expected attention on random tokens peaks, from the "
+            "weights (q - k; position 0, the BOS sink, left out); after layer 0 the direct "
+            "path only",
+            highlight=False,
+        )
     for comp in rep.composition:
         top = comp.pairs()[:3]
         txt = ", ".join(f"{p.source}->{p.target} {p.score:.3f}" for p in top)
@@ -162,8 +213,9 @@ def _print_report(rep: CircuitReport) -> None:
             console.print(f"  {tg.head} {tg.text}  {tg.score:.2f}", highlight=False)
     if rep.paths is not None:
         console.print(
-            f"path expansion of the last position's top logit (sum error "
-            f"{rep.paths.max_abs_error:.1e}):"
+            f"path expansion of the last position's top logit, {token_text(rep.path_token)} "
+            f"(id {rep.path_token_id}; sum error {rep.paths.max_abs_error:.1e}):",
+            highlight=False,
         )
         for name, v in rep.path_top:
             console.print(f"  {name:>14} {v:+.3f}")
@@ -193,6 +245,8 @@ def _induction(
     from lenscope.circuits.plots import phase_change_figure, save_figure
 
     tokens = None if data is None else load_eval_tokens(data)
+    if not as_json:  # the progress bar only shows on a terminal: say what is coming
+        err_console.print(_induction_plan(recipes, runs), highlight=False, soft_wrap=True)
 
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -200,7 +254,7 @@ def _induction(
         TextColumn("{task.completed}/{task.total} snapshots"),
         console=err_console,
         transient=True,
-        disable=as_json,
+        disable=as_json or not err_console.is_terminal,
     ) as bar:
         tasks: dict[str, object] = {}
 
@@ -234,3 +288,25 @@ def _induction(
         console.print(t)
     for f in files:
         console.print(f"wrote {f}", soft_wrap=True, highlight=False)
+
+
+def _induction_plan(recipes: list[str], runs: Path | None) -> str:
+    """One line: which recipes are measured on the user's snapshots, which drawn from the
+    curves shipped with lenscope (only without --runs), which have neither."""
+    from lenscope.circuits.phase import list_snapshots, run_dir_of, shipped_curves_dir
+
+    parts, shipped, none = [], [], []
+    for r in recipes:
+        d = run_dir_of(r, runs) / "snapshots"
+        n = len(list_snapshots(d.parent))
+        if n:
+            parts.append(f"measuring {r} on your {n} snapshot{'s' * (n != 1)} in {d}")
+        elif runs is None and shipped_curves_dir().is_dir():
+            shipped.append(r)
+        else:
+            none.append(r)
+    if shipped:
+        parts.append(f"drawing the shipped curves of {', '.join(shipped)} (no local snapshots)")
+    if none:
+        parts.append(f"no snapshots for {', '.join(none)}")
+    return "induction phase change: " + "; ".join(parts)

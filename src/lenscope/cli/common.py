@@ -12,11 +12,13 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON instead of tables.")
+EMPTY_PROMPT = "the prompt is empty: give some text"  # as `lenscope run` says it
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -46,6 +48,15 @@ def to_jsonable(obj: Any) -> Any:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def token_text(tok: str | None) -> str:
+    """A token for rich output, quoted like `repr` so that whitespace shows (`' 10'` vs `'10'`),
+    markup escaped; "" for no token. `lens`, `why` and `circuits` print tokens this way (as
+    `run` does with `repr`)."""
+    from lenscope.lens.views import quoted_token
+
+    return "" if tok is None else escape(quoted_token(tok))
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -18,9 +18,16 @@ from rich.table import Table
 from typer import _click
 from typer.core import TyperGroup
 
-from lenscope.cli.common import JSON_OPTION, console, err_console, print_json, to_jsonable
+from lenscope.cli.common import (
+    EMPTY_PROMPT,
+    JSON_OPTION,
+    console,
+    err_console,
+    print_json,
+    to_jsonable,
+    token_text,
+)
 from lenscope.errors import InputError
-from lenscope.viz.heatmap import token_label
 
 
 class _LensGroup(TyperGroup):
@@ -55,10 +62,6 @@ def _lens_like(text: str) -> bool:
     return not any(c.isspace() for c in text) or Path(text).expanduser().exists()
 
 
-def _tok(s: str) -> str:
-    return escape(token_label(s))
-
-
 def _load(model: str) -> Any:
     from lenscope.model.load import load_model
 
@@ -90,7 +93,9 @@ def show(
     ),
     k: int = typer.Option(10, "--k", "-k", help="Top tokens per layer."),
     temperature: float = typer.Option(0.0, help="0 = greedy; > 0 samples."),
-    top_k: int | None = typer.Option(None, "--top-k", help="Sample from the top K only."),
+    top_k: int | None = typer.Option(
+        None, "--top-k", help="Sample from the top K only (needs --temperature > 0)."
+    ),
     seed: int | None = typer.Option(None, help="Seed for sampling."),
     sublayers: bool = typer.Option(False, help="Also read the residual after each attention."),
     tuned: str | None = typer.Option(
@@ -116,6 +121,13 @@ def show(
             f"unexpected argument(s) {extra}; to watch tokens write --watch ' is' ' are'"
         )
     watch = [*watch, *extra]
+    if not prompt:
+        raise InputError(EMPTY_PROMPT)
+    if top_k is not None and temperature <= 0:
+        raise InputError(
+            "--top-k samples; it needs --temperature > 0 (at 0 generation is greedy: the top "
+            "token every time)"
+        )
     m = _load(model)
     lens = _tuned(m, tuned)
     with err_console.status("running the lens…"):
@@ -153,30 +165,30 @@ def _print_generation(gen: Any, files: list[Path]) -> None:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     preds = gen.layer_predictions
     after = res.tokens[gen.position]
-    t = Table(title=f"top tokens after {_tok(after)!r} (position {gen.position})")
+    t = Table(title=f"top tokens after {token_text(after)} (position {gen.position})")
     t.add_column("layer")
     shown = min(5, len(preds[0].tokens))
     for i in range(shown):
         t.add_column(f"#{i + 1}")
     for p in preds:
         cells = zip(p.tokens[:shown], p.probs[:shown], strict=True)
-        t.add_row(p.boundary, *[f"{_tok(s)} {pr:.1%}" for s, pr in cells])
+        t.add_row(p.boundary, *[f"{token_text(s)} {pr:.1%}" for s, pr in cells])
     console.print(t)
     if gen.generated:
         cols = gen.generated[:16]
         t = Table(title="rank of each generated token at each layer (Ecco's rankings)")
         t.add_column("layer")
         for s in cols:
-            t.add_column(_tok(s), justify="right")
+            t.add_column(token_text(s), justify="right")
         for b, row in zip(res.boundaries, gen.rankings, strict=True):
             t.add_row(b, *[str(r) for r in row[: len(cols)]])
         console.print(t)
     w = gen.rankings_watch
     if w.tokens:
-        t = Table(title=f"watched tokens after {_tok(w.after)!r} (position {w.position})")
+        t = Table(title=f"watched tokens after {token_text(w.after)} (position {w.position})")
         t.add_column("layer")
         for s in w.tokens:
-            t.add_column(_tok(s), justify="right")
+            t.add_column(token_text(s), justify="right")
         for b, ranks, probs in zip(w.boundaries, w.rank, w.prob, strict=True):
             t.add_row(b, *[f"{r} ({p:.1%})" for r, p in zip(ranks, probs, strict=True)])
         console.print(t)

@@ -22,8 +22,9 @@ from rich.table import Table
 from lenscope.attribution.api import Debugger, QuestionT
 from lenscope.attribution.attention import AttentionResult
 from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff, Prob, TokenSpec
-from lenscope.attribution.results import NodeRow, TraceResult, WhyResult
-from lenscope.cli.common import JSON_OPTION, console, print_json
+from lenscope.attribution.results import Hop, NodeRow, TraceResult, WhyResult
+from lenscope.cli.common import EMPTY_PROMPT, JSON_OPTION, console, print_json
+from lenscope.cli.common import token_text as _tok
 from lenscope.errors import InputError
 from lenscope.interventions.spec import (
     Ablate,
@@ -35,9 +36,9 @@ from lenscope.interventions.spec import (
 )
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
-from lenscope.viz.heatmap import token_label
 
 _ATTN = re.compile(r"^L?(\d+)\.H?(\d+):(-?\d+|last):(-?\d+)$", re.IGNORECASE)
+_SUFFIX = re.compile(r"^(.+):([a-z]\w*)$", re.IGNORECASE)
 
 
 class WhyReport(BaseModel):
@@ -47,10 +48,6 @@ class WhyReport(BaseModel):
     baseline_value: float | None = None  # the value without the interventions
     trace: TraceResult | None = None
     attention: AttentionResult | None = None
-
-
-def _tok(s: str | None) -> str:
-    return "" if s is None else escape(f"'{token_label(s)}'")
 
 
 def _spec(text: str) -> TokenSpec:
@@ -89,6 +86,28 @@ def parse_patch(text: str, source: str) -> Intervention:
     hook, _, pos = text.partition("@")
     positions = _positions(pos, f"--patch {text}") if pos else None
     return Patch(hook=hook.strip(), source=source, positions=positions)
+
+
+def parse_trace(text: str) -> Hop:
+    """`L2.H5`, `L2.H5:k` (through the head's key input), `L0.N7@3`: one hop of --trace."""
+    try:
+        return Hop.parse(text)
+    except InputError as e:
+        m = _SUFFIX.match(text.strip())
+        try:
+            node = NodeId.parse(m.group(1)) if m else None
+        except InputError:
+            node = None
+        if node is None or m is None:
+            raise InputError(f"--trace: {e}") from None
+        if node.kind is NodeKind.HEAD:
+            raise InputError(
+                f"--trace {text!r}: a head's input suffix is :q, :k or :v (like {node}:k), "
+                f"not :{m.group(2)}"
+            ) from None
+        raise InputError(
+            f"--trace {text!r}: only heads take an input suffix (:q, :k or :v), {node} does not"
+        ) from None
 
 
 def parse_attention(text: str) -> AttentionScore:
@@ -178,8 +197,16 @@ def register(app: typer.Typer) -> None:
         token view; ablate nodes, trace nodes, explain an attention score."""
         from lenscope.model.load import load_model
 
+        if not prompt:
+            raise InputError(EMPTY_PROMPT)
         if ablate_mode not in ("zero", "mean", "resample"):
             raise InputError(f"--ablate-mode must be zero, mean or resample, not {ablate_mode!r}")
+        if ablate_mode == "mean" and ablate and not reference:
+            raise InputError(
+                "--ablate-mode mean needs --reference PROMPT (repeatable): the prompts whose "
+                "mean activations replace the ablated nodes"
+            )
+        hops = [parse_trace(x) for x in trace]
         model = load_model(model_name)
         dbg = Debugger(model, _load_saes(model, sae))
         question: QuestionT = (
@@ -210,7 +237,7 @@ def register(app: typer.Typer) -> None:
                 direction: Literal["upstream", "downstream"] = (
                     "downstream" if downstream else "upstream"
                 )
-                report.trace = dbg.trace(prompt, question, trace, direction, cuts, top_k=top)
+                report.trace = dbg.trace(prompt, question, hops, direction, cuts, top_k=top)
             if isinstance(question, AttentionScore):
                 report.attention = dbg.attention(prompt, question, cuts, top_k=top)
         if json:
@@ -220,6 +247,27 @@ def register(app: typer.Typer) -> None:
 
 
 # ---- rendering ----------------------------------------------------------------------------------
+def describe(i: Intervention) -> str:
+    """One intervention in words, every field that says what it does (markup escaped)."""
+    if isinstance(i, Ablate):
+        src = f" from {_prompt(i.source)}" if i.mode == "resample" and i.source else ""
+        return escape(f"ablate {i.node} ({i.mode}{src})")
+    at = "" if i.positions is None else f" at positions {', '.join(map(str, i.positions))}"
+    if isinstance(i, Patch):
+        return escape(f"patch {i.hook}{at} from {_prompt(i.source)}")
+    along = f"latent {i.latent}" if i.latent is not None else f"a vector (norm {_norm(i.vector)})"
+    hook = f" at {i.hook}" if i.hook is not None else ""
+    return escape(f"steer{hook} along {along} × {i.coefficient:g}{at}")
+
+
+def _prompt(p: Prompt) -> str:
+    return repr(p) if isinstance(p, str) else f"ids {p}"
+
+
+def _norm(v: list[float] | None) -> str:
+    return f"{sum(x * x for x in v or []) ** 0.5:.3g}"
+
+
 def _f(v: float | None) -> str:
     return "" if v is None else f"{v:+.3f}"
 
@@ -238,8 +286,8 @@ def render(report: WhyReport) -> None:
     console.print(line)
     if r.interventions:
         console.print(
-            "  under "
-            + ", ".join(f"{i.type} {getattr(i, 'node', '')}" for i in r.interventions.interventions)
+            "  under " + "; ".join(describe(i) for i in r.interventions.interventions),
+            highlight=False,
         )
     if r.candidates:
         t = Table(title="top next tokens", title_justify="left")

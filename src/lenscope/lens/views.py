@@ -17,6 +17,14 @@ from lenscope.lens.result import GenerationLens, LensResult
 from lenscope.viz.heatmap import Heatmap, HeatmapSet, token_label
 
 
+def quoted_token(tok: str) -> str:
+    """A token quoted the way `repr` quotes it, so leading spaces show (`' 10'` vs `'10'`), with
+    newlines and control characters made visible by `token_label` (`'\\n'`, not `'\\\\n'`)."""
+    label = token_label(tok)
+    q = '"' if "'" in label and '"' not in label else "'"
+    return f"{q}{label}{q}"
+
+
 def _title(res: LensResult, what: str) -> str:
     return f"{res.model} · {res.lens} lens · {what}"
 
@@ -93,7 +101,7 @@ def layer_predictions_heatmap(res: LensResult, position: int = -1) -> Heatmap:
         values=probs,
         row_labels=list(res.boundaries),
         col_labels=[f"#{i + 1}" for i in range(k)],
-        title=_title(res, f"top tokens after {token_label(res.tokens[t])!r} (position {t})"),
+        title=_title(res, f"top tokens after {quoted_token(res.tokens[t])} (position {t})"),
         better="high",
         vmin=0.0,
         vmax=1.0,
@@ -110,7 +118,7 @@ def rankings_watch_heatmap(res: LensResult, position: int = -1) -> Heatmap | Non
     ranks = np.array(w.rank, dtype=np.float64)
     tips = [
         [
-            f"{b} · {tok!r}: rank {r}, p={_pct(p)}"
+            f"{b} · {quoted_token(tok)}: rank {r}, p={_pct(p)}"
             for tok, r, p in zip(w.tokens, rr, pp, strict=True)
         ]
         for b, rr, pp in zip(w.boundaries, w.rank, w.prob, strict=True)
@@ -118,9 +126,9 @@ def rankings_watch_heatmap(res: LensResult, position: int = -1) -> Heatmap | Non
     return Heatmap(
         values=ranks,
         row_labels=list(res.boundaries),
-        col_labels=[x.token for x in res.watched],
+        col_labels=[quoted_token(x.token) for x in res.watched],  # " is" and "is" differ
         title=_title(
-            res, f"rank of watched tokens after {token_label(w.after)!r} (position {w.position})"
+            res, f"rank of watched tokens after {quoted_token(w.after)} (position {w.position})"
         ),
         better="low",
         log_scale=True,

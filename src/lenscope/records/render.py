@@ -28,15 +28,21 @@ def _tok(t: str) -> str:
     return t.replace("\n", "↵").replace("\t", "→").replace("\r", "␍")
 
 
-def example_text(e: Example, scale: float, attention: bool = False, floor: float = 0.0) -> Text:
-    """One example: its activation, then its tokens shaded (attention: shaded by attention)."""
+def example_text(
+    e: Example, scale: float, attention: bool = False, floor: float = 0.0, mark: bool = False
+) -> Text:
+    """One example: its activation, then its tokens shaded (attention: shaded by attention), the
+    example's own token bold and underlined, and with `mark` also between ⟦ ⟧ (for output
+    without styles: a pipe or a file)."""
     out = Text(f"{e.activation:8.3g}  ", style="dim")
     values = e.attn if attention and e.attn is not None else e.acts
     for i, (tok, a) in enumerate(zip(e.tokens, values, strict=True)):
         style = _shade(a, 1.0, True) if attention else _shade(a - floor, scale - floor)
+        text = _tok(tok)
         if i == e.center:
             style = (style + " bold underline").strip()
-        out.append(_tok(tok), style=style or None)
+            text = f"⟦{text}⟧" if mark else text
+        out.append(text, style=style or None)
     return out
 
 
@@ -57,6 +63,7 @@ def _effects(title: str, effects: list[TokenEffect]) -> Table:
 def render_record(console: Console, r: NodeRecord, n_examples: int = 6) -> None:
     s = r.stats
     scale = max(s.max, 1e-12)
+    mark = console.color_system is None  # no styles reach the output: mark the token in text
     floor = shade_floor(r)
     console.print(Text.assemble((r.node_id, "bold"), f"  {r.kind} · {r.model} · {r.hook}"))
     for x in r.explanations:
@@ -101,18 +108,19 @@ def render_record(console: Console, r: NodeRecord, n_examples: int = 6) -> None:
     console.print(grid)
     console.print(Text("top activations", style="bold"))
     for e in r.top[:n_examples]:
-        console.print(example_text(e, scale, floor=floor))
+        console.print(example_text(e, scale, floor=floor, mark=mark))
         if e.attn is not None:
             console.print(
-                Text("          attends: ", style="dim") + example_text(e, scale, True)[10:]
+                Text("          attends: ", style="dim")
+                + example_text(e, scale, True, mark=mark)[10:]
             )
     if r.random:
         console.print(Text("random sample", style="bold"))
         for e in r.random[: max(2, n_examples // 3)]:
-            console.print(example_text(e, scale, floor=floor))
+            console.print(example_text(e, scale, floor=floor, mark=mark))
     for q in r.quantiles:
         if q.examples:
             console.print(
                 Text(f"quantile ≥ {q.level_lo:g} (activation ≥ {q.lo:.3g})", style="bold")
             )
-            console.print(example_text(q.examples[0], scale, floor=floor))
+            console.print(example_text(q.examples[0], scale, floor=floor, mark=mark))
