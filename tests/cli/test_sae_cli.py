@@ -199,3 +199,23 @@ def test_bad_input_is_one_clear_line(
     assert e.value.code == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) <= 2 and "no hook point 'blocks.7.hook_resid_post'" in err
+
+
+def test_list_marks_a_shipped_sae_shadowed_by_a_trained_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lenscope.sae import SAEConfig, SparseAutoencoder, save_sae
+
+    assets, home = tmp_path / "assets", tmp_path / "home"
+    monkeypatch.setenv("LENSCOPE_ASSETS", str(assets))
+    monkeypatch.setenv("LENSCOPE_HOME", str(home))
+    long = "a-rather-long-sae-name-that-would-not-fit-in-a-column-L2-resid_post-topk-k16-n2048"
+    for root, d_sae in ((assets, 16), (home, 32)):
+        cfg = SAEConfig(d_in=8, d_sae=d_sae, k=2, hook_name=HOOK, model_fingerprint="f" * 16)
+        save_sae(SparseAutoencoder(cfg, seed=0), root / "saes" / long)
+    res = runner.invoke(app, ["sae", "list"], catch_exceptions=False, env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "(shadowed)" in res.output and "loads instead" in res.output
+    assert "…" not in res.output  # names and paths fold; they are never cut
+    names = "".join(ln.split("│")[1].strip() for ln in res.output.splitlines() if "│" in ln)
+    assert names.count(long) == 2  # the whole name of both, folded over lines

@@ -300,11 +300,17 @@ def list_(json: bool = JSON_OPTION) -> None:
     t = Table(title="SAEs lenscope can load by name")
     t.add_column("name", overflow="fold")  # the thing to copy: never cut with an ellipsis
     t.add_column("source")
-    t.add_column("summary")
+    t.add_column("summary", overflow="fold")
     t.add_column("path", overflow="fold")
     for e in entries:
-        t.add_row(e.name, e.source, e.summary, str(e.path))
+        source = f"{e.source} (shadowed)" if e.shadowed else e.source
+        t.add_row(e.name, source, e.summary, str(e.path), style="dim" if e.shadowed else None)
     console.print(t)
+    if any(e.shadowed for e in entries):
+        console.print(
+            "shadowed: an SAE you trained has this name and loads instead; the shipped one "
+            "loads by its path."
+        )
 
 
 @sub.command()

@@ -6,9 +6,9 @@ logit lens. The last boundary (after every block) has no translator: it is the m
 
 Artifact layout: `manifest.json` (kind "tuned_lens", schema 1; the model's name and fingerprint,
 training settings and figures) and `translators.safetensors` (`weight` [n_layers, d, d], `bias`
-[n_layers, d]). A bare name resolves in `assets/lenses/` (shipped, e.g. `mini-tuned`) then
-`$LENSCOPE_HOME/lenses/` (trained); "auto" means `<model>-tuned` there, the first one made for
-the model at hand.
+[n_layers, d]). A bare name resolves in `$LENSCOPE_HOME/lenses/` (trained) then `assets/lenses/`
+(shipped, e.g. `mini-tuned`): one you trained wins over a shipped one of its name, as for models
+and SAEs. "auto" means `<model>-tuned` there, the first one made for the model at hand.
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ def _fingerprint_of(path: Path) -> str:
 
 
 def find_tuned_lens(model: HookedTransformer) -> Path | None:
-    """The first `<model>-tuned` (shipped, then trained) whose fingerprint is the model's."""
+    """The first `<model>-tuned` (trained, then shipped) whose fingerprint is the model's."""
     want = fingerprint(model)
-    for root in (shipped_lenses_dir(), trained_lenses_dir()):
+    for root in (trained_lenses_dir(), shipped_lenses_dir()):
         d = root / f"{model.cfg.name}-tuned"
         if d.is_dir() and _fingerprint_of(d) in ("", want):
             return d
@@ -120,19 +120,19 @@ def resolve_tuned_path(
         name = f"{model.cfg.name}-tuned"
         raise InputError(
             f"no tuned lens for {model.cfg.name} ({fingerprint(model)}): none named {name!r} "
-            f"for it in {shipped_lenses_dir()} or {trained_lenses_dir()}; train one with "
+            f"for it in {trained_lenses_dir()} or {shipped_lenses_dir()}; train one with "
             f"`lenscope lens train-tuned {model.cfg.name}`"
         )
     p = Path(s).expanduser()
     if p.is_dir():
         return p
     if "/" not in s and os.sep not in s:
-        for root in (shipped_lenses_dir(), trained_lenses_dir()):
+        for root in (trained_lenses_dir(), shipped_lenses_dir()):
             if (root / s).is_dir():
                 return root / s
     raise InputError(
-        f"no tuned lens {s!r}: not a directory, nor a name in {shipped_lenses_dir()} or "
-        f"{trained_lenses_dir()}"
+        f"no tuned lens {s!r}: not a directory, nor a name in {trained_lenses_dir()} or "
+        f"{shipped_lenses_dir()}"
     )
 
 
