@@ -340,7 +340,11 @@ class HookedTransformer(nn.Module):
     # ---- tokens ---------------------------------------------------------------------------------
     def _tok(self) -> Tokenizer:
         if self.tokenizer is None:
-            raise InputError(f"{self.cfg.name} has no tokenizer; pass token ids instead of text")
+            raise InputError(
+                f"{self.cfg.name} has no tokenizer: its directory has no tokenizer.json (save "
+                "one there, e.g. with transformers' tokenizer.save_pretrained), or pass token "
+                "ids from Python"
+            )
         return self.tokenizer
 
     def to_tokens(self, text: str | Sequence[str], prepend_bos: bool | None = None) -> Tensor:
