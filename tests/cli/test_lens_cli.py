@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from lenscope import load_model, save_model
 from lenscope.cli.main import app
-from lenscope.errors import InputError
+from lenscope.errors import InputError, LenscopeError
 from lenscope.lens import evaluate_lenses, lens_generation, load_tuned_lens
 from tests.lens.fixtures import TEXT, tiny
 
@@ -261,7 +262,8 @@ def test_precision_bf16_is_recorded_and_checked(model_dir: Path, tmp_path: Path)
 def test_auto_picks_the_first_lens_made_for_the_model(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Shipped lenses come first, but one made for another model is passed over."""
+    """A lens you trained comes before a shipped one of its name; one made for another model is
+    passed over by `--tuned` alone and refused by name."""
     from lenscope.lens import TunedLens, save_tuned_lens
     from lenscope.lens.tuned import find_tuned_lens, trained_lenses_dir
 
@@ -277,6 +279,12 @@ def test_auto_picks_the_first_lens_made_for_the_model(
     assert find_tuned_lens(m) == mine
     out = _run("lens", str(model_dir), "ab", "--tuned", "--json", "--out", str(tmp_path / "o"))
     assert out["lens"]["lens"] == "tuned"
-    # a bare name resolves shipped first: here, the lens of the other model, refused clearly
-    r = runner.invoke(app, ["lens", str(model_dir), "ab", "--tuned", name])
-    assert "another model" in str(r.exception)
+    # a bare name resolves trained first (as models and SAEs do)
+    args = ["lens", str(model_dir), "ab", "--tuned", name, "--out", str(tmp_path / "o")]
+    r = runner.invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["lens"]["lens"] == "tuned"
+    # without it the name is the shipped lens, made for the other model: refused clearly
+    shutil.rmtree(mine)
+    r = runner.invoke(app, args)
+    assert isinstance(r.exception, LenscopeError) and "another model" in str(r.exception)
