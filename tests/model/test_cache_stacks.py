@@ -58,7 +58,8 @@ def tokens(b: int = 2, p: int = 7) -> Tensor:
 
 def run(model: HookedTransformer, names_filter: object = None) -> tuple[Tensor, ActivationCache]:
     logits, c = model.run_with_cache(tokens(), names_filter=names_filter)  # type: ignore[arg-type]
-    return logits, ActivationCache(c.to_dict(), model.cfg.n_layers, model=model)
+    assert c.model is model  # run_with_cache's cache knows its model
+    return logits, c
 
 
 def close(a: Tensor, b: Tensor) -> None:

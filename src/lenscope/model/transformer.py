@@ -223,7 +223,7 @@ class HookedTransformer(nn.Module):
         specs: list[HookSpec] = [(n, save) for n in self.hook_dict if keep(n)]
         with self.hooks(fwd=specs):
             out = self(input, attention_mask=attention_mask, stop_at_layer=stop_at_layer)
-        return out, ActivationCache(acts, self.cfg.n_layers)
+        return out, ActivationCache(acts, self.cfg.n_layers, model=self)
 
     # ---- forward ---------------------------------------------------------------------------------
     def forward(
