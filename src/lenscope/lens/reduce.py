@@ -28,8 +28,10 @@ from lenscope.model.transformer import HookedTransformer
 if TYPE_CHECKING:
     from lenscope.lens.tuned import TunedLens
 
-# Logits per unembedding matmul (bigger matmuls run faster) and per reduced piece (cache-sized).
-MM_ELEMS = 1 << 22
+# Logits per unembedding matmul and per reduced piece (cache-sized). For GPT-2's vocabulary 2^23
+# logits is 166 rows: the whole reduction took 0.76 s against 0.82 s at 83 rows and 0.91 s at
+# 256 (one thread, 12 boundaries x 128 positions).
+MM_ELEMS = 1 << 23
 PIECE_ELEMS = 1 << 18
 
 
