@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 
@@ -35,7 +36,7 @@ def main() -> None:
         harvest_mod._Run.batch = slow
     cfg = json.loads(cfg_json)
     cfg["quantile_levels"] = tuple(cfg["quantile_levels"])
-    harvest(
+    res = harvest(
         load_model(model_dir),
         dest,
         saes=[load_sae(sae_dir)],
@@ -44,6 +45,8 @@ def main() -> None:
         progress=False,
         log=lambda _: None,
     )
+    rank = int(os.environ.get("RANK", "0"))
+    print(json.dumps({"rank": rank, "n_tokens": res.n_tokens, "shards_run": res.shards_run}))
 
 
 if __name__ == "__main__":

@@ -85,9 +85,13 @@ def test_kill_9_mid_harvest_then_resume_gives_identical_records(
 
 
 def test_torchrun_two_gloo_ranks_match_one_process(saved: dict[str, Path], tmp_path: Path) -> None:
+    """5 shards on 2 ranks (3 and 2, the last one short): the records are one process's, and
+    every rank reports the run's whole token count."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
-    in_process(saved, tmp_path / "one")
+    cfg = dataclasses.replace(CFG, shard_rows=20)  # 96 rows of 16: 5 shards
+    one = in_process(saved, tmp_path / "one", cfg)
+    assert getattr(one, "n_tokens", None) == 1536
     r = subprocess.run(
         [
             torchrun,
@@ -95,7 +99,7 @@ def test_torchrun_two_gloo_ranks_match_one_process(saved: dict[str, Path], tmp_p
             "--nproc_per_node",
             "2",
             str(JOB),
-            *job_args(saved, tmp_path / "two"),
+            *job_args(saved, tmp_path / "two", cfg),
         ],
         env=env(),
         capture_output=True,
@@ -104,3 +108,7 @@ def test_torchrun_two_gloo_ranks_match_one_process(saved: dict[str, Path], tmp_p
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert_same_records(tmp_path / "one", tmp_path / "two")
+    reports = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert sorted(x["rank"] for x in reports) == [0, 1]
+    assert [x["n_tokens"] for x in reports] == [1536, 1536]
+    assert sorted(x["shards_run"] for x in reports) == [2, 3]

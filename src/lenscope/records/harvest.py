@@ -34,7 +34,7 @@ from lenscope.records.config import (
 )
 from lenscope.records.corpus import Corpus, open_corpus, prepare_corpus
 from lenscope.records.kernels import Workspace
-from lenscope.records.parallel import barrier, init_distributed
+from lenscope.records.parallel import barrier, init_distributed, over_ranks
 from lenscope.records.prio import QUANTILE_STREAM, RANDOM_STREAM, ROW_STREAM, priorities
 from lenscope.records.shards import (
     check_identity,
@@ -234,8 +234,13 @@ def harvest(
     barrier(world)
     mine = [s for s in range(n_shards) if s not in done][rank::world]
     t0 = time.perf_counter()
-    tokens_run = _run_shards(run, data, mine, work, progress and rank == 0)
+    label = f"harvest (rank 0 of {world}: its shards)" if world > 1 else "harvest"
+    tokens_run = _run_shards(run, data, mine, work, progress and rank == 0, label)
     seconds = time.perf_counter() - t0
+    # every rank's tokens, over the slowest rank's time: the run's own figures, however the
+    # shards fell to the ranks
+    tokens_run = int(over_ranks(tokens_run, world))
+    seconds = over_ranks(seconds, world, "max")
     barrier(world)
     run.states = {}  # merged from the saved states below
     if rank == 0:
@@ -267,7 +272,7 @@ def harvest(
     barrier(world)
     return HarvestResult(
         dest,
-        tokens_run * world,
+        tokens_run,
         n_nodes,
         seconds,
         tokens_run / seconds if seconds > 0 else 0.0,
@@ -282,7 +287,9 @@ def _corpus_identity(corpus: Sequence[str] | np.ndarray | None) -> Any:
     return [str(c) for c in corpus] if corpus else None
 
 
-def _run_shards(run: _Run, data: Corpus, mine: list[int], work: Path, progress: bool) -> int:
+def _run_shards(
+    run: _Run, data: Corpus, mine: list[int], work: Path, progress: bool, label: str = "harvest"
+) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -290,7 +297,7 @@ def _run_shards(run: _Run, data: Corpus, mine: list[int], work: Path, progress: 
     path = new_state_path(work)
     total = sum(min(cfg.shard_rows, len(data.rows) - s * cfg.shard_rows) for s in mine) * ctx
     cols = (
-        TextColumn("harvest"),
+        TextColumn(label),
         BarColumn(),
         TextColumn("{task.completed:,.0f}/{task.total:,.0f} tokens  {task.fields[rate]}"),
         TimeRemainingColumn(),

@@ -26,6 +26,15 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
+def over_ranks(value: float, world: int, op: str = "sum") -> float:
+    """`value` summed ("sum") or maximised ("max") over the ranks; every rank must call it."""
+    if world <= 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def local_device() -> torch.device:
     """cuda:LOCAL_RANK when GPUs are present, else the CPU."""
     if torch.cuda.is_available():
