@@ -90,11 +90,18 @@ def _window(pos: int, ctx: int) -> tuple[int, int]:
 
 
 def test_top_examples_match_brute_force(run: dict[str, Any]) -> None:
+    """The top examples are the largest activations outside each row's first `context_only`
+    positions (a row's first token has no context); the max statistic still sees every token."""
     flat_rows = run["rows"].reshape(-1)
+    assert CFG.context_only == 1
+    eligible = np.arange(flat_rows.size) % CFG.ctx >= CFG.context_only
+    first_wins = 0
     for nid, r in run["nodes"].items():
         g, i = group_of(nid)
         x = run["ref"][g][:, i]
-        want = np.sort(x)[::-1][: CFG.top_k]
+        want = np.sort(x[eligible])[::-1][: CFG.top_k]
+        first_wins += int(x.argmax() % CFG.ctx < CFG.context_only and x.max() > want[0])
+        assert all(e.position % CFG.ctx >= CFG.context_only for e in r.top), nid
         got = [e.activation for e in r.top]
         assert got == sorted(got, reverse=True), nid
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=nid)
@@ -104,6 +111,7 @@ def test_top_examples_match_brute_force(run: dict[str, Any]) -> None:
             assert e.token_ids == flat_rows[lo:hi].tolist()
             assert e.center == e.position - lo
             assert e.acts[e.center] == pytest.approx(e.activation)
+    assert first_wins > 0  # the rule matters here: some nodes peak at a row's first token
 
 
 def test_head_attention_matches_the_pattern(run: dict[str, Any]) -> None:
@@ -275,3 +283,21 @@ def test_corrupt_parquet_is_a_clear_error(run: dict[str, Any], tmp_path: Path) -
     f.write_bytes(raw)
     with pytest.raises(ArtifactError, match="rebuild"):
         Records(bad).node("L0.N3")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"context_only": 16}, r"context_only must lie in \[0, 15\]"),
+        ({"context_only": -1}, "context_only must lie"),
+        ({"shard_rows": 6, "batch_rows": 4}, "must be a multiple of batch_rows"),
+        ({"top_k": 0}, "top_k must lie"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(
+    run: dict[str, Any], change: dict[str, Any], needle: str
+) -> None:
+    import dataclasses
+
+    with pytest.raises(InputError, match=needle):
+        dataclasses.replace(CFG, **change).validate(run["model"])

@@ -61,6 +61,10 @@ class HarvestConfig:
     per_quantile: int = 5
     before: int = 23  # context tokens kept before an example's token
     after: int = 8  # and after it
+    # Positions at the start of every row that are context only: never a top example. A row's
+    # first token has nothing before it (an attention sink, unlike any token in context), and
+    # its activations would otherwise crowd the top examples with windows that show no context.
+    context_only: int = 1
     hist_bins: int = 32
     sample_rate: float = 0.0625  # fraction of rows feeding quantile samples and histograms
     calib_rows: int = 32
@@ -106,6 +110,7 @@ class HarvestConfig:
             "quantile_levels must be increasing numbers in [0, 1)",
         )
         need(self.before >= 0 and self.after >= 0, "before and after must be >= 0")
+        need(0 <= self.context_only < ctx, f"context_only must lie in [0, {ctx - 1}] (ctx {ctx})")
         need(1 <= self.hist_bins <= 4096, "hist_bins must lie in [1, 4096]")
         need(0.0 < self.sample_rate <= 1.0, "sample_rate must lie in (0, 1]")
         need(self.calib_rows >= 1, "calib_rows must be at least 1")

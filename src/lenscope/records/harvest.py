@@ -164,7 +164,15 @@ class _Run:
         else:
             qkey = priorities(cfg.seed, QUANTILE_STREAM, pos)
         self.info = BatchInfo(
-            base, ctx, self.offsets, sub, torch.from_numpy(qkey).to(dev), r_slots, r_tok, self.ws
+            base,
+            ctx,
+            self.offsets,
+            sub,
+            torch.from_numpy(qkey).to(dev),
+            r_slots,
+            r_tok,
+            self.ws,
+            context_only=cfg.context_only,
         )
         self._forward(rows, self._update)
         self.info = None

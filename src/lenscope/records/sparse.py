@@ -131,14 +131,18 @@ def extrema(x: SparseRows) -> tuple[Tensor, Tensor]:
 
 
 def top_candidates(
-    x: SparseRows, kth: Tensor, k: int, strict: bool
+    x: SparseRows, kth: Tensor, k: int, strict: bool, context: tuple[int, int] = (1, 0)
 ) -> tuple[Tensor, Tensor] | None:
     """Candidates for each node's top-k, in `kernels.top_candidates`' format: (key [n, c] =
     -value or +inf, tok [n, c]). `kth` [n] is the node's current k-th best (-inf while it holds
-    fewer than k); a token qualifies above it (or at it unless `strict`)."""
+    fewer than k); a token qualifies above it (or at it unless `strict`). `context` = (ctx, c):
+    the first c tokens of every row of ctx never qualify."""
     n, t = x.n, x.shape[0]
     node, tok, v = x.entries()
     ok = v > kth[node] if strict else v >= kth[node]
+    ctx, c = context
+    if c:
+        ok &= tok % ctx >= c
     node, tok, v = node[ok], tok[ok], v[ok]
     # best first: token order is already ascending; stable sorts by -value then by node
     o = torch.argsort(-v, stable=True)
@@ -154,7 +158,7 @@ def top_candidates(
     z_nodes = torch.nonzero(need).squeeze(1)
     z_node = z_tok = z_rank = node.new_zeros(0)
     if z_nodes.numel():
-        z_node, z_tok, z_rank = _first_zero_tokens(x, z_nodes, need, have, k)
+        z_node, z_tok, z_rank = _first_zero_tokens(x, z_nodes, need, have, k, context)
     node = torch.cat([node, z_node])
     if node.numel() == 0:
         return None
@@ -169,18 +173,28 @@ def top_candidates(
 
 
 def _first_zero_tokens(
-    x: SparseRows, nodes: Tensor, need: Tensor, have: Tensor, k: int
+    x: SparseRows,
+    nodes: Tensor,
+    need: Tensor,
+    have: Tensor,
+    k: int,
+    context: tuple[int, int] = (1, 0),
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(node, token, rank) of the first `need[j]` tokens at which node j is 0, ranked after its
-    `have[j]` positive candidates. They lie among the first 2k tokens: a node needing zeros has
-    fewer than k positive entries there."""
+    """(node, token, rank) of the first `need[j]` tokens at which node j is 0 (outside the first
+    c tokens of each row, `context` = (ctx, c)), ranked after its `have[j]` positive candidates.
+    They lie among the first 2k eligible tokens: a node needing zeros has fewer than k positive
+    entries there. Those 2k lie in at most 2k // (ctx - c) + 1 rows, so among the first
+    2k + c (2k // (ctx - c) + 2) tokens."""
     t = x.shape[0]
-    span = min(t, 2 * k)
+    ctx, c = context
+    span = min(t, 2 * k if not c else 2 * k + c * (2 * k // max(ctx - c, 1) + 2))
     pos = torch.zeros(x.n, span, dtype=torch.bool, device=x.idx.device)
     head_idx, head_val = x.idx[:span], x.val[:span]
     rows = torch.arange(span, device=x.idx.device).unsqueeze(1).expand_as(head_idx)
     nz = head_val != 0
     pos[head_idx[nz], rows[nz]] = True
+    if c:  # the rows' first c tokens are never candidates: mark them taken
+        pos[:, torch.arange(span, device=pos.device) % ctx < c] = True
     free = ~pos[nodes]  # [z, span]: tokens where the node is 0
     order = free.to(torch.int32).cumsum(1)
     want = need[nodes].unsqueeze(1)

@@ -73,6 +73,7 @@ class BatchInfo:
     r_slots: Tensor  # random-sample slots taken over by this batch's tokens ...
     r_tok: Tensor  # ... and those tokens (batch indices)
     ws: Workspace = field(default_factory=Workspace)  # scratch buffers shared by all groups
+    context_only: int = 0  # first positions of each row that are never top examples
 
 
 @dataclass
@@ -147,6 +148,7 @@ class GroupState:
             "hist": torch.zeros((n, bins + 2), dtype=torch.long, device=dev),
             "active": torch.zeros(n, dtype=torch.long, device=dev),
             "vmin": full((n,), INF),
+            "vmax": full((n,), -INF),
             "mom": torch.zeros((4, n), dtype=torch.float64, device=dev),
         }
         if heads:
@@ -178,6 +180,7 @@ class GroupState:
         t["mom"] += sums[:4]
         t["active"] += sums[4].round_().long()
         torch.minimum(t["vmin"], vmin, out=t["vmin"])
+        torch.maximum(t["vmax"], vmax, out=t["vmax"])
         self._top(x, vmax, info, qk, attn_scale, strict)
         if self.r and info.r_slots.numel():
             slots, tok = info.r_slots, info.r_tok
@@ -232,8 +235,17 @@ class GroupState:
         """Merge the batch's candidates for the top-k (see `top_candidates`) into the slots."""
         t = self.t
         kth = -t["top_key"].amax(1)
+        first = info.context_only
         if isinstance(x, SparseRows):
-            cand = sparse.top_candidates(x, kth, self.k, strict)
+            cand = sparse.top_candidates(x, kth, self.k, strict, (info.ctx, first))
+        elif first:  # the rows' first positions out of the running, restored before their windows
+            heads = x.view(-1, info.ctx, x.shape[1])[:, :first]
+            saved = heads.clone()
+            heads.fill_(-INF)
+            try:
+                cand = top_candidates(x, vmax, kth, self.k, strict)
+            finally:
+                heads.copy_(saved)
         else:
             cand = top_candidates(x, vmax, kth, self.k, strict)
         if cand is None:
@@ -305,6 +317,7 @@ class GroupState:
         t["hist"] += u["hist"]
         t["active"] += u["active"]
         torch.minimum(t["vmin"], u["vmin"], out=t["vmin"])
+        torch.maximum(t["vmax"], u["vmax"], out=t["vmax"])
         kept = -1
         for name in ("top_pos", "q_pos"):
             if u[name].numel():

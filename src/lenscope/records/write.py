@@ -144,7 +144,7 @@ def write_records(
             "skew": mom["skew"],
             "kurtosis": mom["kurtosis"],
             "density": st.t["active"].cpu().numpy() / max(shared.n_tokens, 1),
-            "max": -st.t["top_key"].amin(1).cpu().numpy(),
+            "max": st.t["vmax"].cpu().numpy(),
             "min": st.t["vmin"].cpu().numpy(),
             "hist_lo": hist_lo,
             "hist_hi": hist_lo + cfg.hist_bins / c.hist_scale.cpu().numpy(),
