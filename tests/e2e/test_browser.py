@@ -65,17 +65,37 @@ def test_ask_sort_ablate_trace(page: Any, served: str) -> None:
     )
     shot(pg, "01-debugger")
 
-    # sort by estimated total effect (largest magnitude first), flip it, flip it back
+    # the table opens on the biggest estimated total effects of either sign (|▼|)
+    arrow = "button.sort[data-column=total_effect] .arrow"
+    assert pg.text_content(arrow).strip() == "|▼|"
+    mags = [abs(v) for v in values(pg, "total_effect") if v is not None]
+    assert len(mags) >= 3 and mags == sorted(mags, reverse=True)
+    # sort by estimated total effect: largest magnitude first, then by signed value both ways
     pg.click("button.sort[data-column=ablation_effect]")
     assert "sort=ablation_effect" in pg.url
     pg.click("button.sort[data-column=total_effect]")
     assert "sort=" not in pg.url and "dir=" not in pg.url  # the default view: short URLs
-    mags = [abs(v) for v in values(pg, "total_effect") if v is not None]
-    assert len(mags) >= 3 and mags == sorted(mags, reverse=True)
+    assert [abs(v) for v in values(pg, "total_effect") if v is not None] == mags
+    assert pg.text_content(arrow).strip() == "|▼|"
     pg.click("button.sort[data-column=total_effect]")
-    assert "dir=asc" in pg.url
-    assert [abs(v) for v in values(pg, "total_effect") if v is not None] == sorted(mags)
+    assert "abs=0" in pg.url and "dir=" not in pg.url
+    signed = [v for v in values(pg, "total_effect") if v is not None]
+    assert signed == sorted(signed, reverse=True) and pg.text_content(arrow).strip() == "▼"
     pg.click("button.sort[data-column=total_effect]")
+    assert "dir=asc" in pg.url and "abs=0" in pg.url
+    assert [v for v in values(pg, "total_effect") if v is not None] == sorted(signed)
+    assert pg.text_content(arrow).strip() == "▲"
+    pg.click("button.sort[data-column=total_effect]")
+    assert "sort=" not in pg.url and "dir=" not in pg.url and "abs=" not in pg.url
+    # explanations and top tokens stay inside their cell (whitespace tokens are long)
+    pg.wait_for_function("document.querySelectorAll('.loading').length === 0", timeout=60_000)
+    spill = pg.locator("[data-testid=node-table] .summary").evaluate_all(
+        "ss => ss.filter(s => s.parentElement.scrollWidth > s.parentElement.clientWidth + 1"
+        " || [...s.children].some(c => c.getBoundingClientRect().height"
+        " > 3 * parseFloat(getComputedStyle(c).fontSize)))"
+        ".map(s => s.closest('tr').dataset.node)"
+    )
+    assert not spill, spill
     pg.click("button.sort[data-column=direct_effect]")
     direct = [v for v in values(pg, "direct_effect") if v is not None]
     assert [abs(v) for v in direct] == sorted((abs(v) for v in direct), reverse=True)
@@ -286,6 +306,47 @@ def test_node_pages_open_from_a_typed_or_shared_url(page: Any, served: str) -> N
         assert node in pg.locator("h1, h2").first.text_content()
         pg.reload()
         pg.wait_for_selector("[data-testid=examples] li", timeout=60_000)
+
+    # the layer links say which layer they go to
+    last = model.cfg.n_layers - 1
+    pg.goto(f"{base}/node/L1.H0")
+    pg.wait_for_selector("[data-testid=examples] li", timeout=60_000)
+    assert pg.text_content("[data-nav=earlier-layer]").strip() == "← L0.H0 (layer 0)"
+    if last >= 2:
+        assert pg.text_content("[data-nav=later-layer]").strip() == "L2.H0 (layer 2) →"
+
+    # a node the model does not have: its reason, and no made-up neighbours or text form
+    bad = f"L{last + 5}.H{model.cfg.n_heads + 91}"
+    pg.goto(f"{base}/node/{bad}")
+    pg.wait_for_selector("[role=alert]", timeout=60_000)
+    assert f"layer {last + 5} does not exist (0..{last})" in pg.text_content("[role=alert]")
+    hrefs = pg.locator("nav.node-nav a").evaluate_all("as => as.map(a => a.getAttribute('href'))")
+    assert all(not h.startswith("/node/") for h in hrefs), hrefs
+    assert pg.locator("[data-testid=my-text]").count() == 0
+    shot(pg, "04b-no-such-node")
+
+
+def test_a_non_finite_answer_is_never_a_change(page: Any, served: str) -> None:
+    """Steering with a huge coefficient makes the output inf/NaN: the page shows the server's
+    rejection (or, from a server that answers null, "–"), never a change of -value."""
+    pg = page
+    pg.goto(served + ("&" if "?" in served else "?") + "kinds=latent")
+    pg.wait_for_selector("[data-testid=node-table] tbody tr", timeout=60_000)
+    steer = pg.locator("[data-testid=node-table] button[data-action=steer]")
+    if steer.count() == 0:
+        pytest.skip("no SAE latent rows to steer")
+    latent = steer.first.locator("xpath=ancestor::tr").get_attribute("data-node")
+    pg.goto(served + "&steer=" + latent.split("@")[0] + "~1e30")
+    pg.wait_for_selector("[role=alert], [data-testid=value-change]", timeout=60_000)
+    pg.wait_for_function("document.querySelectorAll('.loading').length === 0", timeout=60_000)
+    if pg.locator("[data-testid=value-change]").count():
+        assert pg.get_attribute("[data-testid=value-change]", "data-value") == ""
+        assert pg.text_content("[data-testid=value-change]") == "–"
+    else:
+        assert "non-finite" in pg.text_content("[role=alert]")
+    shot(pg, "11-non-finite")
+    # the browser logs the rejected request itself; that is this test's point, not a page error
+    pg.errors[:] = [e for e in pg.errors if "status of 400" not in e]
 
 
 def test_lens_circuits_and_markov_pages(page: Any, served: str) -> None:

@@ -2,7 +2,7 @@ import { cleanup, fireEvent, render } from "@testing-library/react";
 import { useState } from "react";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Dir } from "../lib/sort";
-import { SortTable, type Col } from "./SortTable";
+import { nextSort, SortTable, type Col } from "./SortTable";
 
 interface Row {
   node: string;
@@ -29,6 +29,12 @@ function Harness({ abs }: { abs: boolean }) {
   return <SortTable rows={ROWS} cols={COLS} rowKey={(r) => r.node} sort={sort} dir={dir} abs={abs} onSort={(k, d) => { setSort(k); setDir(d); }} testid="t" />;
 }
 
+/** A table whose parent keeps the magnitude switch, as the debugger's tables do. */
+function MagnitudeHarness() {
+  const [s, setS] = useState<{ sort: string; dir: Dir; abs: boolean }>({ sort: "a", dir: "desc", abs: true });
+  return <SortTable rows={ROWS} cols={COLS} rowKey={(r) => r.node} sort={s.sort} dir={s.dir} abs={s.abs} onSort={(sort, dir, abs) => setS({ sort, dir, abs })} testid="t" />;
+}
+
 const order = (c: HTMLElement) => [...c.querySelectorAll("tbody tr")].map((tr) => tr.getAttribute("data-node"));
 
 afterEach(cleanup);
@@ -47,6 +53,38 @@ describe("SortTable", () => {
   it("ranks by magnitude when asked", () => {
     const { container } = render(<Harness abs />);
     expect(order(container)).toEqual(["L1.H0", "embed", "L0.H1", "pos"]);
+  });
+
+  it("starts effect columns at the biggest magnitudes, then signed largest first, then smallest first", () => {
+    const { container, getByText } = render(<MagnitudeHarness />);
+    const arrow = (col: string) => container.querySelector(`button.sort[data-column=${col}] .arrow`)?.textContent?.trim();
+    // a: 1.5, -4, null, 2 -> |a| 4, 2, 1.5 (the biggest effect of either sign first)
+    expect(order(container)).toEqual(["L1.H0", "embed", "L0.H1", "pos"]);
+    expect(arrow("a")).toBe("|▼|");
+    expect(container.querySelector("button.sort[data-column=a]")?.getAttribute("title")).toContain("Sorted by magnitude, largest first");
+    // the first click on the sorted header must not show the smallest effects first
+    fireEvent.click(getByText("a", { selector: "button", exact: false }));
+    expect(order(container)).toEqual(["embed", "L0.H1", "L1.H0", "pos"]);
+    expect(arrow("a")).toBe("▼");
+    fireEvent.click(getByText("a", { selector: "button", exact: false }));
+    expect(order(container)).toEqual(["L1.H0", "L0.H1", "embed", "pos"]);
+    expect(arrow("a")).toBe("▲");
+    fireEvent.click(getByText("a", { selector: "button", exact: false }));
+    expect(order(container)).toEqual(["L1.H0", "embed", "L0.H1", "pos"]);
+    expect(arrow("a")).toBe("|▼|");
+    // another column starts at its biggest magnitudes too: b: -3, 2, 0.5, 1
+    fireEvent.click(getByText("b", { selector: "button", exact: false }));
+    expect(order(container)).toEqual(["L0.H1", "L1.H0", "embed", "pos"]);
+    expect(arrow("b")).toBe("|▼|");
+    expect(arrow("a")).toBe("↕");
+  });
+
+  it("cycles magnitude and value only in tables that rank by magnitude", () => {
+    expect(nextSort("a", { sort: "b", dir: "asc", abs: false })).toEqual({ sort: "a", dir: "desc", abs: true });
+    expect(nextSort("a", { sort: "a", dir: "asc", abs: true })).toEqual({ sort: "a", dir: "desc", abs: true });
+    expect(nextSort("a", { sort: "a", dir: "desc" })).toEqual({ sort: "a", dir: "asc", abs: false });
+    expect(nextSort("a", { sort: "a", dir: "asc" })).toEqual({ sort: "a", dir: "desc", abs: false });
+    expect(nextSort("b", { sort: "a", dir: "asc" })).toEqual({ sort: "b", dir: "desc", abs: false });
   });
 
   it("prints every number and shades by sign", () => {

@@ -1,4 +1,8 @@
 // A table sortable by any numeric column (click or Enter on a header), numbers shaded by sign.
+// Tables given `abs` (effects: signed numbers where the big ones of either sign matter) start a
+// column at its largest magnitudes (|▼|); clicking the sorted header again goes to signed values,
+// largest first (▼), then smallest first (▲), then back to magnitudes. Tables without `abs` toggle
+// ▼ / ▲.
 import type { ReactNode } from "react";
 import { diverging, maxAbs } from "../lib/color";
 import { fmt } from "../lib/format";
@@ -19,12 +23,28 @@ interface Props<T> {
   rowKey: (row: T) => string;
   sort: string;
   dir: Dir;
-  abs?: boolean;
-  onSort: (key: string, dir: Dir) => void;
+  abs?: boolean; // rank by magnitude (given: the header cycles |▼| → ▼ → ▲ → |▼|)
+  onSort: (key: string, dir: Dir, abs: boolean) => void;
   actions?: (row: T) => ReactNode;
   caption?: string;
   testid?: string;
   highlight?: (row: T) => boolean;
+}
+
+/** The sort a click on column `key` asks for, given the current one. */
+export function nextSort(key: string, cur: { sort: string; dir: Dir; abs?: boolean }): { sort: string; dir: Dir; abs: boolean } {
+  const active = key === cur.sort;
+  if (cur.abs === undefined) return { sort: key, dir: active && cur.dir === "desc" ? "asc" : "desc", abs: false };
+  if (!active) return { sort: key, dir: "desc", abs: true };
+  if (cur.abs && cur.dir === "desc") return { sort: key, dir: "desc", abs: false };
+  if (!cur.abs && cur.dir === "desc") return { sort: key, dir: "asc", abs: false };
+  return { sort: key, dir: "desc", abs: true };
+}
+
+/** The header's arrow and its words: |▼| by magnitude, ▼ / ▲ by signed value. */
+export function sortLabel(dir: Dir, abs: boolean): { arrow: string; words: string } {
+  if (abs) return dir === "desc" ? { arrow: "|▼|", words: "by magnitude, largest first" } : { arrow: "|▲|", words: "by magnitude, smallest first" };
+  return dir === "desc" ? { arrow: "▼", words: "by value, largest first" } : { arrow: "▲", words: "by value, smallest first" };
 }
 
 export function SortTable<T>({ rows, cols, rowKey, sort, dir, abs, onSort, actions, caption, testid, highlight }: Props<T>) {
@@ -39,6 +59,9 @@ export function SortTable<T>({ rows, cols, rowKey, sort, dir, abs, onSort, actio
           <tr>
             {cols.map((c) => {
               const active = c.key === sort && !!c.value;
+              const now = sortLabel(dir, !!abs);
+              const next = nextSort(c.key, { sort, dir, abs });
+              const then = sortLabel(next.dir, next.abs);
               return (
                 <th
                   key={c.key}
@@ -52,12 +75,15 @@ export function SortTable<T>({ rows, cols, rowKey, sort, dir, abs, onSort, actio
                       type="button"
                       className="sort"
                       data-column={c.key}
-                      onClick={() => onSort(c.key, active && dir === "desc" ? "asc" : "desc")}
+                      data-sort={active ? (abs ? `abs-${dir}` : dir) : undefined}
+                      title={`${c.title ? `${c.title}. ` : ""}${active ? `Sorted ${now.words}; click` : "Click"} to sort ${then.words}.`}
+                      onClick={() => onSort(next.sort, next.dir, next.abs)}
                     >
                       {c.label}
                       <span className="arrow" aria-hidden="true">
-                        {active ? (dir === "desc" ? " ▼" : " ▲") : " ↕"}
+                        {active ? ` ${now.arrow}` : " ↕"}
                       </span>
+                      {active && <span className="sr-only"> (sorted {now.words})</span>}
                     </button>
                   ) : (
                     c.label

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { diverging, maxAbs, rankColor, sequential } from "./color";
-import { fmt, pct, showToken } from "./format";
+import { change, compactToken, fmt, isNum, pct, showToken } from "./format";
 import { inkFor } from "../components/Heatmap";
 
 describe("format", () => {
@@ -18,6 +18,32 @@ describe("format", () => {
     expect(showToken(" print")).toBe("·print");
     expect(showToken("\n    ")).toBe("↵····");
     expect(showToken("\t")).toBe("→");
+  });
+});
+
+describe("values that are not numbers", () => {
+  it("never enter a difference: null, NaN and infinities give null, not a change of -baseline", () => {
+    expect(change(3, 1)).toBe(2);
+    expect(change(-0.5, 1.5)).toBe(-2);
+    for (const bad of [null, undefined, NaN, Infinity, -Infinity]) {
+      expect(change(bad, 1.984)).toBeNull();
+      expect(change(1.984, bad)).toBeNull();
+      expect(isNum(bad)).toBe(false);
+    }
+    expect(isNum(0)).toBe(true);
+    expect(fmt(change(null, 1.984), 4)).toBe("–");
+    expect(pct(null)).toBe("–");
+    expect(pct(NaN)).toBe("–");
+  });
+});
+
+describe("compact tokens", () => {
+  it("shorten long runs of whitespace marks and keep short ones", () => {
+    expect(compactToken("\n" + " ".repeat(36))).toBe("↵·×36");
+    expect(compactToken("\n    ")).toBe("↵····");
+    expect(compactToken("\t\t\t\t\tx")).toBe("→×5x");
+    expect(compactToken(" print")).toBe("·print");
+    expect(compactToken(null)).toBe("");
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { componentOf, formatNode, hasPage, neighbours, parseNode } from "./nodes";
+import { componentOf, formatNode, hasPage, neighbours, nodeProblem, parseNode } from "./nodes";
 
 describe("node ids", () => {
   it("parse and format round-trip every form", () => {
@@ -61,5 +61,36 @@ describe("neighbours", () => {
   it("has no neurons in an attention-only model", () => {
     const nb = neighbours("L0.N1", { ...info, config: { ...info.config, attn_only: true } });
     expect(nb).toEqual({ prev: null, next: null, prevLayer: null, nextLayer: null });
+  });
+
+  it("makes up no neighbours for a node the model does not have", () => {
+    const none = { prev: null, next: null, prevLayer: null, nextLayer: null };
+    // L9.H99 on 3 layers of 4 heads: not ↑ L8.H99 nor ‹ L21.H2 (9*4+99-1 = 134 wrapped)
+    for (const id of ["L9.H99", "L1.H99", "L3.H0", "L0.N5", "L1.N99", "L1.resid_post.F0", "L0.resid_post.F6", "L2.resid_post.F4"]) {
+      expect(nodeProblem(id, info)).not.toBeNull();
+      expect(neighbours(id, info)).toEqual(none);
+    }
+  });
+});
+
+describe("nodeProblem", () => {
+  const info = {
+    config: { n_layers: 4, n_heads: 8, d_mlp: 1024, attn_only: false, positional: "learned" } as Record<string, unknown>,
+    saes: [{ name: "a", hook: "blocks.2.hook_resid_post", d_sae: 2048, node_prefix: "L2.resid_post" }],
+  };
+
+  it("says why, in the server's words", () => {
+    expect(nodeProblem("L9.H99", info)).toBe("node L9.H99: layer 9 does not exist (0..3)");
+    expect(nodeProblem("L1.H8", info)).toBe("node L1.H8: head 8 does not exist (0..7)");
+    expect(nodeProblem("L1.N1024", info)).toBe("node L1.N1024: neuron 1024 does not exist (0..1023)");
+    expect(nodeProblem("L2.resid_post.F2048", info)).toBe("node L2.resid_post.F2048: latent 2048 does not exist (0..2047)");
+    expect(nodeProblem("L1.resid_post.F3", info)).toBe("node L1.resid_post.F3: no SAE is spliced at blocks.1.hook_resid_post (spliced: blocks.2.hook_resid_post)");
+    expect(nodeProblem("L0.N1", { ...info, config: { ...info.config, attn_only: true } })).toBe("node L0.N1: the model is attention-only, it has no neurons");
+    expect(nodeProblem("pos", { ...info, config: { ...info.config, positional: "rotary" } })).toBe("node pos: the model has no learned position embedding");
+    expect(nodeProblem("L1.X", info)).toContain("is not a node id");
+  });
+
+  it("accepts every node the model has, with or without positions", () => {
+    for (const id of ["L0.H0", "L3.H7", "L3.H7@4:2", "L0.N0", "L3.N1023@1", "L2.resid_post.F0", "L2.resid_post.F2047", "embed", "pos@3"]) expect(nodeProblem(id, info)).toBeNull();
   });
 });

@@ -63,6 +63,35 @@ export function hasPage(text: string): boolean {
   return n !== null && (n.kind === "head" || n.kind === "neuron" || n.kind === "latent");
 }
 
+type Cfg = { n_layers: number; n_heads: number; d_mlp: number; attn_only: boolean; positional?: string };
+
+/** Why node `text` does not exist in the served model (the server's words, lenscope/nodes.py
+ * NodeId.check), or null when it does. Positions are not checked: they depend on a prompt. */
+export function nodeProblem(text: string, info: Pick<ModelInfo, "config" | "saes">): string | null {
+  const n = parseNode(text);
+  if (!n) return `${text} is not a node id (L1.H2, L0.N17, L2.resid_post.F7)`;
+  const cfg = info.config as unknown as Cfg;
+  const name = formatNode({ ...n, position: null, key: null });
+  if (typeof cfg.n_layers !== "number") return null; // no shape to check against: the server will
+  if (n.layer !== null && !(n.layer >= 0 && n.layer < cfg.n_layers)) return `node ${name}: layer ${n.layer} does not exist (0..${cfg.n_layers - 1})`;
+  const index = n.index ?? 0;
+  if (n.kind === "head" && !(index < cfg.n_heads)) return `node ${name}: head ${index} does not exist (0..${cfg.n_heads - 1})`;
+  if (n.kind === "neuron") {
+    if (cfg.attn_only || !cfg.d_mlp) return `node ${name}: the model is attention-only, it has no neurons`;
+    if (!(index < cfg.d_mlp)) return `node ${name}: neuron ${index} does not exist (0..${cfg.d_mlp - 1})`;
+  }
+  if (n.kind === "pos" && cfg.positional !== undefined && cfg.positional !== "learned") return `node ${name}: the model has no learned position embedding`;
+  if (n.kind === "latent") {
+    const sae = info.saes.find((s) => s.node_prefix === `L${n.layer}.${n.site}`);
+    if (!sae) {
+      const have = info.saes.map((s) => s.hook).join(", ") || "none";
+      return `node ${name}: no SAE is spliced at blocks.${n.layer}.hook_${n.site} (spliced: ${have})`;
+    }
+    if (!(index < sae.d_sae)) return `node ${name}: latent ${index} does not exist (0..${sae.d_sae - 1})`;
+  }
+  return null;
+}
+
 export interface Neighbours {
   prev: string | null;
   next: string | null;
@@ -70,14 +99,13 @@ export interface Neighbours {
   nextLayer: string | null;
 }
 
-type Cfg = { n_layers: number; n_heads: number; d_mlp: number; attn_only: boolean };
-
 /** Previous / next node of the same kind (wrapping into the next layer) and the same index one
- * layer up or down, within the model's sizes. */
+ * layer earlier (prevLayer) or later (nextLayer), within the model's sizes; none at all for a
+ * node the model does not have. */
 export function neighbours(text: string, info: Pick<ModelInfo, "config" | "saes">): Neighbours {
   const none = { prev: null, next: null, prevLayer: null, nextLayer: null };
   const n = parseNode(text);
-  if (!n || n.layer === null || n.index === null) return none;
+  if (!n || n.layer === null || n.index === null || nodeProblem(text, info) !== null) return none;
   const cfg = info.config as unknown as Cfg;
   const make = (layer: number, index: number) => formatNode({ ...n, layer, index, position: null, key: null });
   if (n.kind === "latent") {

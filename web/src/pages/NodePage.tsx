@@ -10,7 +10,7 @@ import { Histogram } from "../components/Histogram";
 import { ErrorBox, Loading } from "../components/Status";
 import { TokenView } from "../components/TokenView";
 import { fmt, pct, showToken } from "../lib/format";
-import { neighbours, parseNode } from "../lib/nodes";
+import { neighbours, nodeProblem, parseNode } from "../lib/nodes";
 import { Link, navigate, urlOf } from "../lib/router";
 import { useAsync } from "../lib/useAsync";
 import { LAST_DEBUGGER } from "./DebuggerPage";
@@ -28,8 +28,11 @@ export function NodePage({ id, params }: { id: string; params: URLSearchParams }
     for (const [k, v] of Object.entries(patch)) if (v) p.set(k, v); else p.delete(k);
     navigate(urlOf(`/node/${id}`, p), true);
   };
-  const rec = useAsync(info.records.available && node ? `rec:${id}` : null, (signal) => get("/api/nodes/{node_id}", {}, { node_id: id }, signal));
+  // a node the model does not have gets its reason, and no record, neighbours or text form
+  const problem = nodeProblem(id, info);
+  const rec = useAsync(info.records.available && node && !problem ? `rec:${id}` : null, (signal) => get("/api/nodes/{node_id}", {}, { node_id: id }, signal));
   const nb = neighbours(id, info);
+  const layerOf = (n: string) => parseNode(n)?.layer;
   const back = sessionStorage.getItem(LAST_DEBUGGER) ?? "/";
   const kindName = node?.kind === "head" ? "attention head" : node?.kind === "neuron" ? "MLP neuron" : node?.kind === "latent" ? "SAE latent" : "node";
 
@@ -38,16 +41,24 @@ export function NodePage({ id, params }: { id: string; params: URLSearchParams }
       <nav className="node-nav" aria-label="node navigation">
         <Link to={back}>← debugger</Link>
         <span className="sep" />
-        {nb.prevLayer && <Link to={`/node/${nb.prevLayer}`} title="same index, layer below">↑ {nb.prevLayer}</Link>}
-        {nb.prev && <Link to={`/node/${nb.prev}`} rel="prev">‹ {nb.prev}</Link>}
-        {nb.next && <Link to={`/node/${nb.next}`} rel="next">{nb.next} ›</Link>}
-        {nb.nextLayer && <Link to={`/node/${nb.nextLayer}`} title="same index, layer above">↓ {nb.nextLayer}</Link>}
+        {nb.prevLayer && (
+          <Link to={`/node/${nb.prevLayer}`} data-nav="earlier-layer" title={`the same index in layer ${layerOf(nb.prevLayer)}, the earlier layer (closer to the input)`}>
+            ← {nb.prevLayer} (layer {layerOf(nb.prevLayer)})
+          </Link>
+        )}
+        {nb.prev && <Link to={`/node/${nb.prev}`} rel="prev" title="the previous node">‹ {nb.prev}</Link>}
+        {nb.next && <Link to={`/node/${nb.next}`} rel="next" title="the next node">{nb.next} ›</Link>}
+        {nb.nextLayer && (
+          <Link to={`/node/${nb.nextLayer}`} data-nav="later-layer" title={`the same index in layer ${layerOf(nb.nextLayer)}, the later layer (closer to the output)`}>
+            {nb.nextLayer} (layer {layerOf(nb.nextLayer)}) →
+          </Link>
+        )}
       </nav>
       <h1>
         <code>{id}</code> <small>{kindName}</small>
       </h1>
-      {!node && <ErrorBox error={new Error(`${id} is not a node id (L1.H2, L0.N17, L2.resid_post.F7)`)} />}
-      {node && !info.records.available && (
+      {problem && <ErrorBox error={new Error(problem)} />}
+      {!problem && !info.records.available && (
         <p className="empty" data-testid="no-records">
           {info.records.note || "No records are loaded, so there are no dataset examples."} Your own text still works below.
         </p>
@@ -65,7 +76,7 @@ export function NodePage({ id, params }: { id: string; params: URLSearchParams }
           onExplainer={(e) => set({ explainer: e === "offline" ? "" : e })}
         />
       )}
-      {node && <MyText id={id} text={text} onText={(t) => set({ text: t })} max={rec.data?.stats.max ?? null} head={node.kind === "head"} />}
+      {node && !problem && <MyText id={id} text={text} onText={(t) => set({ text: t })} max={rec.data?.stats.max ?? null} head={node.kind === "head"} />}
     </div>
   );
 }

@@ -3,7 +3,7 @@
 import type { Candidate, TokenRow, WhyResult } from "../../api/types";
 import { TokenView } from "../../components/TokenView";
 import type { DebuggerState, TokenColumn } from "../../lib/debuggerState";
-import { fmt, pct, showToken } from "../../lib/format";
+import { change, fmt, isNum, pct, showToken } from "../../lib/format";
 
 interface Props {
   result: WhyResult;
@@ -22,10 +22,19 @@ const TOKEN_COLUMNS: { c: TokenColumn; label: string }[] = [
 ];
 
 export function ValueLine({ result, baseline }: { result: WhyResult; baseline: number | null }) {
-  const delta = baseline === null ? null : result.value - baseline;
+  // The API sends null for a value that is not a finite number (an intervention can blow the
+  // output up): show "–" and never subtract it, or a change of -baseline would appear.
+  const value: number | null = isNum(result.value) ? result.value : null;
+  const delta = change(value, baseline);
   return (
     <p className="value" data-testid="value">
-      <span className="desc">{result.description}</span> = <strong data-testid="value-number" data-value={result.value}>{fmt(result.value, 4)}</strong>
+      <span className="desc">{result.description}</span> = <strong data-testid="value-number" data-value={value ?? ""}>{fmt(value, 4)}</strong>
+      {value === null && (
+        <span className="warn" data-testid="value-nonfinite">
+          {" "}
+          (not a finite number: the model's output is inf or NaN under these interventions)
+        </span>
+      )}
       {baseline !== null && (
         <span className="baseline" data-testid="baseline">
           {" "}
@@ -38,9 +47,15 @@ export function ValueLine({ result, baseline }: { result: WhyResult; baseline: n
 
 function Candidates({ cands, state, update }: { cands: Candidate[]; state: DebuggerState; update: Props["update"] }) {
   if (!cands.length) return null;
+  const finite = cands.some((c) => isNum(c.prob) && isNum(c.logit));
   return (
     <div className="candidates">
       <h3>Next-token candidates</h3>
+      {!finite && (
+        <p className="hint" data-testid="candidates-nonfinite">
+          probabilities and logits are not finite numbers under these interventions
+        </p>
+      )}
       <table>
         <tbody>
           {cands.map((c) => (

@@ -21,6 +21,7 @@ interface Props {
 export function AttentionPanel({ data, ablated, onAblate, onTrace }: Props) {
   const [sort, setSort] = useState("key_side");
   const [dir, setDir] = useState<Dir>("desc");
+  const [abs, setAbs] = useState(true);
   const [gran, setGran] = useState<"component" | "position" | "pair">("position");
   const rows = data.rows.filter((r) => r.granularity === gran);
   const cols: Col<SideRow>[] = [
@@ -52,10 +53,11 @@ export function AttentionPanel({ data, ablated, onAblate, onTrace }: Props) {
         rowKey={(r) => r.node}
         sort={sort}
         dir={dir}
-        abs
-        onSort={(k, d) => {
+        abs={abs}
+        onSort={(k, d, a) => {
           setSort(k);
           setDir(d);
+          setAbs(a);
         }}
         testid="attention-table"
         actions={(r) => <NodeActions node={r.node} ablated={ablated.includes(r.node)} onAblate={onAblate} onTrace={onTrace} />}

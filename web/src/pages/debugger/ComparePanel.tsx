@@ -2,7 +2,7 @@
 import type { CompareRow, Comparison } from "../../api/types";
 import { SortTable, type Col } from "../../components/SortTable";
 import type { Column, DebuggerState, Side } from "../../lib/debuggerState";
-import { fmt, showToken } from "../../lib/format";
+import { fmt, isNum, showToken } from "../../lib/format";
 import { NodeLink } from "./NodeActions";
 
 interface Props {
@@ -35,7 +35,8 @@ export function ComparePanel({ data, state, update }: Props) {
     <section className="panel" aria-label="comparison" data-testid="compare-panel">
       <h2>Comparison</h2>
       <p className="value">
-        {data.description}: left {fmt(data.left.value, 4)}, right {fmt(data.right.value, 4)}, right − left <strong>{fmt(data.value_diff, 4)}</strong>
+        {data.description}: left {fmt(data.left.value, 4)}, right {fmt(data.right.value, 4)}, right − left{" "}
+        <strong data-testid="value-diff">{fmt(isNum(data.left.value) && isNum(data.right.value) ? data.value_diff : null, 4)}</strong>
       </p>
       <div role="radiogroup" aria-label="side" className="tabs">
         {(["left", "right", "diff"] as const).map((s) => (
@@ -44,7 +45,7 @@ export function ComparePanel({ data, state, update }: Props) {
           </button>
         ))}
       </div>
-      <SortTable rows={rows} cols={cols} rowKey={(r) => r.node} sort={state.sort} dir={state.dir} abs={state.abs} onSort={(k, d) => update({ sort: k as Column, dir: d })} testid="compare-table" />
+      <SortTable rows={rows} cols={cols} rowKey={(r) => r.node} sort={state.sort} dir={state.dir} abs={state.abs} onSort={(k, d, a) => update({ sort: k as Column, dir: d, abs: a })} testid="compare-table" />
     </section>
   );
 }

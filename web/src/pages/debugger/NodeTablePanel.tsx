@@ -2,7 +2,7 @@
 import type { NodeRow, NodeSummary } from "../../api/types";
 import { SortTable, type Col } from "../../components/SortTable";
 import type { Column, DebuggerState, Granularity } from "../../lib/debuggerState";
-import { showToken } from "../../lib/format";
+import { compactToken, showToken } from "../../lib/format";
 import { componentOf } from "../../lib/nodes";
 import { NodeActions, NodeLink } from "./NodeActions";
 
@@ -39,8 +39,10 @@ export function SummaryCell({ s }: { s: NodeSummary | undefined }) {
   return (
     <span className="summary">
       {s.boosts.length > 0 && (
-        <span className="top-tokens" title="output tokens this node boosts (from its records)">
-          ↑ {s.boosts.slice(0, 4).map(showToken).join(" ")}
+        // long whitespace tokens (↵ and a run of ·) are shortened and the line is clipped to the
+        // cell; the tooltip has them in full
+        <span className="top-tokens" title={`output tokens this node boosts (from its records): ${s.boosts.slice(0, 4).map(showToken).join("  ")}`}>
+          ↑ {s.boosts.slice(0, 4).map(compactToken).join(" ")}
         </span>
       )}
       {e && (
@@ -118,7 +120,7 @@ export function NodeTablePanel({ rows, state, kinds, summaries, update, ablated,
         </label>
       </div>
       <p className="hint">
-        <b>est. total effect</b>: activation × gradient. <b>measured ablation</b>: the model re-run without the node — ablating it moves the value by that much. Click a header to sort; <kbd>/</kbd> edits the prompt.
+        <b>est. total effect</b>: activation × gradient. <b>measured ablation</b>: the model re-run without the node — ablating it moves the value by that much. Click a header to sort: first <b>|▼|</b> by magnitude (the biggest effects of either sign first), again for <b>▼</b> / <b>▲</b> by signed value; <kbd>/</kbd> edits the prompt.
       </p>
       {shown.length === 0 ? (
         <p className="empty">No {state.gran} rows{state.kinds.length ? " of the chosen kinds" : ""}.</p>
@@ -130,7 +132,7 @@ export function NodeTablePanel({ rows, state, kinds, summaries, update, ablated,
           sort={state.sort}
           dir={state.dir}
           abs={state.abs}
-          onSort={(key, dir) => update({ sort: key as Column, dir })}
+          onSort={(key, dir, abs) => update({ sort: key as Column, dir, abs })}
           testid="node-table"
           highlight={(r) => ablated.includes(r.node) || steered.includes(r.node)}
           actions={(r) => (

@@ -23,6 +23,7 @@ interface Props {
 export function TracePanel({ path, direction, data, error, loading, ablated, onPath, onAblate }: Props) {
   const [sort, setSort] = useState("edge");
   const [dir, setDir] = useState<Dir>("desc");
+  const [abs, setAbs] = useState(true);
   const [gran, setGran] = useState<"position" | "component" | "pair">("position");
   const ref = useRef<HTMLElement>(null);
   const key = `${path.join(",")}|${direction}`;
@@ -93,10 +94,11 @@ export function TracePanel({ path, direction, data, error, loading, ablated, onP
             rowKey={(r) => r.node}
             sort={sort}
             dir={dir}
-            abs
-            onSort={(k, d) => {
+            abs={abs}
+            onSort={(k, d, a) => {
               setSort(k);
               setDir(d);
+              setAbs(a);
             }}
             testid="trace-table"
             actions={(r) => (
