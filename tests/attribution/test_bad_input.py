@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from lenscope.attribution.api import Debugger
-from lenscope.attribution.questions import Logit, LogitDiff
+from lenscope.attribution.compare import Side
+from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff
 from lenscope.errors import InputError
 from lenscope.interventions.spec import InterventionSet, ablate
 from tests.attribution.factory import prompt, random_model, tokenized_model
@@ -77,3 +79,38 @@ def test_text_prompts_and_tokens_resolve(dbg: Debugger) -> None:
     assert r.targets[0].token.strip() == "w4" and r.targets[0].asked == " w4"
     assert [t.strip() for t in r.prompt.tokens[-3:]] == ["w1", "w2", "w3"]
     assert r.prompt.tokens[0] == "<|endoftext|>"
+
+
+def test_messages_speak_to_library_and_http_users_alike(dbg: Debugger) -> None:
+    with pytest.raises(InputError, match=r"starts from one node; give exactly one \(got 2\)$"):
+        dbg.trace("w1 w2 w3", Logit(token=3), ["L1.H0", "L0.H1"], "downstream")
+    mean = InterventionSet.of(*ablate("L0.H1", mode="mean"))
+    with pytest.raises(InputError, match="reference prompts") as e:
+        dbg.why("w1 w2 w3", Logit(token=3), mean)
+    assert "`reference`" in str(e.value) and "InterventionSet" not in str(e.value)
+
+
+def test_attention_descriptions_name_the_positions_read(dbg: Debugger) -> None:
+    ids = dbg.model.to_tokens("w1 w2 w3 w4")[0].tolist()
+    n = len(ids)
+    res = dbg.attention(ids, AttentionScore(layer=1, head=0, key_pos=1))
+    assert res.description == f"attention score L1.H0 query {n - 1} -> key 1"
+    assert (res.query_position, res.key_position) == (n - 1, 1)
+    res = dbg.attention(ids, AttentionScore(layer=1, head=0, query_pos=-2, key_pos=-3))
+    assert res.description == f"attention score L1.H0 query {n - 2} -> key {n - 3}"
+    q = AttentionScore(layer=1, head=0, key_pos=1)
+    assert dbg.why(ids, q, measure=0).description.endswith(f"query {n - 1} -> key 1")
+    # two prompts of different lengths: no one number is the last position
+    cmp = dbg.compare(q, Side(prompt=ids), Side(prompt=ids[:-1]), measure=0)
+    assert cmp.description == "attention score L1.H0 query at the last position -> key 1"
+    cmp = dbg.compare(q, Side(prompt=ids), Side(prompt=ids), measure=0)
+    assert cmp.description == f"attention score L1.H0 query {n - 1} -> key 1"
+
+
+def test_attention_positions_take_either_spelling() -> None:
+    short = AttentionScore.model_validate({"layer": 1, "head": 0, "query_pos": 3, "key_pos": 1})
+    long = {"layer": 1, "head": 0, "query_position": 3, "key_position": 1}
+    assert AttentionScore.model_validate(long) == short
+    assert short.model_dump()["key_pos"] == 1  # results echo the canonical name
+    with pytest.raises(ValidationError, match="give key_pos or key_position"):
+        AttentionScore.model_validate({"layer": 1, "head": 0, "key_pos": 1, "key_position": 1})

@@ -161,7 +161,9 @@ def test_bad_interventions(model: Any) -> None:
         value(dbg, ids, Patch(hook="blocks.9.hook_resid_pre", source=ids))
     with pytest.raises(InputError, match="source prompt has 3 tokens"):
         value(dbg, ids, Patch(hook="blocks.0.hook_resid_pre", source=ids[:3]))
-    with pytest.raises(InputError, match="reference prompts"):
+    with pytest.raises(
+        InputError, match=r"reference prompts \(the intervention set's `reference`\)"
+    ):
         value(dbg, ids, Ablate(node="L0.H1", mode="mean"))
     with pytest.raises(InputError, match="only be zero-ablated"):
         value(dbg, ids, Ablate(node="L0.H1@4:2", mode="mean"), reference=[ids])

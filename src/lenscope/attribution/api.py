@@ -69,6 +69,7 @@ class Debugger:
             batch = encode_prompts(view, prompts)
             plan = compile_plan(view, interventions, batch, self.latents)
             cap = capture(view, batch, resolved, plan, self.latents)
+            check_finite(cap, bool(interventions))
             yield Session(view, batch, resolved, plan, cap)
 
     def why(
@@ -138,7 +139,9 @@ class Debugger:
         return WhyResult(
             model=self.model.cfg.name,
             question=question,
-            description=s.question.describe(),
+            description=s.question.describe(
+                s.cap.answer[b], None if s.cap.keys is None else s.cap.keys[b]
+            ),
             prompt=PromptInfo(ids=ids, tokens=str_tokens(s.view, ids)),
             targets=s.question.targets,
             distractors=s.question.distractors,
@@ -227,7 +230,7 @@ class Debugger:
             ]
             return Comparison(
                 model=self.model.cfg.name,
-                description=a.question.describe(),
+                description=a.question.describe(*_same_positions(a.cap, b.cap)),
                 left=sides[0],
                 right=sides[1],
                 value_diff=sides[1].value - sides[0].value,
@@ -247,6 +250,39 @@ def candidates(model: HookedTransformer, cap: Capture, b: int, k: int = 10) -> l
         Candidate(token=str_tokens(model, [i])[0], id=i, logit=float(logits[i]), prob=float(p))
         for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
     ]
+
+
+def _same_positions(a: Capture, b: Capture) -> tuple[int | None, int | None]:
+    """The answer and key positions when both sides of a comparison read the same ones."""
+    ka = None if a.keys is None else a.keys[0]
+    kb = None if b.keys is None else b.keys[0]
+    if a.answer[0] == b.answer[0] and ka == kb:
+        return a.answer[0], ka
+    return None, None
+
+
+def check_finite(cap: Capture, intervened: bool) -> None:
+    """An `InputError` when the question's value, the logits it reads or the gradients the table is
+    built from are inf or NaN (a steering coefficient or vector too large for the model's dtype)."""
+    outputs = [cap.value] + ([cap.logits] if cap.logits is not None else [])
+    grads = [cap.g_embed, *(t.g_z for t in cap.layers), *(lat.g_f for lat in cap.latents.values())]
+    grads += [t.g_post for t in cap.layers if t.g_post is not None]
+    grads += [g for g in (cap.g_pos, cap.u) if g is not None]
+    if not all(bool(t.isfinite().all()) for t in outputs):
+        what = "the model's output" if cap.logits is not None else "the attention score"
+        problem = f"{what} non-finite (inf/NaN)"
+    elif not all(bool(t.isfinite().all()) for t in grads):
+        problem = (
+            "the gradients of the question's value non-finite (inf/NaN), so no attribution is "
+            "defined"
+        )
+    else:
+        return
+    if intervened:
+        raise InputError(
+            f"the interventions made {problem}; use a smaller steering coefficient or vector"
+        )
+    raise InputError(f"this prompt makes {problem} without any intervention; check the weights")
 
 
 def _check_k(top_k: int, measure: int) -> None:

@@ -101,7 +101,7 @@ def attention_result(cap: Capture, top_k: int) -> AttentionResult:
     q, k = cap.answer[0], cap.keys[0]
     return AttentionResult(
         model=cap.model.cfg.name,
-        description=cap.question.describe(),
+        description=cap.question.describe(q, k),
         prompt=PromptInfo(ids=cap.batch.tokens[0, :n].tolist(), tokens=tokens),
         layer=lay,
         head=h,

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from lenscope.errors import InputError
@@ -48,12 +48,25 @@ class Prob(BaseModel):
 
 
 class AttentionScore(BaseModel):
+    # query_pos / key_pos are also accepted as query_position / key_position, the names results
+    # use (no docstring: it would change the OpenAPI schema the web app's types are generated from)
     model_config = ConfigDict(extra="forbid")
     kind: Literal["attention"] = "attention"
     layer: int
     head: int
-    query_pos: int | None = None
-    key_pos: int
+    query_pos: int | None = Field(
+        None, validation_alias=AliasChoices("query_pos", "query_position")
+    )
+    key_pos: int = Field(validation_alias=AliasChoices("key_pos", "key_position"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        for short in ("query_pos", "key_pos"):
+            long = short + "ition"
+            if isinstance(data, dict) and short in data and long in data:
+                raise ValueError(f"give {short} or {long} (the same field), not both")
+        return data
 
 
 Question = Annotated[LogitDiff | Logit | Prob | AttentionScore, Field(discriminator="kind")]
@@ -68,7 +81,7 @@ class TokenInfo(BaseModel):
 
 
 def token_text(model: HookedTransformer, i: int) -> str:
-    return model.tokenizer.decode([i]) if model.tokenizer is not None else f"#{i}"
+    return model.tokenizer.token_str(i) if model.tokenizer is not None else f"#{i}"
 
 
 def resolve_token(model: HookedTransformer, spec: TokenSpec) -> TokenInfo:
@@ -158,7 +171,9 @@ class Resolved:
             return logits[:, tok]
         return logits.float().softmax(-1)[:, tok].to(logits.dtype)
 
-    def describe(self) -> str:
+    def describe(self, answer: int | None = None, key: int | None = None) -> str:
+        """One line naming the question; `answer`/`key` are the positions it resolved to on the
+        prompt (without them an attention query left at its default is "the last position")."""
         s = self.spec
         if isinstance(s, LogitDiff):
             a = " ".join(repr(t.token) for t in self.targets)
@@ -168,7 +183,10 @@ class Resolved:
             return f"logit({self.targets[0].token!r})"
         if isinstance(s, Prob):
             return f"p({self.targets[0].token!r})"
-        return f"attention score L{s.layer}.H{s.head} query {s.query_pos} -> key {s.key_pos}"
+        q = answer if answer is not None else s.query_pos
+        query = "at the last position" if q is None else str(q)
+        k = key if key is not None else s.key_pos
+        return f"attention score L{s.layer}.H{s.head} query {query} -> key {k}"
 
 
 def _position(pos: int | None, n: int, what: str) -> int:

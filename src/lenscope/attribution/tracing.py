@@ -65,7 +65,9 @@ def trace_result(
         terms = {k: float(v[0]) for k, v in upstream_terms(cap, reads).items()}
     else:
         if len(hops) != 1:
-            raise InputError("a downstream trace starts from one node; give one --trace node")
+            raise InputError(
+                f"a downstream trace starts from one node; give exactly one (got {len(hops)})"
+            )
         node, via = hops[0]
         if via is not None:
             raise InputError("q, k and v name a head's inputs; a downstream trace follows writes")
@@ -96,7 +98,7 @@ def trace_result(
     last = hops[-1][0]
     return TraceResult(
         model=cap.model.cfg.name,
-        description=cap.question.describe(),
+        description=cap.question.describe(cap.answer[0], None if cap.keys is None else cap.keys[0]),
         value=float(cap.value[0]),
         prompt=PromptInfo(ids=cap.batch.tokens[0, :n].tolist(), tokens=tokens),
         direction=direction,

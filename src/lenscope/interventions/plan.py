@@ -127,7 +127,10 @@ class Sources:
 
     def mean(self, hook: str, latent: bool) -> Tensor:
         if not self.reference:
-            raise InputError("mean ablation needs reference prompts (InterventionSet.reference)")
+            raise InputError(
+                "mean ablation needs reference prompts (the intervention set's `reference`); "
+                "give some or ablate by zero"
+            )
         batch = encode_prompts(self.model, list(self.reference))
         act = self._capture(batch, [hook])[hook + "#latents" if latent else hook]
         m = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +24,7 @@ from lenscope.errors import (
     LenscopeError,
     ModelNotFoundError,
 )
+from lenscope.server.validation import validation_message
 
 log = logging.getLogger("lenscope.server")
 
@@ -81,23 +81,6 @@ def status_of(e: LenscopeError) -> int:
     return 400
 
 
-def validation_message(errors: Sequence[Any]) -> str:
-    """'body.top_k: Input should be less than or equal to 50' (+ how many more problems)."""
-    if not errors:
-        return "the request is invalid"
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        ctx = first.get("ctx", {}).get("error", "")
-        return f"the request body is not valid JSON ({ctx})" if ctx else "the body is not JSON"
-    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
-    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    if first.get("type") == "missing":
-        msg = "this field is required"
-    text = f"{loc}: {msg}" if loc else msg
-    more = len(errors) - 1
-    return text + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
-
-
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(LenscopeError)
     async def _lenscope(_: Request, e: LenscopeError) -> SafeJSONResponse:
@@ -109,7 +92,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> SafeJSONResponse:
-        return error_response(422, validation_message(e.errors()), "ValidationError")
+        return error_response(422, validation_message(e.errors(), e.body), "ValidationError")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> SafeJSONResponse:
