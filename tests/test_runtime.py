@@ -62,7 +62,11 @@ def test_a_users_own_setting_wins() -> None:
 
 
 def test_too_late_once_torch_is_imported() -> None:
-    code = f"import os, torch, lenscope; print(os.environ.get('{TORCH_VARIABLE}'))"
+    code = (
+        f"import os, torch, lenscope; print(os.environ.get('{TORCH_VARIABLE}')); "
+        f"os.environ['{TORCH_VARIABLE}'] = '1'; "  # set late: torch read it unset
+        "from lenscope.runtime import huge_pages_enabled; print(huge_pages_enabled())"
+    )
     env = {k: v for k, v in os.environ.items() if k not in (OPT_OUT, TORCH_VARIABLE)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "None"
+    assert out.stdout.split() == ["None", "False"]

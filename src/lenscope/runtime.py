@@ -32,6 +32,7 @@ from pathlib import Path
 TORCH_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 OPT_OUT = "LENSCOPE_HUGE_PAGES"
 _SYSFS = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+_torch_read_unset = False  # torch was imported before lenscope with the variable unset
 
 
 def _opted_out() -> bool:
@@ -45,16 +46,23 @@ def enable_huge_pages() -> bool:
     variable themselves, or torch is already imported (too late: torch read it at import).
     Subprocesses (torchrun workers, a server) inherit it.
     """
+    global _torch_read_unset
     if not sys.platform.startswith("linux"):
         return False
-    if TORCH_VARIABLE not in os.environ and "torch" not in sys.modules and not _opted_out():
-        os.environ[TORCH_VARIABLE] = "1"
+    if TORCH_VARIABLE not in os.environ:
+        if "torch" in sys.modules:
+            _torch_read_unset = True  # torch has read the variable unset: too late
+        elif not _opted_out():
+            os.environ[TORCH_VARIABLE] = "1"
     return huge_pages_enabled()
 
 
 def huge_pages_enabled() -> bool:
     """Whether torch backs large CPU tensors with huge pages in this process: the variable is set
-    to a non-zero number and the kernel allows `madvise`d huge pages."""
+    to a non-zero number (and was when torch read it, as far as lenscope saw) and the kernel
+    allows `madvise`d huge pages."""
+    if _torch_read_unset:
+        return False
     try:
         wanted = int(os.environ.get(TORCH_VARIABLE, "0")) != 0
     except ValueError:

@@ -114,3 +114,32 @@ def test_attention_positions_take_either_spelling() -> None:
     assert short.model_dump()["key_pos"] == 1  # results echo the canonical name
     with pytest.raises(ValidationError, match="give key_pos or key_position"):
         AttentionScore.model_validate({"layer": 1, "head": 0, "key_pos": 1, "key_position": 1})
+
+
+def test_an_attention_key_outside_the_sliding_window_is_refused() -> None:
+    """The model never reads a key outside the layer's window: its score is masked, so the
+    question has no value; keys inside the window are scored as the pattern hook shows."""
+    import torch
+
+    from lenscope import HookedTransformer, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_vocab=50,
+        n_ctx=32,
+        positional="rotary",
+        sliding_window=3,
+    )
+    m = HookedTransformer(cfg).eval()
+    ids = torch.randint(0, 50, (8,)).tolist()
+    d = Debugger(m)
+    with pytest.raises(InputError, match=r"sliding window of 3 keys.*outside query position 7"):
+        d.why(ids, AttentionScore(layer=1, head=0, query_pos=7, key_pos=1))
+    r = d.why(ids, AttentionScore(layer=1, head=0, query_pos=7, key_pos=5))
+    _, cache = m.run_with_cache(torch.tensor([ids]), names_filter="blocks.1.attn.hook_attn_scores")
+    assert r.value == pytest.approx(
+        float(cache["blocks.1.attn.hook_attn_scores"][0, 0, 7, 5]), rel=1e-4
+    )

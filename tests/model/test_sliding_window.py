@@ -125,6 +125,8 @@ def test_config_variants(tmp_path: Path) -> None:
     assert load_model(tmp_path).cfg.sliding_window == 0
     _edit(tmp_path, use_sliding_window=True, max_window_layers=3)  # no layer slides
     assert load_model(tmp_path).cfg.sliding_window == 0
+    _edit(tmp_path, max_window_layers=None)  # absent: transformers' default 28, past 3 layers
+    assert load_model(tmp_path).cfg.sliding_window == 0
     _edit(tmp_path, max_window_layers=1, sliding_window=64)  # the window spans the context
     assert load_model(tmp_path).cfg.sliding_window == 0
     _edit(tmp_path, sliding_window=-2)

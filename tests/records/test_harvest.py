@@ -301,3 +301,48 @@ def test_bad_configs_are_one_line_errors(
 
     with pytest.raises(InputError, match=needle):
         dataclasses.replace(CFG, **change).validate(run["model"])
+
+
+def test_rows_of_one_token_have_no_context_positions(run: dict[str, Any]) -> None:
+    import dataclasses
+
+    dataclasses.replace(CFG, ctx=1, before=0, after=0).validate(run["model"])  # no error
+
+
+def test_sliding_window_heads_store_the_attention_the_model_computes(tmp_path: Path) -> None:
+    """Rows of 16 tokens, a window of 5 keys in layer 1: the stored attention rows are the
+    model's own pattern (zero beyond the window), not a full causal softmax."""
+    import dataclasses
+
+    model = tiny_model(seed=3)
+    model.cfg.sliding_window, model.cfg.sliding_layers = 5, [1]
+    for layer, block in enumerate(model.blocks):
+        block.attn.window = model.cfg.window(layer)
+    cfg = dataclasses.replace(CFG, n_tokens=512, effects=False)
+    ds = token_dataset(tmp_path / "tokens")
+    harvest(model, tmp_path / "rec", config=cfg, corpus=[str(ds)], progress=False, log=print)
+    rows = rows_of(TokenDataset.open(ds).train, cfg.n_tokens, cfg.ctx)
+    pattern = reference(model, rows)["pattern.1"]  # [rows, H, q, k]
+    assert (pattern[:, :, 10, :5] == 0).all()  # the window is in force
+    recs = Records(tmp_path / "rec", model)
+    checked = 0
+    for r in recs.nodes([f"L1.H{h}" for h in range(4)]):
+        for e in r.top + r.random:
+            lo, hi = _window(e.position, cfg.ctx)
+            row, q = divmod(e.position, cfg.ctx)
+            want = pattern[row, r.index, q, lo % cfg.ctx : (hi - 1) % cfg.ctx + 1]
+            assert e.attn is not None
+            np.testing.assert_allclose(e.attn, want, rtol=1e-4, atol=1e-6)
+            checked += int(q >= 5)
+    assert checked > 0  # some examples sit where the window cuts keys off
+
+
+def test_examples_shade_against_the_best_top_example(run: dict[str, Any]) -> None:
+    """A node whose largest activation sits at a row's first position (never a top example)
+    shades its examples against its best top example, not against that unseen maximum."""
+    above = 0
+    for r in run["nodes"].values():
+        assert r.shade_scale == pytest.approx(max(max(e.activation for e in r.top), 1e-12))
+        assert r.shade_scale <= r.stats.max + 1e-6
+        above += int(r.stats.max > r.shade_scale + 1e-6)
+    assert above > 0

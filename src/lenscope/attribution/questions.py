@@ -128,6 +128,7 @@ class Resolved:
     spec: LogitDiff | Logit | Prob | AttentionScore
     targets: list[TokenInfo]
     distractors: list[TokenInfo]
+    window: int = 0  # attention questions: the layer's sliding window (0: every earlier key)
 
     @property
     def is_attention(self) -> bool:
@@ -156,6 +157,12 @@ class Resolved:
                 raise InputError(
                     f"a query attends only to earlier keys: key position {k} comes after query "
                     f"position {q}"
+                )
+            if self.window and q - k >= self.window:
+                raise InputError(
+                    f"layer {self.layer} attends through a sliding window of {self.window} keys: "
+                    f"key position {k} is outside query position {q}'s window "
+                    f"({q - self.window + 1}..{q})"
                 )
         return keys
 
@@ -213,7 +220,7 @@ def resolve(
             raise InputError(
                 f"head {question.head} does not exist: {cfg.name} has heads 0..{cfg.n_heads - 1}"
             )
-        return Resolved(question, [], [])
+        return Resolved(question, [], [], window=cfg.window(question.layer))
     if isinstance(question, LogitDiff):
         if not question.target:
             raise InputError("the target token set is empty: give at least one target token")

@@ -37,7 +37,7 @@ class LLMExplainer:
 
     def explain(self, record: NodeRecord, examples: Sequence[Example]) -> str:
         top = [e for e in examples if e.set == "top"][: self.n_examples] or list(examples)[:1]
-        scale = record.stats.max
+        scale = record.shade_scale
         seqs = [list(zip(e.tokens, discretize(e.acts, scale), strict=True)) for e in top]
         try:
             reply = self.client.chat(explain_messages(seqs))

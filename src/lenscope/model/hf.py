@@ -290,7 +290,7 @@ def _sliding_window(
         if isinstance(types, list) and len(types) == n_layers:
             layers = [i for i, t in enumerate(types) if t == "sliding_attention"]
         else:
-            first = int(c.get("max_window_layers") or 0)
+            first = int(c.get("max_window_layers", 28) or 0)  # 28: transformers' default
             layers = list(range(first, n_layers))
         if len(layers) == n_layers:
             layers = None

@@ -110,7 +110,11 @@ class HarvestConfig:
             "quantile_levels must be increasing numbers in [0, 1)",
         )
         need(self.before >= 0 and self.after >= 0, "before and after must be >= 0")
-        need(0 <= self.context_only < ctx, f"context_only must lie in [0, {ctx - 1}] (ctx {ctx})")
+        need(
+            0 <= self.context_only < max(ctx, 2),
+            f"context_only must lie in [0, {max(ctx - 1, 1)}] (ctx {ctx}; rows of one token "
+            "have no context positions)",
+        )
         need(1 <= self.hist_bins <= 4096, "hist_bins must lie in [1, 4096]")
         need(0.0 < self.sample_rate <= 1.0, "sample_rate must lie in (0, 1]")
         need(self.calib_rows >= 1, "calib_rows must be at least 1")

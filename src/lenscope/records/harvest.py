@@ -120,7 +120,7 @@ class _Run:
 
     def empty(self, g: Group) -> GroupState:
         c = self.cfg
-        return GroupState(
+        st = GroupState(
             g.size,
             self.cal[g.name],
             c.top_k,
@@ -130,6 +130,9 @@ class _Run:
             c.hist_bins,
             g.kind == "head",
         )
+        if g.kind == "head":
+            st.sliding = self.model.cfg.window(g.layer)
+        return st
 
     def _forward(self, rows: np.ndarray, fn: Callable[[Group, Acts, QK | None], None]) -> None:
         tokens = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.dev)
@@ -172,7 +175,7 @@ class _Run:
             r_slots,
             r_tok,
             self.ws,
-            context_only=cfg.context_only,
+            context_only=min(cfg.context_only, ctx - 1),
         )
         self._forward(rows, self._update)
         self.info = None

@@ -111,7 +111,7 @@ def _explanation(x: Explanation) -> str:
 def render_html(r: NodeRecord) -> str:
     """The page for one node's record."""
     s = r.stats
-    scale = max(s.max, 1e-12)
+    scale = r.shade_scale
     floor = shade_floor(r)
     stats = [
         ("tokens", f"{s.count:,}"),

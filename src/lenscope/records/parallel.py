@@ -30,7 +30,7 @@ def over_ranks(value: float, world: int, op: str = "sum") -> float:
     """`value` summed ("sum") or maximised ("max") over the ranks; every rank must call it."""
     if world <= 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=local_device())  # NCCL: on the GPU
     dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return float(t.item())
 

@@ -62,7 +62,7 @@ def _effects(title: str, effects: list[TokenEffect]) -> Table:
 
 def render_record(console: Console, r: NodeRecord, n_examples: int = 6) -> None:
     s = r.stats
-    scale = max(s.max, 1e-12)
+    scale = r.shade_scale
     mark = console.color_system is None  # no styles reach the output: mark the token in text
     floor = shade_floor(r)
     console.print(Text.assemble((r.node_id, "bold"), f"  {r.kind} · {r.model} · {r.hook}"))

@@ -94,6 +94,13 @@ class NodeRecord:
     model: str
     fingerprint: str
 
+    @property
+    def shade_scale(self) -> float:
+        """The activation that shades fully: the best top example's. `stats.max` can be larger,
+        at a row's first position, which is never a top example (HarvestConfig.context_only)."""
+        best = max((e.activation for e in self.top), default=self.stats.max)
+        return max(best, 1e-12)
+
 
 @dataclass
 class TokenHit:

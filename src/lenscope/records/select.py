@@ -84,21 +84,31 @@ def shared_windows(x: Tensor | SparseRows, t: Tensor, ctx: int, offsets: Tensor)
 
 
 def attention_rows(
-    q: Tensor, k: Tensor, heads: Tensor, t: Tensor, scale: float, offsets: Tensor
+    q: Tensor,
+    k: Tensor,
+    heads: Tensor,
+    t: Tensor,
+    scale: float,
+    offsets: Tensor,
+    sliding: int = 0,
 ) -> Tensor:
     """Attention [M, W] of head `heads[i]` from query token `t[i]` to the keys of its window.
 
     q, k: [batch, ctx, H, d_head] (k expanded to H heads, rotary applied). The pattern is
-    recomputed for the chosen queries only: softmax over the causal keys of the query's row.
-    Window keys after the query get 0; keys outside the row get NaN.
+    recomputed for the chosen queries only: softmax over the causal keys of the query's row
+    (only the last `sliding` of them for a sliding-window layer, as the model attends). Window
+    keys after the query (or before its sliding window) get 0; keys outside the row get NaN.
     """
     ctx = q.shape[1]
     b, p = t // ctx, t % ctx
     qs = q[b, p, heads].float()  # [M, dh]
     ks = k[b, :, heads].float()  # [M, ctx, dh]
     scores = torch.einsum("md,mpd->mp", qs, ks) / scale
-    future = torch.arange(ctx, device=t.device) > p.unsqueeze(-1)
-    pattern = scores.masked_fill(future, float("-inf")).softmax(-1)
+    keys = torch.arange(ctx, device=t.device)
+    hidden = keys > p.unsqueeze(-1)
+    if sliding:
+        hidden |= p.unsqueeze(-1) - keys >= sliding
+    pattern = scores.masked_fill(hidden, float("-inf")).softmax(-1)
     idx, valid = window_index(p, ctx, offsets)
     return pattern.gather(-1, idx).masked_fill_(~valid, float("nan"))
 

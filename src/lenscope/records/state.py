@@ -135,6 +135,7 @@ class GroupState:
 
         self.n, self.k, self.r, self.per_q, self.window, self.bins = n, k, r, per_q, window, bins
         self.heads = heads
+        self.sliding = 0  # heads of a sliding-window layer: its window (see attention_rows)
         self.cal = cal
         self.t: dict[str, Tensor] = {
             "top_key": full((n, k), INF),
@@ -188,7 +189,13 @@ class GroupState:
             if self.heads and qk is not None:
                 h, tt = torch.meshgrid(torch.arange(self.n, device=tok.device), tok, indexing="ij")
                 a = attention_rows(
-                    qk[0], qk[1], h.reshape(-1), tt.reshape(-1), attn_scale, info.offsets
+                    qk[0],
+                    qk[1],
+                    h.reshape(-1),
+                    tt.reshape(-1),
+                    attn_scale,
+                    info.offsets,
+                    self.sliding,
                 )
                 t["r_attn"][:, slots] = a.view(self.n, len(tok), -1)
         self.pos_end = max(self.pos_end, info.base + x.shape[0])
@@ -220,7 +227,7 @@ class GroupState:
             x, nodes, tok, info.ctx, info.offsets
         )
         if attn is not None and qk is not None:
-            a = attention_rows(qk[0], qk[1], nodes, tok, scale, info.offsets)
+            a = attention_rows(qk[0], qk[1], nodes, tok, scale, info.offsets, self.sliding)
             attn.view(-1, *attn.shape[-2:])[rows, slots] = a
 
     def _top(
