@@ -184,6 +184,7 @@ def test_explain_with_an_llm_endpoint(home: Path) -> None:
         (("show", "other", "L0.N1"), "no records for other"),
         (("explain", "tinyrec", "--limit", "0"), "--limit must be at least 1"),
         (("explain", "tinyrec", "--llm-url", "ftp://x"), "must start with http"),
+        (("harvest", "tinyrec", "--ctx", "8", "--context-only", "8"), "context_only must lie"),
     ],
 )
 def test_user_mistakes_are_clear_errors(home: Path, args: tuple[str, ...], needle: str) -> None:
