@@ -346,3 +346,14 @@ def test_examples_shade_against_the_best_top_example(run: dict[str, Any]) -> Non
         assert r.shade_scale <= r.stats.max + 1e-6
         above += int(r.stats.max > r.shade_scale + 1e-6)
     assert above > 0
+
+
+def test_a_record_renders_inline_as_its_page_in_a_frame(run: dict[str, Any]) -> None:
+    import html as _html
+
+    from lenscope.records.html import render_html
+
+    r = run["nodes"]["L1.N3"]
+    out = r._repr_html_()
+    assert out.startswith("<iframe srcdoc=")
+    assert _html.unescape(out.split('srcdoc="')[1].split('" style=')[0]) == render_html(r)

@@ -136,6 +136,12 @@ class WhyResult(BaseModel):
     interventions: InterventionSet | None = None
     sae_hooks: list[str] = Field(default_factory=list)
 
+    def _repr_html_(self) -> str:
+        """Inline in notebooks: value, candidates, coloured prompt, top components."""
+        from lenscope.viz.why_html import why_html
+
+        return why_html(self)
+
 
 # ---- tracing ------------------------------------------------------------------------------------
 class Hop(BaseModel):

@@ -94,6 +94,13 @@ class NodeRecord:
     model: str
     fingerprint: str
 
+    def _repr_html_(self) -> str:
+        """Inline in notebooks: the node's page (`lenscope show`'s HTML) in an isolated frame."""
+        from lenscope.records.html import render_html
+        from lenscope.viz.why_html import page_in_iframe
+
+        return page_in_iframe(render_html(self))
+
     @property
     def shade_scale(self) -> float:
         """The activation that shades fully: the best top example's. `stats.max` can be larger,
