@@ -77,3 +77,20 @@ def test_render_bad_format_or_engine(tmp_path: Path) -> None:
         render("digraph {}", tmp_path / "g", formats=("jpg",))
     with pytest.raises(InputError, match="unknown graphviz engine"):
         render("digraph {}", tmp_path / "g", engine="magic")
+
+
+def test_a_chain_renders_inline_as_its_circo_drawing() -> None:
+    chain = karpathy_like()
+    svg = chain._repr_svg_()
+    assert svg is not None and svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "1(79%)" in svg and "0(45%)" in svg
+    assert svg.count('class="edge"') == to_dot(chain).count("->") == 15
+
+
+def test_inline_drawing_falls_back_to_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    p1 = rng.uniform(0.05, 0.95, 2**7)
+    big = chain_from_probs(np.stack([1 - p1, p1], axis=1), 2, 7)  # 128 states: illegible
+    assert len(big.states) == 128 and big._repr_svg_() is None
+    monkeypatch.setenv("PATH", str(tmp_path))  # no graphviz
+    assert karpathy_like()._repr_svg_() is None

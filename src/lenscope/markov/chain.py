@@ -78,6 +78,18 @@ class MarkovChain:
     classes: list[CommunicatingClass]
     stationary: np.ndarray | None
 
+    def _repr_svg_(self) -> str | None:
+        """Inline in notebooks: the circo drawing (None, so the text repr shows, above
+        MAX_DRAWN_STATES states or without graphviz)."""
+        from lenscope.markov.graph import MAX_DRAWN_STATES, GraphvizError, svg_text, to_dot
+
+        if len(self.states) > MAX_DRAWN_STATES:
+            return None
+        try:
+            return svg_text(to_dot(self))
+        except GraphvizError:
+            return None
+
     @property
     def P(self) -> np.ndarray:
         """Dense transition matrix [S, S]; rows sum to 1."""

@@ -119,5 +119,28 @@ def render(
     return targets
 
 
+def svg_text(dot_text: str, engine: str = "circo", timeout: float = 60.0) -> str:
+    """The drawing as SVG text, in memory (for notebooks); GraphvizError when it cannot be drawn."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown graphviz engine {engine!r}; choose from {', '.join(ENGINES)}")
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphvizError("graphviz's 'dot' program is not installed or not on PATH")
+    try:
+        proc = subprocess.run(
+            [exe, f"-K{engine}", "-Tsvg"],
+            input=dot_text.encode(),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise GraphvizError(f"graphviz took over {timeout:.0f} s to draw the graph") from None
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GraphvizError(f"graphviz failed: {detail[0] if detail else proc.returncode}")
+    return proc.stdout.decode("utf-8")
+
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
