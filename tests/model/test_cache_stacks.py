@@ -9,31 +9,15 @@ from torch import Tensor
 
 from lenscope import ActivationCache, HookedTransformer, ModelConfig
 from lenscope.errors import InputError
+from tests.model.test_transformer import CONFIGS as BASE
 
 SMALL = {"d_model": 32, "n_heads": 4, "d_vocab": 50, "n_ctx": 16}
 CONFIGS = {
+    # test_transformer's families (attention-only without norms, RMSNorm/rotary/GQA/gated,
+    # parallel attention+MLP), plus an unembedding bias and a normed attention-only model
+    **BASE,
     "gpt2": ModelConfig(n_layers=2, unembed_bias=True, **SMALL),  # LayerNorm, learned positions
     "attn_only_ln": ModelConfig(n_layers=3, attn_only=True, tie_embeddings=True, **SMALL),
-    "attn_only_noln": ModelConfig(
-        n_layers=2, attn_only=True, normalization="none", final_norm=False, **SMALL
-    ),
-    "modern": ModelConfig(  # RMSNorm, rotary, grouped-query attention, gated MLP, no biases
-        n_layers=2,
-        n_kv_heads=2,
-        d_mlp=48,
-        gated_mlp=True,
-        act_fn="silu",
-        normalization="RMS",
-        positional="rotary",
-        rotary_dim=4,
-        attn_bias=False,
-        attn_out_bias=False,
-        mlp_bias=False,
-        **SMALL,
-    ),
-    "parallel": ModelConfig(
-        n_layers=2, positional="rotary", parallel_attn_mlp=True, act_fn="gelu", **SMALL
-    ),
 }
 ATOL = 2e-5
 
