@@ -4,7 +4,8 @@ With its scale frozen, a LayerNorm/RMSNorm is affine in its input, so whatever r
 stream through it (the unembedding, a head's Q/K/V, an MLP's input) is linear in every write into
 the stream: that is what makes direct effects and edge attributions add up exactly.
 `push(w)` is a write's share of the norm's output; `pull(g)` carries a gradient at the norm's
-output back to the stream; `push(w) . g == w . pull(g)`.
+output back to the stream; `push(w) . g == w . pull(g)`. Both, and `norm_scale`, live in
+`lenscope.model.norms` (re-exported here for the engine's modules).
 """
 
 from __future__ import annotations
@@ -14,36 +15,11 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from lenscope.model.layers import Block, Norm
+from lenscope.model.layers import Block
+from lenscope.model.norms import Norm, norm_scale, pull, push
 from lenscope.model.transformer import HookedTransformer
 
-
-def norm_scale(norm: Norm, x: Tensor) -> Tensor:
-    """The scale the norm divides by at each position: [..., 1] (ones for no normalisation)."""
-    if norm.w is None:
-        return torch.ones_like(x[..., :1])
-    xc = x - x.mean(-1, keepdim=True) if norm.kind == "LN" else x
-    return (xc.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt()
-
-
-def push(norm: Norm, scale: Tensor, w: Tensor) -> Tensor:
-    """The linear part of the norm's output due to write `w` (scale frozen)."""
-    if norm.w is None:
-        return w
-    wc = w - w.mean(-1, keepdim=True) if norm.kind == "LN" else w
-    return wc / scale * norm.w.detach().to(w.dtype)
-
-
-def pull(norm: Norm, scale: Tensor, g: Tensor) -> Tensor:
-    """A gradient at the norm's output carried back to its input (scale frozen)."""
-    if norm.w is None:
-        return g
-    y = g * norm.w.detach().to(g.dtype) / scale
-    return y - y.mean(-1, keepdim=True) if norm.kind == "LN" else y
-
-
-def norm_bias(norm: Norm) -> Tensor | None:
-    return norm.b
+__all__ = ["Weights", "norm_scale", "pull", "push"]
 
 
 class Weights:

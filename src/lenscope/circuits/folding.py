@@ -6,6 +6,8 @@ handle it the way TransformerLens' `fold_ln` + `center_writing_weights` do, and 
 
 * the normalisation's weight `w` and bias `b` are folded into the matrices that read its output
   (W_Q/W_K/W_V of the block, W_U for the final norm): W' = diag(w) W, b' = b W + b_reader;
+  for LayerNorm W' is then centred along d_model (its mean there reads nothing, since the norm's
+  output has mean zero), as `fold_ln` does (`lenscope.model.norms.fold_norm`);
 * for LayerNorm the writing weights (W_E, W_pos, W_O, b_O) are centred along d_model, so the
   norm's mean subtraction is the identity on everything they write;
 * what remains is the division by the norm's scale, a positive number per position. Scale-free
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from lenscope.circuits.factored import FactoredMatrix
 from lenscope.errors import InputError
+from lenscope.model.norms import center, fold_norm
 from lenscope.model.transformer import HookedTransformer
 from lenscope.train.probes import repeated_tokens
 
@@ -43,7 +46,7 @@ class LayerNormHandling:
         what = "LayerNorm" if self.kind == "LN" else "RMSNorm"
         parts = [f"{what} weights folded into W_Q/W_K/W_V and W_U"]
         if self.centered:
-            parts.append("writing weights (W_E, W_pos, W_O) centred")
+            parts.append("writing (W_E, W_pos, W_O) and reading weights centred")
         if self.frozen_from is None:
             parts.append("scales not applied (set to 1; rankings and ratios are unaffected)")
         else:
@@ -140,25 +143,18 @@ def circuit_weights(
         W_U = model.W_U.detach().to(f64)
         b_U = torch.zeros(cfg.d_vocab, dtype=f64) if model.b_U is None else model.b_U.to(f64)
         kind = cfg.normalization
-        if kind != "none":
-            for layer, block in enumerate(model.blocks):
-                w1, b1 = norm_params(getattr(block, "ln1", None), cfg.d_model)
-                b_Q[layer] = b_Q[layer] + torch.einsum("d,hde->he", b1, W_Q[layer])
-                b_K[layer] = b_K[layer] + torch.einsum("d,hde->he", b1, W_K[layer])
-                b_V[layer] = b_V[layer] + torch.einsum("d,hde->he", b1, W_V[layer])
-                W_Q[layer] = W_Q[layer] * w1[None, :, None]
-                W_K[layer] = W_K[layer] * w1[None, :, None]
-                W_V[layer] = W_V[layer] * w1[None, :, None]
-            if cfg.final_norm:
-                wf, bf = norm_params(model.ln_final, cfg.d_model)
-                b_U = b_U + bf @ W_U
-                W_U = W_U * wf[:, None]
         centered = kind == "LN"
+        if kind != "none":
+            for layer, block in enumerate(model._blocks()):
+                for W, b in ((W_Q, b_Q), (W_K, b_K), (W_V, b_V)):
+                    W[layer], b[layer] = fold_norm(block.ln1, W[layer], b[layer], centered)
+            if cfg.final_norm:
+                W_U, b_U = fold_norm(model.ln_final, W_U, b_U, centered)
         if centered:
-            W_E = _center(W_E)
-            W_pos = None if W_pos is None else _center(W_pos)
-            W_O = _center(W_O)
-            b_O = _center(b_O)
+            W_E = center(W_E)
+            W_pos = None if W_pos is None else center(W_pos)
+            W_O = center(W_O)
+            b_O = center(b_O)
         ln1 = [1.0] * cfg.n_layers
         lnf = 1.0
         frozen_from: str | None = None
@@ -188,19 +184,6 @@ def _stacked(model: HookedTransformer, name: str) -> Tensor:
     if shape is None:
         shape = (0, H, d, dh) if name.startswith("W") else (0, H, dh)
     return torch.zeros(shape, dtype=torch.float64)
-
-
-def norm_params(norm: object, d: int) -> tuple[Tensor, Tensor]:
-    """A norm's weight and bias in float64 (ones / zeros where it has none)."""
-    w = getattr(norm, "w", None)
-    b = getattr(norm, "b", None)
-    w64 = torch.ones(d, dtype=torch.float64) if w is None else w.detach().to(torch.float64)
-    b64 = torch.zeros(d, dtype=torch.float64) if b is None else b.detach().to(torch.float64)
-    return w64, b64
-
-
-def _center(t: Tensor) -> Tensor:
-    return t - t.mean(-1, keepdim=True)
 
 
 @torch.no_grad()

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lenscope.circuits.folding import norm_params
 from lenscope.errors import InputError
+from lenscope.model.norms import Norm, norm_params, push
 from lenscope.model.transformer import HookedTransformer
 
 
@@ -96,20 +96,10 @@ def path_expansion(model: HookedTransformer, tokens: Tensor) -> PathExpansion:
     if model.W_pos is not None:
         embed = embed + model.W_pos[: t.shape[0]].to(f)
 
-    def lin(name: str, norm: object) -> tuple[Callable[[Tensor], Tensor], Tensor]:
+    def lin(name: str, norm: Norm) -> tuple[Callable[[Tensor], Tensor], Tensor]:
         """The norm as (linear part x -> C(x) / s * w, bias b) with its scale frozen."""
-        if cfg.normalization == "none" or getattr(norm, "w", None) is None:
-            return (lambda x: x), torch.zeros(cfg.d_model, dtype=f)
-        s = cache[name][0].to(f)  # [pos, 1]
-        w, b = norm_params(norm, cfg.d_model)
-        centre = cfg.normalization == "LN"
-
-        def apply(x: Tensor) -> Tensor:
-            if centre:
-                x = x - x.mean(-1, keepdim=True)
-            return x / s * w
-
-        return apply, b
+        s = None if norm.w is None else cache[name][0].to(f)  # [pos, 1]
+        return (lambda x: push(norm, s, x)), norm_params(norm, cfg.d_model)[1]
 
     W_V, W_O, b_V, b_O = (
         (model.W_V.to(f), model.W_O.to(f), model.b_V.to(f), model.b_O.to(f))
@@ -133,7 +123,7 @@ def path_expansion(model: HookedTransformer, tokens: Tensor) -> PathExpansion:
     remainder = b_final @ W_U + b_U  # constants first
     outs0: list[Tensor] = []
     if cfg.n_layers >= 1:
-        norm0, b0 = lin("blocks.0.ln1.hook_scale", getattr(model.blocks[0], "ln1", None))
+        norm0, b0 = lin("blocks.0.ln1.hook_scale", model._blocks()[0].ln1)
         for h in range(cfg.n_heads):
             read = norm0(embed) + b0
             outs0.append(head_out(0, h, read, with_bias=True))
@@ -142,7 +132,7 @@ def path_expansion(model: HookedTransformer, tokens: Tensor) -> PathExpansion:
         resid_bias = b_O[0].expand(t.shape[0], -1)
         remainder = remainder + to_logits(resid_bias)
     if cfg.n_layers == 2:
-        norm1, b1 = lin("blocks.1.ln1.hook_scale", getattr(model.blocks[1], "ln1", None))
+        norm1, b1 = lin("blocks.1.ln1.hook_scale", model._blocks()[1].ln1)
         for j in range(cfg.n_heads):
             names.append(f"L1.H{j}")
             terms.append(to_logits(head_out(1, j, norm1(embed), with_bias=False)))

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal, overload
+from typing import Literal, overload
 
 from torch import Tensor
 
+import lenscope.model.stacks as stacks
 from lenscope.errors import InputError
-from lenscope.model import stacks
-from lenscope.model.stacks import Mode, PosSlice
-
-if TYPE_CHECKING:
-    from lenscope.model.transformer import HookedTransformer
+from lenscope.model.stacks import Mode, PosSlice, StackModel
 
 _BLOCK_HOOKS = {
     "resid_pre": "hook_resid_pre",
@@ -57,13 +54,14 @@ def act_name(kind: str, layer: int | None = None) -> str:
 class ActivationCache:
     """A read-only mapping from hook name to activation, with TransformerLens-style short keys.
 
-    With the `model` it came from, it also stacks residual-stream pieces as TransformerLens'
+    With the `model` it came from (a `HookedTransformer`; typed by what the stacks read from
+    it, so that this module does not import the transformer that makes caches), it also stacks residual-stream pieces as TransformerLens'
     cache does (`accumulated_resid`, `decompose_resid`, `stack_head_results`,
     `apply_ln_to_stack`; see `lenscope.model.stacks` for the semantics).
     """
 
     def __init__(
-        self, acts: dict[str, Tensor], n_layers: int, model: HookedTransformer | None = None
+        self, acts: dict[str, Tensor], n_layers: int, model: StackModel | None = None
     ) -> None:
         if model is not None and model.cfg.n_layers != n_layers:
             raise InputError(f"n_layers={n_layers} but the model has {model.cfg.n_layers} layers")

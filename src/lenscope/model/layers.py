@@ -1,4 +1,4 @@
-"""The blocks of the hooked Transformer: normalisation, rotary embeddings, attention, MLP.
+"""The blocks of the hooked Transformer: rotary embeddings, attention, MLP (norms: `norms`).
 
 Weights are stored fused for speed (one QKV matrix, one [d_model, d_mlp] matrix) and exposed as
 TransformerLens-shaped views (`W_Q` [n_heads, d_model, d_head], ...). When no hook point inside a
@@ -18,33 +18,7 @@ from lenscope.linalg import linear
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.kv import KVSlot
-
-
-class Norm(nn.Module):
-    """LayerNorm, RMSNorm or identity, with `hook_scale` and `hook_normalized`."""
-
-    def __init__(self, cfg: ModelConfig, d: int) -> None:
-        super().__init__()
-        self.kind = cfg.normalization
-        self.eps = cfg.eps
-        self.d = d
-        self.w: nn.Parameter | None = nn.Parameter(torch.ones(d)) if self.kind != "none" else None
-        self.b: nn.Parameter | None = nn.Parameter(torch.zeros(d)) if self.kind == "LN" else None
-        self.hook_scale = HookPoint()
-        self.hook_normalized = HookPoint()
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.w is None:
-            return x
-        if not (self.hook_scale.active or self.hook_normalized.active):
-            if self.kind == "LN":
-                return F.layer_norm(x, (self.d,), self.w, self.b, self.eps)
-            return F.rms_norm(x, (self.d,), self.w, self.eps)
-        if self.kind == "LN":
-            x = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale.run((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        y = self.hook_normalized.run(x / scale) * self.w
-        return y + self.b if self.b is not None else y
+from lenscope.model.norms import Norm as Norm  # re-exported: its home was here
 
 
 def rotate_half(x: Tensor) -> Tensor:

@@ -20,25 +20,47 @@ TransformerLens gives on its folded models:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Iterator
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
-
-if TYPE_CHECKING:
-    from lenscope.model.cache import ActivationCache
-    from lenscope.model.layers import Norm
-    from lenscope.model.transformer import HookedTransformer
+from lenscope.model.config import ModelConfig
+from lenscope.model.layers import Block
+from lenscope.model.norms import Norm, normalize, param_like, push
 
 PosSlice = int | slice | tuple[int | None, ...] | list[int] | Tensor | None
 Mode = Literal["all", "attn", "mlp"]
 MODES = ("all", "attn", "mlp")
 
 
+class StackModel(Protocol):
+    """What the stacks read from a model (a `HookedTransformer` is one). A protocol, so that
+    this module depends on neither the cache nor the transformer, which both depend on it."""
+
+    @property
+    def cfg(self) -> ModelConfig: ...
+    @property
+    def W_pos(self) -> Tensor | None: ...
+    @property
+    def ln_final(self) -> Norm: ...
+    def _blocks(self) -> list[Block]: ...
+
+
+class StackCache(Protocol):
+    """What the stacks read from a cache (an `ActivationCache` is one)."""
+
+    @property
+    def model(self) -> StackModel | None: ...
+    def __getitem__(self, key: str) -> Tensor: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def keys(self) -> list[str]: ...
+
+
 # ---- checks ----------------------------------------------------------------------------------
-def model_of(cache: ActivationCache, what: str) -> HookedTransformer:
+def model_of(cache: StackCache, what: str) -> StackModel:
     model = cache.model
     if model is None:
         raise InputError(
@@ -62,7 +84,7 @@ def boundary(layer: int | None, n: int, what: str) -> int:
     return layer + n + 1 if layer < 0 else layer
 
 
-def require(cache: ActivationCache, names: list[str], what: str) -> None:
+def require(cache: StackCache, names: list[str], what: str) -> None:
     """Raise one clear error naming the names_filter to use if any of `names` is not cached."""
     have = set(cache.keys())
     missing = [n for n in names if n not in have]
@@ -106,11 +128,11 @@ def slice_pos(t: Tensor, pos_slice: PosSlice, dim: int) -> Tensor:
 
 
 # ---- the residual stream ---------------------------------------------------------------------
-def _embed_names(model: HookedTransformer) -> list[str]:
+def _embed_names(model: StackModel) -> list[str]:
     return ["hook_embed"] + (["hook_pos_embed"] if model.W_pos is not None else [])
 
 
-def resid_names(model: HookedTransformer, k: int) -> list[str]:
+def resid_names(model: StackModel, k: int) -> list[str]:
     """The hooks whose value is (or, with no layers, sums to) the residual at boundary k."""
     n = model.cfg.n_layers
     if k < n:
@@ -118,44 +140,25 @@ def resid_names(model: HookedTransformer, k: int) -> list[str]:
     return [f"blocks.{n - 1}.hook_resid_post"] if n else _embed_names(model)
 
 
-def resid(cache: ActivationCache, model: HookedTransformer, k: int) -> Tensor:
+def resid(cache: StackCache, model: StackModel, k: int) -> Tensor:
     parts = [cache[name] for name in resid_names(model, k)]
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
 
-def _weight(t: Tensor, like: Tensor) -> Tensor:
-    """A parameter on `like`'s device and dtype, tracked by autograd only when `like` is."""
-    t = t.to(like.device, like.dtype)
-    return t if like.requires_grad else t.detach()
-
-
-def final_norm(model: HookedTransformer, x: Tensor) -> Tensor:
-    """`model.ln_final(x)` recomputed from x (as the hooked forward computes it), without
-    running any hook attached to it."""
-    norm = model.ln_final
-    if norm.w is None:
-        return x
-    if norm.kind == "LN":
-        x = x - x.mean(-1, keepdim=True)
-    scale = (x.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt()
-    y = x / scale * _weight(norm.w, x)
-    return y + _weight(norm.b, x) if norm.b is not None else y
-
-
-def _norm_at(model: HookedTransformer, k: int) -> tuple[Norm, str]:
+def _norm_at(model: StackModel, k: int) -> tuple[Norm, str]:
     """The norm that reads the residual at boundary k, and its scale's hook name."""
     if k == model.cfg.n_layers:
         return model.ln_final, "ln_final.hook_scale"
     return model._blocks()[k].ln1, f"blocks.{k}.ln1.hook_scale"
 
 
-def _scale_names(model: HookedTransformer, k: int) -> list[str]:
+def _scale_names(model: StackModel, k: int) -> list[str]:
     norm, name = _norm_at(model, k)
     return [] if norm.w is None else [name]
 
 
 def _apply_ln(
-    cache: ActivationCache, model: HookedTransformer, stack: Tensor, k: int, pos_slice: PosSlice
+    cache: StackCache, model: StackModel, stack: Tensor, k: int, pos_slice: PosSlice
 ) -> Tensor:
     norm, name = _norm_at(model, k)
     if norm.w is None:
@@ -167,12 +170,10 @@ def _apply_ln(
             f"{name!r} of shape {tuple(scale.shape)} cut by pos_slice={pos_slice!r}; "
             "pass the pos_slice the stack was made with"
         )
-    if norm.kind == "LN":
-        stack = stack - stack.mean(-1, keepdim=True)
-    return stack / scale.to(stack.dtype) * _weight(norm.w, stack)
+    return push(norm, scale.to(stack.dtype), stack)
 
 
-def _stack(parts: list[Tensor], cache: ActivationCache, pos_slice: PosSlice) -> Tensor:
+def _stack(parts: list[Tensor], cache: StackCache, pos_slice: PosSlice) -> Tensor:
     if parts:
         return torch.stack(parts)
     for name in cache:
@@ -190,7 +191,7 @@ def _labelled(
 
 # ---- the helpers -------------------------------------------------------------------------------
 def accumulated_resid(
-    cache: ActivationCache,
+    cache: StackCache,
     layer: int | None = None,
     incl_mid: bool = False,
     apply_ln: bool = False,
@@ -222,12 +223,12 @@ def accumulated_resid(
             labels.append(f"{i}_mid")
     stack = torch.stack([slice_pos(p, pos_slice, -2) for p in parts])
     if apply_ln:
-        stack = final_norm(model, stack)
+        stack = normalize(model.ln_final, stack)
     return _labelled(stack, labels, return_labels)
 
 
 def decompose_resid(
-    cache: ActivationCache,
+    cache: StackCache,
     layer: int | None = None,
     mode: Mode = "all",
     incl_embeds: bool = True,
@@ -258,7 +259,7 @@ def decompose_resid(
 
 
 def stack_head_results(
-    cache: ActivationCache,
+    cache: StackCache,
     layer: int | None = -1,
     pos_slice: PosSlice = None,
     return_labels: bool = False,
@@ -279,7 +280,7 @@ def stack_head_results(
     parts: list[Tensor] = []
     for i in range(k):
         z = slice_pos(cache[f"blocks.{i}.attn.hook_z"], pos_slice, -3)  # [..., head, d_head]
-        w_o = _weight(model._blocks()[i].attn.W_O, z)  # [head, d_head, d_model]
+        w_o = param_like(model._blocks()[i].attn.W_O, z)  # [head, d_head, d_model]
         parts.extend(torch.einsum("...he,hed->h...d", z, w_o).unbind(0))
     labels = [f"L{i}H{h}" for i in range(k) for h in range(cfg.n_heads)]
     if incl_remainder:
@@ -293,7 +294,7 @@ def stack_head_results(
 
 
 def apply_ln_to_stack(
-    cache: ActivationCache, stack: Tensor, layer: int | None = None, pos_slice: PosSlice = None
+    cache: StackCache, stack: Tensor, layer: int | None = None, pos_slice: PosSlice = None
 ) -> Tensor:
     """The norm reading boundary `layer` (ln1 of that block, or ln_final) applied to each row of
     `stack` with the scale frozen at its cached value: centred (LayerNorm only), divided by the

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from lenscope.model import HookedTransformer
 from lenscope.model.layers import Block
+from lenscope.model.norms import push
 
 _CHUNK = 1 << 24  # logits computed per step
 
@@ -34,12 +35,7 @@ class Effects:
 
 def fold_final_norm(model: HookedTransformer, x: Tensor) -> Tensor:
     """A write direction as the unembedding sees it, up to the final norm's positive scale."""
-    ln = model.ln_final
-    if ln.w is None:
-        return x
-    if ln.kind == "LN":
-        x = x - x.mean(-1, keepdim=True)
-    return x * ln.w.float()
+    return push(model.ln_final, None, x)
 
 
 def _top_bottom(eff: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
