@@ -15,11 +15,11 @@ from lenscope import HookedTransformer
 class Dense:
     E: np.ndarray  # [V, d] centred for LN
     P: np.ndarray | None
-    WQ: np.ndarray  # [L, H, d, dh] with ln1 weight folded
+    WQ: np.ndarray  # [L, H, d, dh] with ln1 weight folded, then centred along d for LN
     WK: np.ndarray
     WV: np.ndarray
     WO: np.ndarray  # [L, H, dh, d] centred for LN
-    WU: np.ndarray  # [d, V] with ln_final weight folded
+    WU: np.ndarray  # [d, V] with ln_final weight folded, then centred along d for LN
     bU: np.ndarray  # [V] with ln_final bias folded
     dh: int
 
@@ -51,6 +51,8 @@ def dense(model: HookedTransformer) -> Dense:
         E = E @ C
         P = None if P is None else P @ C
         WO = WO @ C
+        WQ, WK, WV = C @ WQ, C @ WK, C @ WV  # readers centred too, as TransformerLens' fold_ln
+        WU = C @ WU
     return Dense(E, P, WQ, WK, WV, WO, WU, bU, cfg.d_head)
 
 
