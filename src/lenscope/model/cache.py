@@ -54,10 +54,11 @@ def act_name(kind: str, layer: int | None = None) -> str:
 class ActivationCache:
     """A read-only mapping from hook name to activation, with TransformerLens-style short keys.
 
-    With the `model` it came from (a `HookedTransformer`; typed by what the stacks read from
-    it, so that this module does not import the transformer that makes caches), it also stacks residual-stream pieces as TransformerLens'
+    With the `model` it came from, it also stacks residual-stream pieces as TransformerLens'
     cache does (`accumulated_resid`, `decompose_resid`, `stack_head_results`,
-    `apply_ln_to_stack`; see `lenscope.model.stacks` for the semantics).
+    `apply_ln_to_stack`; see `lenscope.model.stacks` for the semantics). `model` is a
+    `HookedTransformer`, typed by what the stacks read from it (`stacks.StackModel`), so that
+    this module does not import the transformer that makes caches.
     """
 
     def __init__(

@@ -17,8 +17,7 @@ from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookFn, HookPoint
 from lenscope.model.kv import KVCache
-from lenscope.model.layers import Block, init_weights
-from lenscope.model.norms import Norm
+from lenscope.model.layers import Block, Norm, init_weights
 from lenscope.model.sampling import ONE_PROMPT, check_sampling, describe, next_token
 
 if TYPE_CHECKING:
