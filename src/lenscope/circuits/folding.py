@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lenscope.circuits.factored import FactoredMatrix
 from lenscope.errors import InputError
+from lenscope.model.factored import FactoredMatrix
 from lenscope.model.transformer import HookedTransformer
 from lenscope.train.probes import repeated_tokens
 
