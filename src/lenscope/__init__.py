@@ -17,18 +17,16 @@ Everything else lives in the subpackages (`lenscope.model`, `lenscope.attributio
 below load on first use, so `import lenscope` stays cheap and does not import torch.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 __version__ = "0.1.0"
 
 # Before torch is imported: large CPU tensors on transparent huge pages (LENSCOPE_HUGE_PAGES=0
 # opts out; see lenscope.runtime). `import torch` before `import lenscope` turns this off.
-from lenscope.runtime import enable_huge_pages
+from lenscope.runtime import enable_huge_pages as _enable_huge_pages
 
-enable_huge_pages()
+_enable_huge_pages()
 
 # name -> the subpackage that defines it; imported on first access (PEP 562).
 _EXPORTS = {
@@ -89,7 +87,7 @@ __all__ = [
     "splice",
 ]
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from lenscope.attribution import AttentionScore, Debugger, Logit, LogitDiff, Prob
     from lenscope.circuits import circuit_weights, find_induction_circuit
     from lenscope.interventions import Ablate, InterventionSet, Patch, Steer
@@ -106,15 +104,15 @@ if TYPE_CHECKING:
     from lenscope.sae import SparseAutoencoder, load_sae, splice
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Load a headline name (or a subpackage, `lenscope.circuits`) on first access."""
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(_importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value  # later lookups skip this function
         return value
     if not name.startswith("_"):
         try:
-            return importlib.import_module(f"{__name__}.{name}")
+            return _importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:
             if e.name != f"{__name__}.{name}":
                 raise
