@@ -183,6 +183,9 @@ def test_run_with_hooks_edits_as_transformer_lens_and_removes_its_hooks(
         assert (mine - plain).abs().max() > 1e-2  # the hooks changed the answer
         assert not any(hp.active for hp in ours.hook_dict.values())
         torch.testing.assert_close(ours(t), plain, atol=0, rtol=0)
+        with ours.hooks(fwd_hooks=hooks) as m, tl.hooks(fwd_hooks=hooks) as theirs_m:
+            torch.testing.assert_close(m(t), theirs_m(t), atol=1e-4, rtol=1e-4)
+        assert not any(hp.active for hp in ours.hook_dict.values())
         for rt in ("loss", "both", None):
             got = ours.run_with_hooks(t, fwd_hooks=hooks, return_type=rt)
             want = tl.run_with_hooks(t, fwd_hooks=hooks, return_type=rt)

@@ -178,12 +178,18 @@ class HookedTransformer(TransformerLensMethods, nn.Module):
 
     @contextlib.contextmanager
     def hooks(
-        self, fwd: Sequence[HookSpec] = (), bwd: Sequence[HookSpec] = ()
+        self,
+        fwd: Sequence[HookSpec] = (),
+        bwd: Sequence[HookSpec] = (),
+        *,
+        fwd_hooks: Sequence[HookSpec] = (),
+        bwd_hooks: Sequence[HookSpec] = (),
     ) -> Iterator[HookedTransformer]:
-        """Attach hooks for the duration of a `with` block; they are removed on exit."""
+        """Attach hooks for the duration of a `with` block; they are removed on exit.
+        `fwd_hooks=` / `bwd_hooks=` are TransformerLens' spellings of `fwd=` / `bwd=`."""
         added: list[tuple[list[HookFn], HookFn]] = []
         try:
-            for specs, d in ((fwd, "fwd"), (bwd, "bwd")):
+            for specs, d in (([*fwd, *fwd_hooks], "fwd"), ([*bwd, *bwd_hooks], "bwd")):
                 for name, fn in specs:
                     for hp in self._resolve(name):
                         lst = hp.fwd_hooks if d == "fwd" else hp.bwd_hooks
