@@ -63,6 +63,7 @@ def test_every_headline_name_is_its_subpackages_object(name: str) -> None:
     home = importlib.import_module(_EXPORTS[name])
     assert name in home.__all__
     assert getattr(lenscope, name) is getattr(home, name)
+    assert not isinstance(getattr(lenscope, name), types.ModuleType)  # not a same-named module
     ns: dict[str, object] = {}
     exec(f"from lenscope import {name}", ns)
     assert ns[name] is getattr(home, name)

@@ -101,7 +101,8 @@ if _typing.TYPE_CHECKING:
         load_model,
         save_model,
     )
-    from lenscope.sae import SparseAutoencoder, load_sae, splice
+    from lenscope.sae import SparseAutoencoder, load_sae
+    from lenscope.sae.splice import splice
 
 
 def __getattr__(name: str) -> _typing.Any:
