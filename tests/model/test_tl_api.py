@@ -195,6 +195,8 @@ def test_run_with_hooks_edits_as_transformer_lens_and_removes_its_hooks(
                 torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
             else:
                 assert isinstance(got, tuple) and isinstance(want, tuple)
+                as_int32 = ours.run_with_hooks(t.int(), fwd_hooks=hooks, return_type=rt)
+                torch.testing.assert_close(as_int32[1], want[1], atol=1e-5, rtol=1e-5)
                 torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=1e-4)
                 torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=1e-5)
         assert not any(hp.active for hp in ours.hook_dict.values())

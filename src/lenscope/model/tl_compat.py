@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, overload
 
+import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
@@ -178,4 +179,4 @@ def _run(
         attention_mask = mask if attention_mask is None else attention_mask
     logits = model(tokens, attention_mask=attention_mask)
     mask_on = attention_mask.to(logits.device) if attention_mask is not None else None
-    return logits, model.loss(logits, tokens.to(logits.device), mask_on)
+    return logits, model.loss(logits, tokens.to(logits.device, torch.long), mask_on)
