@@ -123,3 +123,12 @@ def test_the_api_reference_names_every_headline_object() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in sorted((ROOT / "docs").rglob("*.md")):
         assert str(page.relative_to(ROOT / "docs")) in nav, f"{page.name} is not in mkdocs.yml"
+
+
+def test_the_package_docstring_example_runs() -> None:
+    """The example `lenscope`'s docstring shows (and the API reference renders) runs as written."""
+    doc = lenscope.__doc__ or ""
+    start = doc.index("```python\n") + len("```python\n")
+    scope: dict[str, object] = {}
+    exec(doc[start : doc.index("```", start)], scope)
+    assert scope["resid"].shape[-1] == scope["model"].cfg.d_model  # type: ignore[attr-defined]
