@@ -7,7 +7,7 @@ STAMP := $(VENV)/.lenscope-installed
 APT_PACKAGES := graphviz chromium
 WEB_STAMP := web/node_modules/.lenscope-installed
 
-.PHONY: setup system web webtest demo test lint typecheck unit bench clean
+.PHONY: setup system web webtest demo test lint typecheck unit docs bench clean
 
 # Debian packages (graphviz draws the Markov graphs); installed only when missing.
 system:
@@ -53,7 +53,12 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -q -ra
 
-test: lint typecheck webtest unit
+# The documentation site (mkdocs + mkdocstrings: docs/ and an API reference from the docstrings)
+# into out/docs; --strict turns a broken reference or dead link into a failure, so `make test` fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+test: lint typecheck webtest unit docs
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done

@@ -20,7 +20,6 @@ from lenscope.circuits.composition import (
     copying_scores,
     random_baseline,
 )
-from lenscope.circuits.factored import FactoredMatrix, FactoredSVD
 from lenscope.circuits.folding import CircuitWeights, LayerNormHandling, circuit_weights
 from lenscope.circuits.heads import (
     HeadScores,
@@ -43,6 +42,7 @@ from lenscope.circuits.tables import (
     token_table,
     top_entries,
 )
+from lenscope.model.factored import FactoredMatrix, FactoredSVD
 
 __all__ = [
     "CircuitReport",

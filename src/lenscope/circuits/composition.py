@@ -24,10 +24,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lenscope.circuits.factored import FactoredMatrix
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.circuits.tables import head_id
 from lenscope.errors import InputError
+from lenscope.model.factored import FactoredMatrix
 
 Mode = Literal["Q", "K", "V"]
 MODES: tuple[Mode, ...] = ("Q", "K", "V")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lenscope.circuits.factored import FactoredMatrix
 from lenscope.errors import InputError
+from lenscope.model.factored import FactoredMatrix
 from lenscope.model.norms import center, fold_norm
 from lenscope.model.transformer import HookedTransformer
 from lenscope.train.probes import repeated_tokens

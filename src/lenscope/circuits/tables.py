@@ -23,9 +23,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lenscope.circuits.factored import FactoredMatrix
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.errors import InputError
+from lenscope.model.factored import FactoredMatrix
 from lenscope.model.transformer import HookedTransformer
 
 Kind = Literal["bigram", "ov", "qk"]

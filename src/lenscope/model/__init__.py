@@ -1,8 +1,9 @@
 """The subject model: one hookable Transformer, its config, tokenizer and loaders."""
 
-from lenscope.model.cache import ActivationCache, act_name
+from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
-from lenscope.model.hooks import HookPoint
+from lenscope.model.factored import FactoredMatrix, FactoredSVD
+from lenscope.model.hooks import HookPoint, get_act_name
 from lenscope.model.kv import KVCache
 from lenscope.model.load import fingerprint, list_models, load_model, save_model
 from lenscope.model.tokenizer import Tokenizer
@@ -10,13 +11,15 @@ from lenscope.model.transformer import HookedTransformer
 
 __all__ = [
     "ActivationCache",
+    "FactoredMatrix",
+    "FactoredSVD",
     "HookPoint",
     "HookedTransformer",
     "KVCache",
     "ModelConfig",
     "Tokenizer",
-    "act_name",
     "fingerprint",
+    "get_act_name",
     "list_models",
     "load_model",
     "save_model",

@@ -7,13 +7,17 @@ A `HookPoint` is an identity until a hook is attached. Forward hooks have Transf
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from lenscope.errors import InputError
+
 HookFn = Callable[..., Tensor | None]
+HookSpec = tuple[str | Callable[[str], bool], HookFn]  # (hook name, glob or name filter; fn)
 
 
 class HookPoint(nn.Module):
@@ -60,3 +64,67 @@ def _bind_backward(fn: HookFn, hook: HookPoint) -> Callable[[Tensor], Tensor | N
         return fn(grad, hook)
 
     return call
+
+
+# TransformerLens' `utils.get_act_name` vocabulary: short names and their aliases.
+_ATTN_ACTS = frozenset({"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores"})
+_MLP_ACTS = frozenset({"pre", "post", "mid", "pre_linear"})
+_NORM_ACTS = frozenset({"scale", "normalized"})
+_ACT_ALIASES = {
+    "attn": "pattern",
+    "attn_logits": "attn_scores",
+    "key": "k",
+    "query": "q",
+    "value": "v",
+    "mlp_pre": "pre",
+    "mlp_mid": "mid",
+    "mlp_post": "post",
+}
+_LAYER_TYPE_ALIASES = {
+    "a": "attn",
+    "m": "mlp",
+    "b": "",
+    "block": "",
+    "blocks": "",
+    "attention": "attn",
+}
+_SHORTHAND = re.compile(r"([a-z]+)(\d+)([a-z]?.*)")
+
+
+def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+    """A full hook name from a short one, exactly as TransformerLens' `utils.get_act_name`.
+
+    `get_act_name("resid_pre", 3)` is `"blocks.3.hook_resid_pre"`; attention and MLP activations
+    find their sub-module (`("pattern", 0)` -> `"blocks.0.attn.hook_pattern"`, `("post", 1)` ->
+    `"blocks.1.mlp.hook_post"`); a norm's scale names its norm with `layer_type`
+    (`("scale", 2, "ln1")` -> `"blocks.2.ln1.hook_scale"`, `("scale",)` -> `"ln_final.hook_scale"`);
+    the compact spelling `"pattern3"` / `"scale4ln1"` carries the layer in the name; a full name
+    (`"blocks.0.hook_resid_post"`, `"hook_embed"`) comes back unchanged. Aliases: `attn` ->
+    `pattern`, `attn_logits` -> `attn_scores`, `key`/`query`/`value` -> `k`/`q`/`v`,
+    `mlp_pre`/`mlp_mid`/`mlp_post` -> `pre`/`mid`/`post`; layer types `a`, `m`, `b`.
+    The name is not checked against a model: `model.hook_dict` says which exist.
+    """
+    if not isinstance(name, str) or not name:
+        raise InputError(f"an activation name is a non-empty string, got {name!r}")
+    if layer is not None and (not isinstance(layer, int) or isinstance(layer, bool) or layer < 0):
+        raise InputError(f"a layer is a non-negative integer, got {layer!r}")
+    if ("." in name or name.startswith("hook_")) and layer is None and layer_type is None:
+        return name
+    at: int | str | None = layer
+    m = _SHORTHAND.match(name)
+    if m is not None:
+        name, at, layer_type = m.group(1), m.group(2), m.group(3)
+    name = _ACT_ALIASES.get(name, name)
+    full = f"blocks.{at}." if at is not None else ""
+    if name in _ATTN_ACTS:
+        layer_type = "attn"
+    elif name in _MLP_ACTS:
+        layer_type = "mlp"
+    elif layer_type in _LAYER_TYPE_ALIASES:
+        layer_type = _LAYER_TYPE_ALIASES[layer_type]
+    if layer_type:
+        full += f"{layer_type}."
+    full += f"hook_{name}"
+    if name in _NORM_ACTS and at is None:
+        full = f"ln_final.{full}"
+    return full

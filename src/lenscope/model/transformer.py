@@ -15,17 +15,16 @@ from lenscope.errors import InputError
 from lenscope.linalg import linear
 from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
-from lenscope.model.hooks import HookFn, HookPoint
+from lenscope.model.hooks import HookFn, HookPoint, HookSpec
 from lenscope.model.kv import KVCache
 from lenscope.model.layers import Block, Norm, init_weights
 from lenscope.model.sampling import ONE_PROMPT, check_sampling, describe, next_token
+from lenscope.model.tl_compat import Input, TransformerLensMethods
 
 if TYPE_CHECKING:
     from lenscope.model.tokenizer import Tokenizer
 
 NameFilter = str | Sequence[str] | Callable[[str], bool] | None
-HookSpec = tuple[str | Callable[[str], bool], HookFn]
-Input = Tensor | str | Sequence[str]
 
 
 def _matcher(names: NameFilter) -> Callable[[str], bool]:
@@ -39,11 +38,12 @@ def _matcher(names: NameFilter) -> Callable[[str], bool]:
     return lambda n: n in exact or any(fnmatch.fnmatchcase(n, g) for g in globbed)
 
 
-class HookedTransformer(nn.Module):
+class HookedTransformer(TransformerLensMethods, nn.Module):
     """A decoder-only Transformer whose every intermediate activation has a named hook point.
 
     Hook names follow TransformerLens (`blocks.3.hook_resid_post`, `blocks.0.attn.hook_pattern`, ...)
-    and weights are exposed in its shapes (`W_Q` [n_layers, n_heads, d_model, d_head], ...).
+    and weights are exposed in its shapes (`W_Q` [n_layers, n_heads, d_model, d_head], ...);
+    `run_with_hooks`, `OV` and `QK` are TransformerLens' (`lenscope.model.tl_compat`).
     """
 
     def __init__(self, cfg: ModelConfig, tokenizer: Tokenizer | None = None) -> None:
@@ -178,12 +178,18 @@ class HookedTransformer(nn.Module):
 
     @contextlib.contextmanager
     def hooks(
-        self, fwd: Sequence[HookSpec] = (), bwd: Sequence[HookSpec] = ()
+        self,
+        fwd: Sequence[HookSpec] = (),
+        bwd: Sequence[HookSpec] = (),
+        *,
+        fwd_hooks: Sequence[HookSpec] = (),
+        bwd_hooks: Sequence[HookSpec] = (),
     ) -> Iterator[HookedTransformer]:
-        """Attach hooks for the duration of a `with` block; they are removed on exit."""
+        """Attach hooks for the duration of a `with` block; they are removed on exit.
+        `fwd_hooks=` / `bwd_hooks=` are TransformerLens' spellings of `fwd=` / `bwd=`."""
         added: list[tuple[list[HookFn], HookFn]] = []
         try:
-            for specs, d in ((fwd, "fwd"), (bwd, "bwd")):
+            for specs, d in (([*fwd, *fwd_hooks], "fwd"), ([*bwd, *bwd_hooks], "bwd")):
                 for name, fn in specs:
                     for hp in self._resolve(name):
                         lst = hp.fwd_hooks if d == "fwd" else hp.bwd_hooks
@@ -193,16 +199,6 @@ class HookedTransformer(nn.Module):
         finally:
             for lst, fn in reversed(added):
                 lst.remove(fn)
-
-    def run_with_hooks(
-        self,
-        input: Input,
-        fwd_hooks: Sequence[HookSpec] = (),
-        bwd_hooks: Sequence[HookSpec] = (),
-        **kwargs: object,
-    ) -> Tensor:
-        with self.hooks(fwd_hooks, bwd_hooks):
-            return self(input, **kwargs)  # type: ignore[no-any-return]
 
     def run_with_cache(
         self,

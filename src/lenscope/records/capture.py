@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from lenscope.model import HookedTransformer, HookPoint
+from lenscope.model.hooks import HookSpec
 from lenscope.model.layers import Block
-from lenscope.model.transformer import HookSpec
 from lenscope.records.config import Group, LatentSource
 from lenscope.records.select import head_norms
 from lenscope.records.sparse import SparseRows

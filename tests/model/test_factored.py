@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lenscope.circuits.factored import FactoredMatrix
 from lenscope.errors import InputError, LenscopeError
+from lenscope.model.factored import FactoredMatrix
 
 
 def rand(*shape: int, seed: int = 0) -> torch.Tensor:
