@@ -23,6 +23,7 @@ from torch import Tensor
 from lenscope.circuits.factored import FactoredMatrix
 from lenscope.errors import InputError
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 from lenscope.train.probes import repeated_tokens
 
 
@@ -118,6 +119,7 @@ class CircuitWeights:
             raise InputError(f"head {head} is out of range; layers have {self.n_heads} heads")
 
 
+@isolated
 def circuit_weights(
     model: HookedTransformer,
     reference: Tensor | None = None,
