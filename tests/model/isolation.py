@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -43,6 +44,9 @@ def assert_same(a: Any, b: Any, where: str = "result") -> None:
     if isinstance(a, Tensor):
         assert isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype, where
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=where)
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray), where
+        np.testing.assert_array_equal(a, b, err_msg=where, strict=True)
     elif dataclasses.is_dataclass(a) and not isinstance(a, type):
         assert type(a) is type(b), where
         for f in dataclasses.fields(a):

@@ -101,10 +101,11 @@ def test_weight_changes_are_seen_by_views() -> None:
         model.W_E[3] += 1.0  # in place
         with private_view(model) as view:
             assert torch.equal(view(TOKS), model(TOKS))
-        mlp = model.blocks[0].mlp
+        mlp: Any = model.blocks[0].mlp
         mlp.W_in = torch.nn.Parameter(mlp.W_in * 2)  # replaced
         with private_view(model) as view:
-            assert view.blocks[0].mlp.W_in is mlp.W_in
+            mine: Any = view.blocks[0].mlp
+            assert mine is not mlp and mine.W_in is mlp.W_in
             assert torch.equal(view(TOKS), model(TOKS))
 
 
