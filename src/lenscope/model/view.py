@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+from torch import nn
+
 from lenscope.model.hooks import HookPoint
 from lenscope.model.transformer import HookedTransformer
 
@@ -38,6 +40,11 @@ _POOL: weakref.WeakKeyDictionary[HookedTransformer, list[HookedTransformer]] = (
 _ORIGIN: weakref.WeakKeyDictionary[HookedTransformer, weakref.ref[HookedTransformer]] = (
     weakref.WeakKeyDictionary()
 )
+# a view's submodules, walked once (a view's structure is never changed: a caller's change to
+# its parameters shows as a view out of sync with the model, which is then cloned afresh)
+_VIEW_MODULES: weakref.WeakKeyDictionary[HookedTransformer, list[nn.Module]] = (
+    weakref.WeakKeyDictionary()
+)
 # torch's per-module hook tables; a view starts with all of them empty
 _MODULE_HOOKS = (
     "_forward_hooks",
@@ -50,8 +57,24 @@ _MODULE_HOOKS = (
 )
 
 
-def _tensors(model: HookedTransformer) -> list[Any]:
-    return [*model.parameters(), *model.buffers()]
+def _modules(model: nn.Module) -> list[nn.Module]:
+    """Every submodule, depth first (a plain walk: `named_modules` costs ~10x more per call)."""
+    out, stack = [], [model]
+    while stack:
+        m = stack.pop()
+        out.append(m)
+        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
+    return out
+
+
+def _tensors(modules: list[nn.Module]) -> list[Any]:
+    return [
+        t
+        for m in modules
+        for table in (m._parameters, m._buffers)
+        for t in table.values()
+        if t is not None
+    ]
 
 
 def origin(model: HookedTransformer) -> HookedTransformer:
@@ -62,7 +85,7 @@ def origin(model: HookedTransformer) -> HookedTransformer:
 
 
 def _in_sync(view: HookedTransformer, model: HookedTransformer) -> bool:
-    mine, theirs = _tensors(view), _tensors(model)
+    mine, theirs = _tensors(_VIEW_MODULES[view]), _tensors(_modules(model))
     return (
         len(mine) == len(theirs)
         and all(a is b for a, b in zip(mine, theirs, strict=True))
@@ -75,7 +98,7 @@ def _in_sync(view: HookedTransformer, model: HookedTransformer) -> bool:
 def _empty_hooks(model: HookedTransformer, memo: dict[int, Any]) -> None:
     """Make the copy start with empty hook tables instead of copying the model's hooks (a hook
     may close over anything, e.g. a lock or a non-leaf tensor that cannot be deep-copied)."""
-    for module in model.modules():
+    for module in _modules(model):
         if isinstance(module, HookPoint):
             memo[id(module.fwd_hooks)] = []
             memo[id(module.bwd_hooks)] = []
@@ -89,7 +112,7 @@ def _empty_hooks(model: HookedTransformer, memo: dict[int, Any]) -> None:
 
 
 def _clone(model: HookedTransformer) -> HookedTransformer:
-    memo: dict[int, Any] = {id(t): t for t in _tensors(model)}
+    memo: dict[int, Any] = {id(t): t for t in _tensors(_modules(model))}
     for shared in (model.tokenizer, model.cfg, getattr(model, "manifest", None)):
         if shared is not None:
             memo[id(shared)] = shared
@@ -98,13 +121,14 @@ def _clone(model: HookedTransformer) -> HookedTransformer:
     view.reset_hooks()
     with _LOCK:
         _ORIGIN[view] = weakref.ref(model)
+        _VIEW_MODULES[view] = _modules(view)
     return view
 
 
 def _clear(view: HookedTransformer) -> None:
     """Remove every hook from a view: its hook points' and any torch module hook put on it."""
     view.reset_hooks()
-    for module in view.modules():
+    for module in _VIEW_MODULES[view]:
         for attr in _MODULE_HOOKS:
             table = module.__dict__.get(attr)
             if table:
