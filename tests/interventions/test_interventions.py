@@ -14,8 +14,8 @@ from torch import Tensor
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import InputError
-from lenscope.interventions.scoped import private_view
 from lenscope.interventions.spec import Ablate, InterventionSet, Patch, Steer, ablate
+from lenscope.model.view import private_view
 from tests.attribution.factory import logits_with, prompt, random_model
 
 Q = LogitDiff(target=[5], distractor=[11])

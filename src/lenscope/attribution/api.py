@@ -19,9 +19,9 @@ from lenscope.errors import InputError
 from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan, compile_plan
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
-from lenscope.interventions.scoped import private_view
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import private_view
 
 QuestionT = LogitDiff | Logit | Prob | AttentionScore
 MAX_TOP_K = 200

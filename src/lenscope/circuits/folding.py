@@ -26,6 +26,7 @@ from lenscope.errors import InputError
 from lenscope.model.factored import FactoredMatrix
 from lenscope.model.norms import center, fold_norm
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 from lenscope.train.probes import repeated_tokens
 
 
@@ -121,6 +122,7 @@ class CircuitWeights:
             raise InputError(f"head {head} is out of range; layers have {self.n_heads} heads")
 
 
+@isolated
 def circuit_weights(
     model: HookedTransformer,
     reference: Tensor | None = None,

@@ -22,6 +22,7 @@ from lenscope.circuits.composition import CompositionScores, composition_scores
 from lenscope.circuits.folding import CircuitWeights, circuit_weights
 from lenscope.circuits.tables import head_id
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 from lenscope.train.probes import repeated_tokens
 
 INDUCTION_THRESHOLD = 0.3
@@ -60,6 +61,7 @@ class HeadScores:
 
 
 @torch.no_grad()
+@isolated
 def head_scores(
     model: HookedTransformer, seq_len: int = 50, n_seqs: int = 16, seed: int = 0
 ) -> HeadScores:

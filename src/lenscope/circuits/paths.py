@@ -26,6 +26,7 @@ from torch import Tensor
 from lenscope.errors import InputError
 from lenscope.model.norms import Norm, norm_params, push
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +75,7 @@ class PathExpansion:
 
 
 @torch.no_grad()
+@isolated
 def path_expansion(model: HookedTransformer, tokens: Tensor) -> PathExpansion:
     """Decompose `model`'s logits on `tokens` (one prompt, [pos] or [1, pos]) into paths."""
     cfg = model.cfg

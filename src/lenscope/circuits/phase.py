@@ -24,6 +24,7 @@ from lenscope.circuits.heads import head_scores
 from lenscope.errors import ArtifactError, InputError, LenscopeError
 from lenscope.model.load import MODEL_KIND, load_model
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 Progress = Callable[[str, int, int], None]
 
@@ -99,6 +100,7 @@ def context_windows(n_ctx: int) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 @torch.no_grad()
+@isolated
 def icl_losses(
     model: HookedTransformer, windows: torch.Tensor, early: tuple[int, int], late: tuple[int, int]
 ) -> tuple[float, float]:

@@ -28,6 +28,7 @@ from lenscope.circuits.positional import OffsetPreference, all_offset_preference
 from lenscope.circuits.skiptrigrams import SkipTrigram, skip_trigrams
 from lenscope.circuits.tables import Kind, TokenTable, token_labeler, token_table
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 from lenscope.train.probes import probe_pool, repeated_tokens
 
 KINDS: tuple[Kind, ...] = ("ov", "qk")
@@ -71,6 +72,7 @@ class CircuitReport:
         }
 
 
+@isolated
 def circuit_report(
     model: HookedTransformer,
     tokens: Sequence[int] | None = None,

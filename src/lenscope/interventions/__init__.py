@@ -7,7 +7,6 @@ a `private_view` of the model, so nothing is ever attached to the model itself.
 from lenscope.interventions.latents import LatentDictionary, LatentSource
 from lenscope.interventions.plan import Plan, compile_plan
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
-from lenscope.interventions.scoped import private_view
 from lenscope.interventions.spec import (
     Ablate,
     Intervention,
@@ -17,6 +16,7 @@ from lenscope.interventions.spec import (
     Steer,
     ablate,
 )
+from lenscope.model.view import private_view
 
 __all__ = [
     "Ablate",

@@ -15,6 +15,7 @@ from torch import Tensor
 from lenscope.errors import InputError
 from lenscope.model.config import ModelConfig
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def _needed_hooks(cfg: ModelConfig, bounds: list[Boundary]) -> list[str]:
 
 
 @torch.no_grad()
+@isolated
 def collect_residuals(
     model: HookedTransformer,
     tokens: Tensor,

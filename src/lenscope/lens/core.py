@@ -23,6 +23,7 @@ from lenscope.lens.reduce import reduce_lens
 from lenscope.lens.result import LensResult
 from lenscope.lens.watch import resolve_watch, token_strs
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 if TYPE_CHECKING:
     from lenscope.lens.tuned import TunedLens
@@ -41,6 +42,7 @@ def _boundaries(
 
 
 @torch.no_grad()
+@isolated
 def lens_logits(
     model: HookedTransformer,
     tokens: Tensor,
@@ -72,6 +74,7 @@ def _as_sequence(
 
 
 @torch.no_grad()
+@isolated
 def logit_lens(
     model: HookedTransformer,
     input: str | Tensor | Sequence[int],

@@ -21,6 +21,7 @@ from lenscope.lens.boundaries import collect_residuals, lens_boundaries
 from lenscope.lens.kernels import project
 from lenscope.lens.tuned import TunedLens
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 METRICS = ("ce", "entropy", "kl")
 
@@ -50,6 +51,7 @@ class LensEval:
 
 
 @torch.no_grad()
+@isolated
 def evaluate_lenses(
     model: HookedTransformer,
     tokens: npt.NDArray[Any],

@@ -14,11 +14,13 @@ from lenscope.lens.kernels import Precision, check_precision
 from lenscope.lens.result import GenerationLens
 from lenscope.lens.watch import resolve_position
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 if TYPE_CHECKING:
     from lenscope.lens.tuned import TunedLens
 
 
+@isolated
 def lens_generation(
     model: HookedTransformer,
     prompt: str | Tensor | Sequence[int],

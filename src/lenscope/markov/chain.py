@@ -26,6 +26,8 @@ from lenscope.markov.states import (
     next_state_table,
     state_name,
 )
+from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import private_view
 
 __all__ = [
     "CommunicatingClass",
@@ -139,7 +141,17 @@ def transition_matrix(
 def next_token_probs(
     model: Model, states: Sequence[State], V: int, batch_size: int = 512
 ) -> np.ndarray:
-    """[len(states), V] float64 softmax of the model's last-position logits, grouped by length."""
+    """[len(states), V] float64 softmax of the model's last-position logits, grouped by length.
+
+    A lenscope model runs on a private view (`lenscope.model.view`): hooks attached to it are not
+    seen, and its train/eval mode is left alone even while other threads use it."""
+    if isinstance(model, HookedTransformer):
+        with private_view(model) as view:
+            return _next_token_probs(view, states, V, batch_size)
+    return _next_token_probs(model, states, V, batch_size)
+
+
+def _next_token_probs(model: Model, states: Sequence[State], V: int, batch_size: int) -> np.ndarray:
     out = np.zeros((len(states), V), dtype=np.float64)
     device = _model_device(model)
     was_training = isinstance(model, torch.nn.Module) and model.training

