@@ -28,11 +28,13 @@ from typing import Any
 import httpx
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine
+
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import LenscopeError
 from lenscope.model.load import fingerprint, load_model, resolve_model_path
-from lenscope.runtime import huge_pages_enabled
 from lenscope.sae import load_sae, saes_for_model
 from lenscope.server.config import DEMO_DISTRACTOR, DEMO_PROMPT, DEMO_TARGET
 from lenscope.server.run import torch_threads
@@ -179,7 +181,7 @@ def main() -> None:
         "load": ld,
         "server_lanes": health["lanes"],
     }
-    result["huge_pages"] = huge_pages_enabled()
+    result["machine"] = machine()
     print(json.dumps(result, indent=2))
 
 
