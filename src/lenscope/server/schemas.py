@@ -114,7 +114,9 @@ class WhyBatchRequest(Strict):
     kinds: list[NodeKind] | None = None
 
 
-class SideIn(Strict):
+class SideIn(BaseModel):  # a part of CompareRequest, whose text is checked already
+    model_config = ConfigDict(extra="forbid")
+
     prompt: PromptIn
     interventions: InterventionSet | None = None
 
