@@ -25,12 +25,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import median_seconds
+from common import machine, median_seconds
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.circuits import circuit_weights, composition_scores, copying_scores, full_ov
 from lenscope.circuits.composition import Mode
-from lenscope.runtime import huge_pages_enabled
 
 L, H, D, DH, V = 6, 8, 512, 64, 1024
 
@@ -105,7 +104,7 @@ def main() -> None:
     t_row = median_seconds(lambda: fm.rows([17]).AB.topk(10), repeats=5)
     t_full = median_seconds(lambda: fm.AB[17].topk(10), repeats=3)
     out["ov_row"] = {"row_s": t_row, "materialised_s": t_full, "speedup": t_full / t_row}
-    out["huge_pages"] = huge_pages_enabled()
+    out["machine"] = machine()
     print(json.dumps(out))
 
 

@@ -1,4 +1,5 @@
-"""Shared benchmark helpers: timing by median of repeats, a GPT-2-small-sized random checkpoint."""
+"""Shared benchmark helpers: timing by median of repeats, a GPT-2-small-sized random checkpoint,
+and `machine()`: the CPU, its vector extensions and which matmul kernels ran, for every JSON."""
 
 from __future__ import annotations
 
@@ -6,14 +7,95 @@ import lenscope  # noqa: F401  before torch: large tensors on huge pages (lensco
 
 # isort: split
 
+import os
+import platform
+import re
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+import lenscope.linalg as _linalg
+from lenscope.runtime import huge_pages_enabled
+
+# The vector extensions that decide a matmul's speed, as /proc/cpuinfo's `flags` spell them.
+VECTOR_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni",
+    "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_tile", "amx_bf16", "amx_int8",
+)  # fmt: skip
+
+# Every matmul that `lenscope.linalg` sends somewhere, counted by kernel: the counters wrap its
+# two kernels once, when a benchmark imports this module, so every figure says what ran.
+KERNEL_CALLS: Counter[str] = Counter()
+
+
+def _counted(name: str, fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def call(*args: Any) -> torch.Tensor:
+        KERNEL_CALLS[name] += 1
+        return fn(*args)
+
+    return call
+
+
+if not getattr(_linalg, "_bench_counted", False):
+    _linalg._onednn = _counted("onednn", _linalg._onednn)
+    _linalg._torch = _counted("torch", _linalg._torch)
+    _linalg._bench_counted = True  # type: ignore[attr-defined]
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name and which of `VECTOR_FLAGS` it has (Linux's /proc/cpuinfo)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():  # the first processor's fields
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model": fields.get("model name") or platform.processor() or platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+    }
+
+
+def torch_blas() -> str | None:
+    """The BLAS library torch's `@` calls on CPU, as its build configuration names it."""
+    found = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
+    return found.group(1) if found else None
+
+
+def machine() -> dict[str, Any]:
+    """Where a figure came from: the CPU and its vector extensions, torch's kernels (the ISA its
+    vectorised kernels use, its BLAS, oneDNN) and how many matmuls lenscope sent to oneDNN and to
+    torch in this process so far (`lenscope.linalg` decides each), huge pages."""
+    return {
+        "cpu": cpu_info(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": torch_blas(),
+        "mkl_available": torch.backends.mkl.is_available(),
+        "mkldnn_available": torch.backends.mkldnn.is_available(),
+        "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
+        "lenscope_onednn": _linalg.onednn_enabled(),
+        "lenscope_onednn_min_macs": _linalg.MIN_MACS,
+        "matmul_calls": {"onednn": KERNEL_CALLS["onednn"], "torch": KERNEL_CALLS["torch"]},
+        "huge_pages": huge_pages_enabled(),
+    }
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:

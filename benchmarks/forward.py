@@ -19,10 +19,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import gpt2_small_random, median_seconds
+from common import gpt2_small_random, machine, median_seconds
 
 from lenscope import HookedTransformer, load_model
-from lenscope.runtime import huge_pages_enabled
 
 
 def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
@@ -73,7 +72,7 @@ def main() -> None:
             "forward_vs_transformer_lens": t_tl / t_ours,
         }
     out["generate"] = generation(hf, ours)
-    out["huge_pages"] = huge_pages_enabled()
+    out["machine"] = machine()
     print(json.dumps(out, indent=2))
 
 

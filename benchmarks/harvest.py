@@ -35,6 +35,7 @@ import importlib
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,11 +44,13 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine
+
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import LenscopeError
 from lenscope.records import HarvestConfig, Records, harvest, node_groups
 from lenscope.records.config import sae_hook
-from lenscope.runtime import huge_pages_enabled
 from lenscope.sae import SAEConfig, SparseAutoencoder
 
 H = importlib.import_module("lenscope.records.harvest")
@@ -270,7 +273,7 @@ def main() -> None:
         # effects of 37k neurons x 50257 tokens cost minutes on a CPU, so the records here skip them
         out["gpt2_small_records"] = end_to_end(g, grows[:8], 4, [], effects=False)
     out["load_average_after"] = os.getloadavg()
-    out["huge_pages"] = huge_pages_enabled()
+    out["machine"] = machine()
     print(json.dumps(out, indent=2))
 
 

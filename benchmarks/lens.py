@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved_best
+from common import interleaved_best, machine
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import ModelNotFoundError
@@ -51,7 +51,6 @@ from lenscope.lens import collect_residuals, lens_boundaries, logit_lens
 from lenscope.lens.kernels import unembed_rows
 from lenscope.lens.reduce import reduce_lens
 from lenscope.model.load import load_model
-from lenscope.runtime import huge_pages_enabled
 
 N_TOKENS = 128
 N_GENERATED = 16
@@ -216,7 +215,7 @@ def main() -> None:
         bench(_gpt2_small(), "gpt2-small-size", peer=True, reps=3),
     ]
     out = {"benchmark": "lens", "threads": torch.get_num_threads(), "cases": results}
-    out["huge_pages"] = huge_pages_enabled()
+    out["machine"] = machine()
     print(json.dumps(out))
 
 

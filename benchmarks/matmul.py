@@ -22,10 +22,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved_best
+from common import interleaved_best, machine
 
 from lenscope.linalg import linear, onednn_enabled
-from lenscope.runtime import huge_pages_enabled
 
 SHAPES = {  # name: (rows, d_in, d_out)
     "qkv_128": (128, 768, 2304),
@@ -63,7 +62,7 @@ def main() -> None:
             {
                 "benchmark": "matmul",
                 "onednn": onednn_enabled(),
-                "huge_pages": huge_pages_enabled(),
+                "machine": machine(),
                 "threads": torch.get_num_threads(),
                 "load_average": os.getloadavg()[0],
                 "median_speedup": speedups[len(speedups) // 2],

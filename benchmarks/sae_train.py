@@ -16,18 +16,22 @@ medians reported) so that all see the same machine load. Prints one JSON object.
 from __future__ import annotations
 
 import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
-from lenscope.runtime import huge_pages_enabled
 
 # isort: split
 
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine
 
 D_IN, EXPANSION, K, BATCH = 768, 16, 32, 4096
 D_SAE = D_IN * EXPANSION
@@ -186,7 +190,7 @@ def main() -> None:
         "fraction_of_matmul_rate": t_mm / t_ours,
         "goals": {"speedup_vs_saelens": 2.0, "fraction_of_matmul_rate": 0.5},
     }
-    result["huge_pages"] = huge_pages_enabled()
+    result["machine"] = machine()
     print(json.dumps(result, indent=2))
 
 

@@ -24,11 +24,13 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine
+
 from lenscope import HookedTransformer, load_model
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import ModelNotFoundError
-from lenscope.runtime import huge_pages_enabled
 
 N_TOKENS = 64
 
@@ -146,7 +148,7 @@ def main() -> None:
     res["mini_source"] = source
     out["results"].append(res)
     out["goal_met"] = all(r["table_ratio"] <= 1.5 for r in out["results"])
-    out["huge_pages"] = huge_pages_enabled()
+    out["machine"] = machine()
     print(json.dumps(out))
 
 

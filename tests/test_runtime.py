@@ -70,3 +70,72 @@ def test_too_late_once_torch_is_imported() -> None:
     env = {k: v for k, v in os.environ.items() if k not in (OPT_OUT, TORCH_VARIABLE)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["None", "False"]
+
+
+def _stripped_env(**env_over: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in (OPT_OUT, TORCH_VARIABLE)}
+    env.update(env_over)
+    return env
+
+
+WARNINGS_OF_IMPORT = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    {imports}
+    from lenscope.runtime import enable_huge_pages
+    enable_huge_pages()  # asking again does not say it again
+print(sum(w.category.__name__ == "HugePagesWarning" for w in seen))
+for w in seen:
+    print(w.filename.rsplit("/", 2)[-2:], w.message)
+"""
+
+
+def _huge_page_warnings(imports: str, **env_over: str) -> list[str]:
+    code = WARNINGS_OF_IMPORT.format(imports=imports)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_stripped_env(**env_over),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    return lines[1 : 1 + int(lines[0])]
+
+
+def test_torch_imported_first_says_huge_pages_are_off_once() -> None:
+    seen = _huge_page_warnings("import torch; import lenscope")
+    if sys.platform.startswith("linux") and kernel_allows_huge_pages():
+        assert len(seen) == 1
+        assert "torch was imported before lenscope" in seen[0]
+        assert f"{TORCH_VARIABLE}=1" in seen[0] and f"{OPT_OUT}=0 silences this" in seen[0]
+    else:  # nothing to lose: no huge pages here anyway
+        assert seen == []
+
+
+def test_no_warning_when_lenscope_comes_first_or_the_user_chose() -> None:
+    assert _huge_page_warnings("import lenscope; import torch") == []
+    assert _huge_page_warnings("import torch; import lenscope", **{OPT_OUT: "0"}) == []
+    assert _huge_page_warnings("import torch; import lenscope", **{TORCH_VARIABLE: "0"}) == []
+    assert _huge_page_warnings("import torch; import lenscope", **{TORCH_VARIABLE: "1"}) == []
+
+
+def test_our_cli_does_not_warn() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error::RuntimeWarning",
+            "-m",
+            "lenscope.cli.main",
+            "models",
+            "--help",
+        ],
+        env=_stripped_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "HugePagesWarning" not in out.stderr and "imported before" not in out.stderr

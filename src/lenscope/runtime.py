@@ -12,8 +12,9 @@ torch's own switch for this is the environment variable `THP_MEM_ALLOC_ENABLE=1`
 performance tutorial recommends it): blocks of 2 MiB or more are aligned to a page and advised
 `MADV_HUGEPAGE`. torch reads the variable once, at its first allocation, so it must be set before
 torch is imported. `import lenscope` sets it when torch is not imported yet and the variable is not
-set already; `LENSCOPE_HUGE_PAGES=0` leaves it unset. In a notebook that imported torch first, set
-`THP_MEM_ALLOC_ENABLE=1` in the kernel's environment, or import lenscope first.
+set already; `LENSCOPE_HUGE_PAGES=0` leaves it unset. When torch was imported first it is too late,
+and `import lenscope` says so once (a `HugePagesWarning`) unless the user set either variable: in
+a notebook, set `THP_MEM_ALLOC_ENABLE=1` in the kernel's environment, or import lenscope first.
 
 The kernel must allow it: `/sys/kernel/mm/transparent_hugepage/enabled` reads `[madvise]` or
 `[always]` on most Linux distributions. Elsewhere (macOS, Windows, `[never]`) the variable does
@@ -27,12 +28,25 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 TORCH_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 OPT_OUT = "LENSCOPE_HUGE_PAGES"
 _SYSFS = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 _torch_read_unset = False  # torch was imported before lenscope with the variable unset
+_warned = False
+
+
+class HugePagesWarning(RuntimeWarning):
+    """torch was imported before lenscope, so large CPU tensors cannot use huge pages."""
+
+
+TOO_LATE = (
+    "torch was imported before lenscope, so large CPU tensors stay on 4 KiB pages (slower "
+    "allocation; see lenscope.runtime): import lenscope before torch, or start Python with "
+    f"{TORCH_VARIABLE}=1 ({OPT_OUT}=0 silences this)"
+)
 
 
 def _opted_out() -> bool:
@@ -52,9 +66,20 @@ def enable_huge_pages() -> bool:
     if TORCH_VARIABLE not in os.environ:
         if "torch" in sys.modules:
             _torch_read_unset = True  # torch has read the variable unset: too late
+            _warn_too_late()
         elif not _opted_out():
             os.environ[TORCH_VARIABLE] = "1"
     return huge_pages_enabled()
+
+
+def _warn_too_late() -> None:
+    """Say once that huge pages are off because of the import order, where the user wanted them
+    (no opt-out) and the kernel would give them."""
+    global _warned
+    if _warned or _opted_out() or not kernel_allows_huge_pages():
+        return
+    _warned = True
+    warnings.warn(TOO_LATE, HugePagesWarning, stacklevel=3)
 
 
 def huge_pages_enabled() -> bool:

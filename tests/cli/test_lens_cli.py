@@ -288,3 +288,15 @@ def test_auto_picks_the_first_lens_made_for_the_model(
     shutil.rmtree(mine)
     r = runner.invoke(app, args)
     assert isinstance(r.exception, LenscopeError) and "another model" in str(r.exception)
+
+
+def test_an_over_long_prompt_says_it_is_too_long(model_dir: Path) -> None:
+    prompt = "The keys to the cabinet " * 20
+    m = load_model(model_dir)
+    n = m.to_tokens(prompt).shape[1]
+    r = runner.invoke(app, ["lens", str(model_dir), prompt])
+    assert isinstance(r.exception, InputError)
+    assert f"the prompt is too long for {m.cfg.name}'s context: {n} tokens > n_ctx = 48" in str(
+        r.exception
+    )
+    assert "generate at most" not in str(r.exception)

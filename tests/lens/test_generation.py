@@ -97,3 +97,19 @@ def test_bad_input_is_a_clear_error() -> None:
         logit_lens(bare, tokens(bare.cfg.d_vocab, 3), watch=[" is"])
     with pytest.raises(InputError, match="reads at most"):
         logit_lens(bare, tokens(bare.cfg.d_vocab, 49))
+
+
+def test_an_over_long_prompt_is_too_long_for_the_context() -> None:
+    m = tiny("gpt2", tokenizer=True)
+    prompt = "The keys to the cabinet " * 20
+    n = m.to_tokens(prompt).shape[1]
+    assert n > m.cfg.n_ctx
+    for n_new in (0, 3):
+        with pytest.raises(InputError) as e:
+            lens_generation(m, prompt, n_new)
+        msg = str(e.value)
+        assert f"too long for {m.cfg.name}'s context: {n} tokens > n_ctx = {m.cfg.n_ctx}" in msg
+        assert "generate at most" not in msg
+    ids = list(range(m.cfg.n_ctx + 1))  # token ids too: the same sentence
+    with pytest.raises(InputError, match=rf"{m.cfg.n_ctx + 1} tokens > n_ctx = {m.cfg.n_ctx}"):
+        lens_generation(m, ids, 0)

@@ -9,6 +9,7 @@ import typer
 
 from lenscope.cli.common import err_console
 from lenscope.errors import LenscopeError
+from lenscope.text import check_arguments
 
 app = typer.Typer(
     name="lenscope",
@@ -44,8 +45,10 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: a user mistake (`LenscopeError`) is one red line and exit code 1."""
+    """Entry point: a user mistake (`LenscopeError`) is one red line and exit code 1; so is an
+    argument that is not UTF-8 text (checked here, where text enters)."""
     try:
+        check_arguments(sys.argv[1:])
         app()
     except LenscopeError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -58,6 +58,11 @@ def lens_generation(
     n_prompt = tokens.shape[1]
     if n_prompt == 0:
         raise InputError("the prompt is empty: give at least one token")
+    if n_prompt > model.cfg.n_ctx:
+        raise InputError(
+            f"the prompt is too long for {model.cfg.name}'s context: {n_prompt} tokens > n_ctx "
+            f"= {model.cfg.n_ctx}; shorten it"
+        )
     if n_prompt + n_new > model.cfg.n_ctx:
         raise InputError(
             f"{n_prompt} prompt tokens + {n_new} to generate exceed {model.cfg.name}'s context of "

@@ -1,7 +1,8 @@
 """Every error is a JSON body with one human sentence: `{"error": ..., "status": ..., "type": ...}`.
 
 User mistakes (`LenscopeError`) are 4xx with the library's own message; request validation
-failures are 422 naming the field; anything else is a 500 saying it is a bug, logged with its
+failures (a body that is not JSON, not UTF-8, nested too deeply, or does not match the schema)
+are 422 naming the field; anything else is a 500 saying it is a bug, logged with its
 traceback, and the server stays up.
 """
 
@@ -27,6 +28,7 @@ from lenscope.errors import (
 from lenscope.server.validation import validation_message
 
 log = logging.getLogger("lenscope.server")
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
 
 
 class ErrorBody(BaseModel):
@@ -81,6 +83,24 @@ def status_of(e: LenscopeError) -> int:
     return 400
 
 
+def body_problem(e: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not read a JSON body (it says only "There was an error parsing the
+    body", with a 400, and keeps the cause): not UTF-8, or nested deeper than the parser goes.
+    None for any other HTTP error."""
+    cause = e.__cause__
+    if e.status_code != 400 or cause is None or e.detail != _FASTAPI_PARSE_ERROR:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start : cause.start + 1].hex()
+        return (
+            f"the request body is not valid UTF-8 (byte 0x{byte} at position {cause.start}); "
+            "send JSON encoded as UTF-8"
+        )
+    if isinstance(cause, RecursionError):
+        return "the request body is JSON nested too deeply to read; no request nests that deep"
+    return f"the request body cannot be read as JSON ({type(cause).__name__})"
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(LenscopeError)
     async def _lenscope(_: Request, e: LenscopeError) -> SafeJSONResponse:
@@ -96,6 +116,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> SafeJSONResponse:
+        unreadable = body_problem(e)
+        if unreadable is not None:
+            return error_response(422, unreadable, "ValidationError")
         if e.status_code == 404:
             msg = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
         elif e.status_code == 405:

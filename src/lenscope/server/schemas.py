@@ -10,7 +10,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff, Prob
 from lenscope.errors import InputError
@@ -33,6 +41,7 @@ from lenscope.server.config import (
     MAX_WATCH,
     ExplainerName,
 )
+from lenscope.text import find_invalid_text
 
 PromptText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
 TokenId = Annotated[int, Field(ge=0, lt=1 << 31)]
@@ -64,7 +73,19 @@ QuestionIn = Annotated[
 
 
 class Strict(BaseModel):
+    """A request body: no unknown fields, and every string in it (a prompt, a token, a node id,
+    a key) valid Unicode text, checked once on the raw body before any field is read."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        found = find_invalid_text(data)
+        if found is not None:
+            where, problem = found
+            raise ValueError(f"{where}: {problem}")
+        return data
 
 
 class WhyRequest(Strict):
@@ -93,7 +114,9 @@ class WhyBatchRequest(Strict):
     kinds: list[NodeKind] | None = None
 
 
-class SideIn(Strict):
+class SideIn(BaseModel):  # a part of CompareRequest, whose text is checked already
+    model_config = ConfigDict(extra="forbid")
+
     prompt: PromptIn
     interventions: InterventionSet | None = None
 
