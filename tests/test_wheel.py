@@ -27,7 +27,7 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 
-pytestmark = pytest.mark.slow
+from lenscope import artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 WEB_DIST = REPO / "web" / "dist"
@@ -84,6 +84,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return whl
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_assets_and_the_web_app(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         inside = {
@@ -131,6 +132,7 @@ def clean_env(home: Path) -> dict[str, str]:
     return env | {"LENSCOPE_HOME": str(home)}
 
 
+@pytest.mark.slow
 def test_the_installed_package_finds_its_data_inside_itself(venv: Path, tmp_path: Path) -> None:
     code = (
         "import lenscope; from lenscope.artifacts import shipped_dir;"
@@ -190,6 +192,7 @@ def served(venv: Path, tmp_path: Path) -> Iterator[str]:
             proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_pip_install_serves_the_page_and_the_api(served: str) -> None:
     page = httpx.get(served + "/", timeout=30)
     assert page.status_code == 200
@@ -199,3 +202,24 @@ def test_pip_install_serves_the_page_and_the_api(served: str) -> None:
     assert js.status_code == 200 and js.content == script.read_bytes()
     health = httpx.get(served + "/api/health", timeout=30).json()
     assert health["status"] == "ok" and health["model"] == "mini"
+
+
+def test_shipped_data_is_found_by_variable_then_package_then_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "checkout" / "src" / "lenscope"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(artifacts, "PACKAGE_DIR", package)
+    for var in ("LENSCOPE_ASSETS", "LENSCOPE_WEB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    checkout = tmp_path / "checkout"
+    assert artifacts.shipped_dir("assets") == checkout / "assets"  # a checkout, even unbuilt
+    assert artifacts.shipped_dir("web") == checkout / "web" / "dist"
+    (package / "_assets").mkdir()
+    (package / "_web").mkdir()
+    assert artifacts.shipped_dir("assets") == package / "_assets"
+    assert artifacts.shipped_dir("web") == package / "_web"
+    monkeypatch.setenv("LENSCOPE_ASSETS", str(tmp_path / "mine"))
+    monkeypatch.setenv("LENSCOPE_WEB_DIR", str(tmp_path / "app"))
+    assert artifacts.shipped_dir("assets") == tmp_path / "mine"
+    assert artifacts.shipped_dir("web") == tmp_path / "app"

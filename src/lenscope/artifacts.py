@@ -41,10 +41,8 @@ def shipped_dir(what: Literal["assets", "web"]) -> Path:
     if override:
         return Path(override)
     inside = PACKAGE_DIR / packaged
-    if inside.is_dir():
-        return inside
-    in_checkout = PACKAGE_DIR.parents[1] / checkout  # src/lenscope -> the checkout's root
-    return in_checkout if in_checkout.is_dir() else inside
+    # Else src/lenscope -> the checkout's root, even while missing (web/dist not built yet).
+    return inside if inside.is_dir() else PACKAGE_DIR.parents[1] / checkout
 
 
 def lenscope_home() -> Path:
