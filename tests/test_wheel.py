@@ -194,14 +194,15 @@ def served(venv: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_pip_install_serves_the_page_and_the_api(served: str) -> None:
-    page = httpx.get(served + "/", timeout=30)
-    assert page.status_code == 200
-    assert page.text == (WEB_DIST / "index.html").read_text(encoding="utf-8")
-    script = next(p for p in (WEB_DIST / "assets").iterdir() if p.suffix == ".js")
-    js = httpx.get(f"{served}/assets/{script.name}", timeout=30)
-    assert js.status_code == 200 and js.content == script.read_bytes()
-    health = httpx.get(served + "/api/health", timeout=30).json()
-    assert health["status"] == "ok" and health["model"] == "mini"
+    with httpx.Client(base_url=served, timeout=30, trust_env=False) as http:  # loopback: no proxy
+        page = http.get("/")
+        assert page.status_code == 200
+        assert page.text == (WEB_DIST / "index.html").read_text(encoding="utf-8")
+        script = next(p for p in (WEB_DIST / "assets").iterdir() if p.suffix == ".js")
+        js = http.get(f"/assets/{script.name}")
+        assert js.status_code == 200 and js.content == script.read_bytes()
+        health = http.get("/api/health").json()
+        assert health["status"] == "ok" and health["model"] == "mini"
 
 
 def test_shipped_data_is_found_by_variable_then_package_then_checkout(

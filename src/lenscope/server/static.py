@@ -1,6 +1,8 @@
 """The built web app (`web/dist`) served at `/`: files by path, `index.html` for app routes.
 
-Paths are resolved and must stay inside the app's folder, so `..` never reaches another file.
+Paths are resolved and must stay inside the app's folder, so `..` never reaches another file; a
+name no file can have (a NUL byte, over 255 bytes) is a 404 whose message names no server path.
+The folder is `web/dist` in a checkout and `lenscope/_web` in an installed wheel.
 """
 
 from __future__ import annotations
