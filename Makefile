@@ -40,6 +40,12 @@ webtest: $(WEB_STAMP)
 
 setup: system $(STAMP) web
 
+# A wheel for `pip install` anywhere, carrying assets/ and the built web app (setup.py copies them
+# in; `setup` built web/dist). Offline: setuptools comes from $(VENV).
+.PHONY: wheel
+wheel: setup
+	$(PIP) wheel --no-deps --no-build-isolation --no-index -w dist .
+
 demo: setup
 	$(VENV)/bin/lenscope demo
 
@@ -64,4 +70,4 @@ bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -16,11 +16,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lenscope.errors import ArtifactError
 
 MANIFEST = "manifest.json"
+
+# What ships with lenscope: name -> (folder inside the installed package, folder in a source
+# checkout, environment variable that overrides both). setup.py copies each checkout folder into
+# the wheel under the package folder's name; keep the two in step.
+SHIPPED: dict[str, tuple[str, str, str]] = {
+    "assets": ("_assets", "assets", "LENSCOPE_ASSETS"),
+    "web": ("_web", "web/dist", "LENSCOPE_WEB_DIR"),
+}
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_dir(what: Literal["assets", "web"]) -> Path:
+    """Where lenscope's shipped data lives: the assets (models, SAEs, lenses, data, curves) or the
+    built web app. The environment variable wins; then the copy inside an installed wheel
+    (`lenscope/_assets`, `lenscope/_web`); then the source checkout (`assets/`, `web/dist/`)."""
+    packaged, checkout, env = SHIPPED[what]
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
+    inside = PACKAGE_DIR / packaged
+    # Else src/lenscope -> the checkout's root, even while missing (web/dist not built yet).
+    return inside if inside.is_dir() else PACKAGE_DIR.parents[1] / checkout
 
 
 def lenscope_home() -> Path:

@@ -14,7 +14,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
+from lenscope.artifacts import (
+    Manifest,
+    lenscope_home,
+    read_manifest,
+    shipped_dir,
+    writing_artifact,
+)
 from lenscope.errors import CheckpointError, ModelNotFoundError
 from lenscope.model.config import ModelConfig
 from lenscope.model.hf import family_of, find_in_hf_cache, load_hf_tensors, read_hf_config
@@ -27,11 +33,8 @@ WEIGHTS = "model.safetensors"
 
 
 def assets_dir() -> Path:
-    """The repository's `assets/` (shipped models), or `LENSCOPE_ASSETS`."""
-    env = os.environ.get("LENSCOPE_ASSETS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "assets"
+    """The shipped assets (models, ...): `LENSCOPE_ASSETS`, the installed package's, the checkout's."""
+    return shipped_dir("assets")
 
 
 def shipped_models_dir() -> Path:

@@ -1,11 +1,12 @@
 """The built web app (`web/dist`) served at `/`: files by path, `index.html` for app routes.
 
-Paths are resolved and must stay inside the app's folder, so `..` never reaches another file.
+Paths are resolved and must stay inside the app's folder, so `..` never reaches another file; a
+name no file can have (a NUL byte, over 255 bytes) is a 404 whose message names no server path.
+The folder is `web/dist` in a checkout and `lenscope/_web` in an installed wheel.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
+from lenscope.artifacts import shipped_dir
 from lenscope.server.errors import error_response
 
 NOT_BUILT = """<!doctype html><html><head><meta charset="utf-8"><title>lenscope</title></head>
@@ -49,12 +51,33 @@ ASSET_SUFFIXES = frozenset(
     ]
 )
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS; Windows counts 255 characters)
+PATH_MAX = 4096
+
 
 def default_web_dir() -> Path:
-    env = os.environ.get("LENSCOPE_WEB_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "web" / "dist"
+    """`LENSCOPE_WEB_DIR`, the installed package's web app, or the checkout's `web/dist`."""
+    return shipped_dir("web")
+
+
+def storable(path: str) -> bool:
+    """Whether a file system could hold `path`: no NUL byte, no name over NAME_MAX bytes, the whole
+    under PATH_MAX. Anything else can never be one of the app's files (nor an app route)."""
+    if "\x00" in path:
+        return False
+    raw = [part.encode("utf-8", "surrogatepass") for part in path.split("/")]
+    return all(len(b) <= NAME_MAX for b in raw) and sum(len(b) + 1 for b in raw) < PATH_MAX
+
+
+def app_file(root: Path, path: str) -> Path | None:
+    """The app's file at `path` (inside `root`), or None. A lookup the operating system refuses
+    (too long once joined to `root`, a symlink loop: RuntimeError on Python 3.11) is "no file",
+    never an error whose message names the server's paths."""
+    try:
+        target = (root / path).resolve()
+        return target if target.is_relative_to(root) and target.is_file() else None
+    except (OSError, ValueError, RuntimeError):
+        return None
 
 
 def static_router(web_dir: Path, api_routes: Sequence[BaseRoute] = ()) -> APIRouter:
@@ -80,8 +103,10 @@ def static_router(web_dir: Path, api_routes: Sequence[BaseRoute] = ()) -> APIRou
         if not index.is_file():
             return HTMLResponse(NOT_BUILT)
         if path:
-            target = (root / path).resolve()
-            if target.is_relative_to(root) and target.is_file():
+            if not storable(path):
+                return error_response(404, "no such page: a name no file can have", "HTTPError")
+            target = app_file(root, path)
+            if target is not None:
                 immutable = target.parent.name == "assets"
                 headers = {
                     "Cache-Control": "public, max-age=31536000, immutable"
