@@ -13,7 +13,7 @@ MAX_TOP_K = 1000
 
 
 @dataclass
-class Candidate:
+class PredictedToken:
     token: str
     id: int
     prob: float
@@ -25,7 +25,7 @@ class NextTokens:
     model: str
     prompt: str
     str_tokens: list[str]
-    candidates: list[Candidate]
+    candidates: list[PredictedToken]
     entropy: float
 
 
@@ -43,7 +43,7 @@ def next_tokens(model: HookedTransformer, prompt: str, top_k: int = 10) -> NextT
     tok = model.tokenizer
     assert tok is not None
     cands = [
-        Candidate(tok.token_str(int(i)), int(i), float(logp[i].exp()), float(v))
+        PredictedToken(tok.token_str(int(i)), int(i), float(logp[i].exp()), float(v))
         for v, i in zip(top.values, top.indices, strict=True)
     ]
     entropy = float(-(logp.exp() * logp).sum())

@@ -14,7 +14,7 @@ from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.reads import question_reads
 from lenscope.attribution.results import PromptInfo, Term
 from lenscope.attribution.table import str_tokens
-from lenscope.attribution.trace import upstream_chunks
+from lenscope.attribution.trace_edges import upstream_chunks
 from lenscope.errors import InputError
 from lenscope.nodes import Granularity, NodeId, NodeKind
 

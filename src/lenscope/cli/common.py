@@ -54,7 +54,7 @@ def token_text(tok: str | None) -> str:
     """A token for rich output, quoted like `repr` so that whitespace shows (`' 10'` vs `'10'`),
     markup escaped; "" for no token. `lens`, `why` and `circuits` print tokens this way (as
     `run` does with `repr`)."""
-    from lenscope.lens.views import quoted_token
+    from lenscope.viz.lens_heatmaps import quoted_token
 
     return "" if tok is None else escape(quoted_token(tok))
 

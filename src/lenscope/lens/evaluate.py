@@ -18,8 +18,8 @@ import torch
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
-from lenscope.lens.kernels import project
 from lenscope.lens.tuned import TunedLens
+from lenscope.lens.unembed import project
 from lenscope.model.transformer import HookedTransformer
 
 METRICS = ("ce", "entropy", "kl")

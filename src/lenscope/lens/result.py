@@ -106,7 +106,7 @@ class LensResult:
         )
 
     def heatmaps(self, position: int = -1) -> HeatmapSet:
-        from lenscope.lens.views import lens_heatmaps
+        from lenscope.viz.lens_heatmaps import lens_heatmaps
 
         return lens_heatmaps(self, position)
 
@@ -141,7 +141,7 @@ class GenerationLens:
         return "".join(self.lens.tokens)
 
     def heatmaps(self) -> HeatmapSet:
-        from lenscope.lens.views import generation_heatmaps
+        from lenscope.viz.lens_heatmaps import generation_heatmaps
 
         return generation_heatmaps(self)
 

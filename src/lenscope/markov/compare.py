@@ -35,7 +35,7 @@ class ComparisonRow:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class ChainComparison:
     """Per-state table; `mean_total_variation` averages over seen states, weighted by count."""
 
     V: int
@@ -88,7 +88,7 @@ class Comparison:
         )
 
 
-def compare(chain: MarkovChain, empirical: EmpiricalTransitions) -> Comparison:
+def compare(chain: MarkovChain, empirical: EmpiricalTransitions) -> ChainComparison:
     """Join a model's chain with the empirical counts of its training sequence."""
     if (chain.V, chain.C, chain.states) != (empirical.V, empirical.C, empirical.states):
         raise InputError(
@@ -113,7 +113,7 @@ def compare(chain: MarkovChain, empirical: EmpiricalTransitions) -> Comparison:
                 total_variation=tv,
             )
         )
-    return Comparison(chain.V, chain.C, rows)
+    return ChainComparison(chain.V, chain.C, rows)
 
 
 def _pct(values: list[float]) -> str:

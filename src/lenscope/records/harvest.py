@@ -23,6 +23,7 @@ import torch
 
 from lenscope.errors import ArtifactError
 from lenscope.model import HookedTransformer, fingerprint
+from lenscope.records.batch_stats import Workspace
 from lenscope.records.capture import QK, Acts, group_hooks, last_layer
 from lenscope.records.config import (
     SCHEMA_VERSION,
@@ -33,7 +34,6 @@ from lenscope.records.config import (
     sae_hook,
 )
 from lenscope.records.corpus import Corpus, open_corpus, prepare_corpus
-from lenscope.records.kernels import Workspace
 from lenscope.records.parallel import barrier, init_distributed, over_ranks
 from lenscope.records.prio import QUANTILE_STREAM, RANDOM_STREAM, ROW_STREAM, priorities
 from lenscope.records.shards import (

@@ -96,7 +96,7 @@ class NodeRecord:
 
     def _repr_html_(self) -> str:
         """Inline in notebooks: the node's page (`lenscope show`'s HTML) in an isolated frame."""
-        from lenscope.records.html import render_html
+        from lenscope.viz.record_html import render_html
         from lenscope.viz.why_html import page_in_iframe
 
         return page_in_iframe(render_html(self))
@@ -107,6 +107,11 @@ class NodeRecord:
         at a row's first position, which is never a top example (HarvestConfig.context_only)."""
         best = max((e.activation for e in self.top), default=self.stats.max)
         return max(best, 1e-12)
+
+    @property
+    def shade_floor(self) -> float:
+        """Activations shade from here up: 0, or the mean for heads (whose norms are never 0)."""
+        return self.stats.mean if self.kind == "head" and self.stats.mean < self.stats.max else 0.0
 
 
 @dataclass

@@ -35,7 +35,7 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class TrainResult:
+class SAETrainResult:
     path: Path | None  # the SAE artifact (rank 0), None when stopped early
     run_dir: Path
     steps: int
@@ -86,7 +86,7 @@ def train_sae(
     progress: bool = True,
     comm: Comm | None = None,
     log: Log = print,
-) -> TrainResult:
+) -> SAETrainResult:
     """Train; resume from `run_dir` when it holds a checkpoint of the same configuration.
 
     Activations come from `source`, else from forward passes of `model` at sae_cfg.hook_name over
@@ -212,7 +212,7 @@ def train_sae(
         path = save_sae(sae.eval(), out, provenance=prov, metrics=metrics, half=half)
         log(f"saved the SAE to {path}")
     comm.barrier()
-    return TrainResult(
+    return SAETrainResult(
         path=path,
         run_dir=run_dir,
         steps=state.step,
