@@ -8,7 +8,6 @@ A `HookPoint` is an identity until a hook is attached. Forward hooks have Transf
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +23,6 @@ class HookPoint(nn.Module):
         self.name = ""
         self.fwd_hooks: list[HookFn] = []
         self.bwd_hooks: list[HookFn] = []
-        self.ctx: dict[str, Any] = {}
 
     @property
     def active(self) -> bool:
@@ -49,7 +47,6 @@ class HookPoint(nn.Module):
     def clear(self) -> None:
         self.fwd_hooks.clear()
         self.bwd_hooks.clear()
-        self.ctx.clear()
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, fwd={len(self.fwd_hooks)}, bwd={len(self.bwd_hooks)}"
