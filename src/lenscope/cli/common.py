@@ -57,9 +57,3 @@ def token_text(tok: str | None) -> str:
     from lenscope.viz.lens_heatmaps import quoted_token
 
     return "" if tok is None else escape(quoted_token(tok))
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print one clear line and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
