@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import torch
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 
 MAX_TOP_K = 1000
 
 
 @dataclass
-class PredictedToken:
+class PredictedToken(JsonResult):
     token: str
     id: int
     prob: float
@@ -21,7 +22,7 @@ class PredictedToken:
 
 
 @dataclass
-class NextTokens:
+class NextTokens(JsonResult):
     model: str
     prompt: str
     str_tokens: list[str]

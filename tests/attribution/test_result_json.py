@@ -14,9 +14,8 @@ from lenscope.attribution import attention, compare, results
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.compare import Side
 from lenscope.attribution.questions import AttentionScore, LogitDiff
-from lenscope.cli.common import to_jsonable
 from lenscope.interventions.spec import InterventionSet, ablate
-from lenscope.jsonable import JsonResult
+from lenscope.jsonable import JsonResult, to_jsonable
 from tests.attribution.factory import prompt, random_model
 
 Q = LogitDiff(target=[5], distractor=[11])

@@ -25,11 +25,12 @@ from torch import Tensor
 
 from lenscope.circuits.folding import norm_params
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 
 
 @dataclass(frozen=True, eq=False)
-class PathExpansion:
+class PathExpansion(JsonResult):
     """terms[i] [pos, vocab] is the contribution of path `names[i]` to the logits."""
 
     tokens: list[int]

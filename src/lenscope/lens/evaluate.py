@@ -17,6 +17,7 @@ import torch
 
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
 from lenscope.lens.tuned import TunedLens
 from lenscope.lens.unembed import project
@@ -26,7 +27,7 @@ METRICS = ("ce", "entropy", "kl")
 
 
 @dataclass
-class LensCurves:
+class LensCurves(JsonResult):
     """One lens's per-boundary means (nats)."""
 
     ce: list[float]
@@ -35,7 +36,7 @@ class LensCurves:
 
 
 @dataclass
-class LensEval:
+class LensEval(JsonResult):
     model: str
     boundaries: list[str]
     tokens: int

@@ -20,6 +20,7 @@ import torch
 
 from lenscope.data import sample_batch
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
 from lenscope.lens.tuned import TunedLens
 from lenscope.lens.unembed import project
@@ -29,7 +30,7 @@ Progress = Callable[[int, float], None]
 
 
 @dataclass
-class TunedTraining:
+class TunedTraining(JsonResult):
     """What a tuned-lens training run did; `losses[s]` is step s's KL summed over translators."""
 
     steps: int

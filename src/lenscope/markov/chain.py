@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.markov.classes import ClassKind, classify, complete_context_classes, dense_matrix
 from lenscope.markov.empirical import EmpiricalTransitions, empirical_transitions
 from lenscope.markov.states import (
@@ -43,7 +44,7 @@ Model = Callable[[torch.Tensor], Any]
 
 
 @dataclass(frozen=True)
-class CommunicatingClass:
+class CommunicatingClass(JsonResult):
     """States that reach each other; `stationary` (closed classes only) is aligned with `states`."""
 
     states: list[str]
@@ -61,7 +62,7 @@ class CommunicatingClass:
 
 
 @dataclass(frozen=True, eq=False)
-class MarkovChain:
+class MarkovChain(JsonResult):
     """The chain: states, next-token probs [S, V], successor table [S, V], classes, stationary.
 
     `stationary` [S] is the chain's stationary distribution when it has exactly one closed class

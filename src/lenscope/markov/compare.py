@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.markov.chain import MarkovChain
 from lenscope.markov.empirical import EmpiricalTransitions
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
+class ComparisonRow(JsonResult):
     """One state: model next-token probs, and (if seen in training) the empirical frequencies."""
 
     state: str
@@ -35,7 +36,7 @@ class ComparisonRow:
 
 
 @dataclass(frozen=True)
-class ChainComparison:
+class ChainComparison(JsonResult):
     """Per-state table; `mean_total_variation` averages over seen states, weighted by count."""
 
     V: int

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lenscope.errors import ArtifactError
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.records.batch_stats import Workspace
 from lenscope.records.capture import QK, Acts, group_hooks, last_layer
@@ -52,7 +53,7 @@ CALIB_TOKENS = 4096
 
 
 @dataclass
-class HarvestResult:
+class HarvestResult(JsonResult):
     path: Path
     n_tokens: int
     n_nodes: int

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lenscope.jsonable import JsonResult
+
 
 @dataclass
-class Example:
+class Example(JsonResult):
     """One context window: the node's activation on each token; the example token at `center`."""
 
     set: str  # "top" | "random" | "quantile"
@@ -23,7 +25,7 @@ class Example:
 
 
 @dataclass
-class Stats:
+class Stats(JsonResult):
     count: int
     mean: float
     var: float
@@ -36,7 +38,7 @@ class Stats:
 
 
 @dataclass
-class Histogram:
+class Histogram(JsonResult):
     """`counts[0]` is below `lo`, `counts[-1]` at or above `hi`; equal-width bins between."""
 
     lo: float
@@ -46,7 +48,7 @@ class Histogram:
 
 
 @dataclass
-class QuantileBin:
+class QuantileBin(JsonResult):
     level_lo: float
     level_hi: float | None
     lo: float
@@ -55,7 +57,7 @@ class QuantileBin:
 
 
 @dataclass
-class TokenEffect:
+class TokenEffect(JsonResult):
     token: str
     token_id: int
     value: float
@@ -64,7 +66,7 @@ class TokenEffect:
 
 
 @dataclass
-class Explanation:
+class Explanation(JsonResult):
     node_id: str
     explainer: str
     text: str
@@ -77,7 +79,7 @@ class Explanation:
 
 
 @dataclass
-class NodeRecord:
+class NodeRecord(JsonResult):
     node_id: str
     kind: str
     layer: int
@@ -115,7 +117,7 @@ class NodeRecord:
 
 
 @dataclass
-class TokenHit:
+class TokenHit(JsonResult):
     node_id: str
     kind: str
     matches: int  # how many of the node's listed tokens equal the query
@@ -124,7 +126,7 @@ class TokenHit:
 
 
 @dataclass
-class ActiveNode:
+class ActiveNode(JsonResult):
     node_id: str
     kind: str
     activation: float  # the node's maximum on the text

@@ -18,6 +18,7 @@ import torch
 
 from lenscope.artifacts import lenscope_home
 from lenscope.errors import CheckpointError, InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.sae.architectures import get_architecture
 from lenscope.sae.buffer import ActivationSource, BatchStream, LiveSource
@@ -35,7 +36,7 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class SAETrainResult:
+class SAETrainResult(JsonResult):
     path: Path | None  # the SAE artifact (rank 0), None when stopped early
     run_dir: Path
     steps: int
