@@ -34,8 +34,11 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(nodes: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Every import statement that can run: nested in functions, classes, try, with, loops."""
+def _imports(
+    nodes: list[ast.stmt], into_functions: bool = True
+) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run: nested in functions, classes, try, with, loops
+    (without `into_functions`, only those that run on import: not inside function bodies)."""
     stack: list[ast.AST] = list(reversed(nodes))
     while stack:
         node = stack.pop()
@@ -43,8 +46,14 @@ def _imports(nodes: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
             yield node
         elif isinstance(node, ast.If) and _is_type_checking(node.test):
             stack.extend(node.orelse)
-        else:
+        elif into_functions or not isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+        ):
             stack.extend(ast.iter_child_nodes(node))
+
+
+def _module_level_imports(nodes: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    return _imports(nodes, into_functions=False)
 
 
 def _targets(
@@ -65,15 +74,17 @@ def _targets(
     return out & mods
 
 
-def python_graph(src: Path) -> Graph:
+def python_graph(src: Path, module_level: bool = False) -> Graph:
+    """Module -> the modules it imports (with `module_level`, only those imported on import)."""
     mods = python_modules(src)
     names = set(mods)
     graph: Graph = {}
+    walk = _module_level_imports if module_level else _imports
     for module, path in mods.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         is_pkg = path.name == "__init__.py"
         deps: set[str] = set()
-        for node in _imports(tree.body):
+        for node in walk(tree.body):
             deps |= _targets(module, is_pkg, node, names)
         deps.discard(module)
         graph[module] = deps
@@ -231,6 +242,39 @@ def test_the_graph_sees_the_package() -> None:
 def test_no_import_cycles_in_src_lenscope() -> None:
     found = cycles(python_graph(ROOT / "src"))
     assert not found, _message(found)
+
+
+def test_instruments_import_notebook_renderers_only_inside_functions() -> None:
+    """`lenscope.viz` (notebook HTML/SVG) is a face: results reach it lazily, from `_repr_html_`."""
+    graph = python_graph(ROOT / "src", module_level=True)
+    faces = ("lenscope.viz", "lenscope.cli", "lenscope.server")
+    assert "lenscope.viz.heatmap" in graph["lenscope.viz.lens_heatmaps"]
+    bad = {
+        m: sorted(d for d in deps if d.startswith("lenscope.viz"))
+        for m, deps in graph.items()
+        if not m.startswith(faces)
+    }
+    bad = {m: d for m, d in bad.items() if d}
+    assert not bad, f"modules importing lenscope.viz at module level: {bad}"
+    lazily = python_graph(ROOT / "src")
+    assert "lenscope.viz.why_html" in lazily["lenscope.attribution.results"]
+
+
+def test_module_level_walk_skips_functions(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "import pkg.b\ndef f():\n    import pkg.c\nclass K:\n    import pkg.d\n"
+            "    def m(self):\n        import pkg.e\n",
+            "pkg/b.py": "",
+            "pkg/c.py": "",
+            "pkg/d.py": "",
+            "pkg/e.py": "",
+        },
+    )
+    assert python_graph(tmp_path, module_level=True)["pkg.a"] == {"pkg.b", "pkg.d"}
+    assert python_graph(tmp_path)["pkg.a"] == {"pkg.b", "pkg.c", "pkg.d", "pkg.e"}
 
 
 def test_no_import_cycles_in_web_src() -> None:

@@ -82,14 +82,9 @@ class MarkovChain(JsonResult):
     def _repr_svg_(self) -> str | None:
         """Inline in notebooks: the circo drawing (None, so the text repr shows, above
         MAX_DRAWN_STATES states or without graphviz)."""
-        from lenscope.markov.graph import MAX_DRAWN_STATES, GraphvizError, svg_text, to_dot
+        from lenscope.viz.markov_svg import chain_svg
 
-        if len(self.states) > MAX_DRAWN_STATES:
-            return None
-        try:
-            return svg_text(to_dot(self))
-        except GraphvizError:
-            return None
+        return chain_svg(self)
 
     @property
     def P(self) -> np.ndarray:
