@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import torch
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 
 MAX_TOP_K = 1000
 
 
 @dataclass
-class Candidate:
+class PredictedToken(JsonResult):
     token: str
     id: int
     prob: float
@@ -21,11 +22,11 @@ class Candidate:
 
 
 @dataclass
-class NextTokens:
+class NextTokens(JsonResult):
     model: str
     prompt: str
     str_tokens: list[str]
-    candidates: list[Candidate]
+    candidates: list[PredictedToken]
     entropy: float
 
 
@@ -43,7 +44,7 @@ def next_tokens(model: HookedTransformer, prompt: str, top_k: int = 10) -> NextT
     tok = model.tokenizer
     assert tok is not None
     cands = [
-        Candidate(tok.token_str(int(i)), int(i), float(logp[i].exp()), float(v))
+        PredictedToken(tok.token_str(int(i)), int(i), float(logp[i].exp()), float(v))
         for v, i in zip(top.values, top.indices, strict=True)
     ]
     entropy = float(-(logp.exp() * logp).sum())

@@ -17,7 +17,7 @@ from lenscope.circuits.plots import (
 )
 from lenscope.circuits.report import circuit_report
 from lenscope.circuits.skiptrigrams import skip_trigrams
-from lenscope.cli.common import to_jsonable
+from lenscope.jsonable import to_jsonable
 from tests.circuits.models import induction_model, random_model
 
 

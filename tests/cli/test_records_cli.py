@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lenscope import load_model, save_model
-from lenscope.cli.common import to_jsonable
 from lenscope.cli.main import app
 from lenscope.errors import LenscopeError
+from lenscope.jsonable import to_jsonable
 from lenscope.model import fingerprint
 from lenscope.records import Records, most_active
 from lenscope.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae

@@ -351,7 +351,7 @@ def test_examples_shade_against_the_best_top_example(run: dict[str, Any]) -> Non
 def test_a_record_renders_inline_as_its_page_in_a_frame(run: dict[str, Any]) -> None:
     import html as _html
 
-    from lenscope.records.html import render_html
+    from lenscope.viz.record_html import render_html
 
     r = run["nodes"]["L1.N3"]
     out = r._repr_html_()

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from lenscope.records import Records, harvest
-from lenscope.records import kernels as dense_k
+from lenscope.records import batch_stats as dense_k
 from lenscope.records import sparse as sparse_k
-from lenscope.records.kernels import Workspace
+from lenscope.records.batch_stats import Workspace
 from lenscope.records.sparse import SparseRows
 from lenscope.sae import SAEConfig, SparseAutoencoder
 from tests.records.helpers import small_config, tiny_model, token_dataset

@@ -40,7 +40,7 @@ def test_why_is_the_library_answer_and_the_true_logit_difference(
     assert r.status_code == 200, r.text
     body = r.json()
     lib = state.debugger.why(PROMPT, LogitDiff(target=[" w5"], distractor=[" w7"]), top_k=5)
-    same(body, lib.model_dump(mode="json"))
+    same(body, lib.to_json())
     assert abs(body["value"] - logit_diff(model)) < 1e-4
     assert body["prompt"]["ids"] == ids_of(model, PROMPT)
     with torch.no_grad():
@@ -121,7 +121,7 @@ def test_trace_through_a_heads_key_is_the_library_trace(
     )
     assert r.status_code == 200, r.text
     lib = state.debugger.trace(PROMPT, LogitDiff(target=[" w5"], distractor=[" w7"]), ["L1.H2@8:k"])
-    same(r.json(), lib.model_dump(mode="json"))
+    same(r.json(), lib.to_json())
     assert r.json()["path"] == [{"node": "L1.H2@8", "via": "k"}]
     down = client.post(
         "/api/trace",
@@ -142,7 +142,7 @@ def test_attention_score_and_probability_are_the_models(
     assert abs(a["probability"] - float(cache["blocks.1.attn.hook_pattern"][0, 3, last, 2])) < 1e-5
     assert abs(a["score"] - float(cache["blocks.1.attn.hook_attn_scores"][0, 3, last, 2])) < 1e-4
     lib = state.debugger.attention(PROMPT, AttentionScore(layer=1, head=3, key_pos=2))
-    same(a, lib.model_dump(mode="json"))
+    same(a, lib.to_json())
 
 
 def test_concurrent_tabs_never_see_each_others_interventions(client: TestClient) -> None:

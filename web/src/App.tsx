@@ -1,7 +1,7 @@
-import { createContext, useContext, useState } from "react";
+import { useState } from "react";
 import { get } from "./api/client";
-import type { ModelInfo } from "./api/types";
 import { ErrorBox, Loading } from "./components/Status";
+import { InfoContext } from "./lib/modelInfo";
 import { Link, useLocation } from "./lib/router";
 import { useAsync } from "./lib/useAsync";
 import { CircuitsPage } from "./pages/CircuitsPage";
@@ -9,16 +9,6 @@ import { DebuggerPage } from "./pages/DebuggerPage";
 import { LensPage } from "./pages/LensPage";
 import { MarkovPage } from "./pages/MarkovPage";
 import { NodePage } from "./pages/NodePage";
-
-/** The served model's description for the pages below it (tests provide their own). */
-export const InfoContext = createContext<ModelInfo | null>(null);
-
-/** The served model's description (loaded once, before any page renders). */
-export function useInfo(): ModelInfo {
-  const info = useContext(InfoContext);
-  if (!info) throw new Error("model info is not loaded");
-  return info;
-}
 
 const PAGES = [
   { path: "/", label: "Debugger" },

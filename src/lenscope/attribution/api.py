@@ -14,7 +14,7 @@ from lenscope.attribution.compare import Comparison, Side, SideSummary, compare_
 from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff, Prob, Resolved, resolve
 from lenscope.attribution.results import Candidate, Hop, PromptInfo, TraceResult, WhyResult
 from lenscope.attribution.table import node_tables, str_tokens
-from lenscope.attribution.tracing import trace_result
+from lenscope.attribution.trace_result import trace_result
 from lenscope.errors import InputError
 from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan, compile_plan

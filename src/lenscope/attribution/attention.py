@@ -3,10 +3,10 @@ through the query side and through the key side, and the token-pair view of ever
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import BaseModel
 
 from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import bias_terms
@@ -14,12 +14,14 @@ from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.reads import question_reads
 from lenscope.attribution.results import PromptInfo, Term
 from lenscope.attribution.table import str_tokens
-from lenscope.attribution.trace import upstream_chunks
+from lenscope.attribution.trace_edges import upstream_chunks
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.nodes import Granularity, NodeId, NodeKind
 
 
-class SideRow(BaseModel):
+@dataclass(kw_only=True)
+class SideRow(JsonResult):
     node: str
     component: str
     kind: NodeKind
@@ -34,14 +36,16 @@ class SideRow(BaseModel):
     key_side: float
 
 
-class SideRanking(BaseModel):
+@dataclass(kw_only=True)
+class SideRanking(JsonResult):
     granularity: Granularity
     column: Literal["query_side", "key_side"]
     positive: list[str]
     negative: list[str]
 
 
-class HeadAttention(BaseModel):
+@dataclass(kw_only=True)
+class HeadAttention(JsonResult):
     """Token-pair view of one head at the query position: attention to each key and attention
     weighted by the norm of what the head writes from that key."""
 
@@ -50,7 +54,8 @@ class HeadAttention(BaseModel):
     weighted: list[float]
 
 
-class AttentionResult(BaseModel):
+@dataclass(kw_only=True)
+class AttentionResult(JsonResult):
     model: str
     description: str
     prompt: PromptInfo

@@ -5,6 +5,7 @@ Positions line up by index; position rows exist up to the shorter prompt's lengt
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,6 +19,7 @@ from lenscope.attribution.table import str_tokens
 from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.spec import InterventionSet, Prompt
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import Granularity, NodeId, NodeKind
 
@@ -28,13 +30,15 @@ class Side(BaseModel):
     interventions: InterventionSet | None = None
 
 
-class Cell(BaseModel):
+@dataclass(kw_only=True)
+class Cell(JsonResult):
     left: float | None = None
     right: float | None = None
     diff: float | None = None
 
 
-class CompareRow(BaseModel):
+@dataclass(kw_only=True)
+class CompareRow(JsonResult):
     node: str
     component: str
     kind: NodeKind
@@ -52,14 +56,16 @@ class CompareRow(BaseModel):
     ablation_effect: Cell | None = None
 
 
-class SideSummary(BaseModel):
+@dataclass(kw_only=True)
+class SideSummary(JsonResult):
     prompt: PromptInfo
     value: float
     candidates: list[Candidate]
     interventions: InterventionSet | None = None
 
 
-class Comparison(BaseModel):
+@dataclass(kw_only=True)
+class Comparison(JsonResult):
     model: str
     description: str
     left: SideSummary

@@ -20,6 +20,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 
 TokenSpec = str | int
@@ -72,7 +73,8 @@ class AttentionScore(BaseModel):
 Question = Annotated[LogitDiff | Logit | Prob | AttentionScore, Field(discriminator="kind")]
 
 
-class TokenInfo(BaseModel):
+@dataclass(kw_only=True)
+class TokenInfo(JsonResult):
     """How a requested token resolved: what was asked, its id and its text in the vocabulary."""
 
     asked: str | int

@@ -1,4 +1,4 @@
-"""Result types of the debugger engine: plain pydantic models, JSON-ready, rendered by every face.
+"""Result types of the debugger engine: plain dataclasses, JSON-ready, rendered by every face.
 
 Effects are in units of the question's value (logits for logit questions). Signs: an effect is
 what the node *contributes*, so `ablation_effect = value - value with the node ablated`, directly
@@ -8,12 +8,14 @@ comparable with `total_effect` (activation x gradient, its first-order estimate)
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from lenscope.attribution.questions import Question, TokenInfo
 from lenscope.interventions.spec import InterventionSet
+from lenscope.jsonable import JsonResult
 from lenscope.nodes import Granularity, NodeId, NodeIdStr, NodeKind
 
 Column = Literal["activation", "write_norm", "direct_effect", "total_effect", "ablation_effect"]
@@ -25,7 +27,8 @@ COLUMN_NAMES: dict[str, Column] = {
 }
 
 
-class NodeRow(BaseModel):
+@dataclass(kw_only=True)
+class NodeRow(JsonResult):
     node: str  # canonical id with positions, e.g. "L1.H2@14:7"
     component: str  # the id without positions, e.g. "L1.H2"
     kind: NodeKind
@@ -44,7 +47,8 @@ class NodeRow(BaseModel):
     ablation_effect: float | None = None  # measured for the top rows only
 
 
-class Ranking(BaseModel):
+@dataclass(kw_only=True)
+class Ranking(JsonResult):
     """Node ids (keys of the table's rows) with the largest positive and negative values."""
 
     granularity: Granularity
@@ -53,20 +57,23 @@ class Ranking(BaseModel):
     negative: list[str]
 
 
-class KindSum(BaseModel):
+@dataclass(kw_only=True)
+class KindSum(JsonResult):
     kind: NodeKind
     direct_effect: float
     total_effect: float
 
 
-class Term(BaseModel):
+@dataclass(kw_only=True)
+class Term(JsonResult):
     """A part of the direct decomposition that is no node (a bias; an SAE's bias and error)."""
 
     name: str
     value: float
 
 
-class TokenRow(BaseModel):
+@dataclass(kw_only=True)
+class TokenRow(JsonResult):
     """Which input tokens matter: total effects (activation x gradient) summed at one position."""
 
     position: int
@@ -79,15 +86,19 @@ class TokenRow(BaseModel):
     latents: float
 
 
-class NodeTable(BaseModel):
+@dataclass(kw_only=True)
+class NodeTable(JsonResult):
     rows: list[NodeRow]
     rankings: list[Ranking]
     sums: list[KindSum]
     terms: list[Term]
-    direct_total: float = Field(
-        description="sum of every model node's direct effect plus the terms (SAE views excluded); "
-        "equals the value for logit and logit-difference questions"
-    )
+    direct_total: Annotated[
+        float,
+        Field(
+            description="sum of every model node's direct effect plus the terms (SAE views "
+            "excluded); equals the value for logit and logit-difference questions"
+        ),
+    ]
     ablation: Literal["zero", "mean"] = "zero"
 
     def row(self, node: str) -> NodeRow:
@@ -108,19 +119,22 @@ class NodeTable(BaseModel):
         return []
 
 
-class Candidate(BaseModel):
+@dataclass(kw_only=True)
+class Candidate(JsonResult):
     token: str
     id: int
     logit: float
     prob: float
 
 
-class PromptInfo(BaseModel):
+@dataclass(kw_only=True)
+class PromptInfo(JsonResult):
     ids: list[int]
     tokens: list[str]
 
 
-class WhyResult(BaseModel):
+@dataclass(kw_only=True)
+class WhyResult(JsonResult):
     model: str
     question: Question
     description: str
@@ -134,7 +148,7 @@ class WhyResult(BaseModel):
     table: NodeTable
     tokens: list[TokenRow]
     interventions: InterventionSet | None = None
-    sae_hooks: list[str] = Field(default_factory=list)
+    sae_hooks: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
         """Inline in notebooks: value, candidates, coloured prompt, top components."""
@@ -163,7 +177,8 @@ class Hop(BaseModel):
         return self.node + (f":{self.via}" if self.via else "")
 
 
-class EdgeRow(BaseModel):
+@dataclass(kw_only=True)
+class EdgeRow(JsonResult):
     node: str
     component: str
     kind: NodeKind
@@ -181,19 +196,22 @@ class EdgeRow(BaseModel):
     via_v: float | None = None
 
 
-class EdgeRanking(BaseModel):
+@dataclass(kw_only=True)
+class EdgeRanking(JsonResult):
     granularity: Granularity
     column: Literal["edge", "via_q", "via_k", "via_v"]
     positive: list[str]
     negative: list[str]
 
 
-class EdgeSum(BaseModel):
+@dataclass(kw_only=True)
+class EdgeSum(JsonResult):
     kind: NodeKind
     edge: float
 
 
-class LogitChange(BaseModel):
+@dataclass(kw_only=True)
+class LogitChange(JsonResult):
     """How much a node's write moves one output token's logit (downstream traces)."""
 
     token: str
@@ -201,7 +219,8 @@ class LogitChange(BaseModel):
     logit_change: float
 
 
-class TraceResult(BaseModel):
+@dataclass(kw_only=True)
+class TraceResult(JsonResult):
     """Upstream: the writers feeding the traced node's input (edges), restricted to the path.
     Downstream: the later readers of the node's write, and the output tokens it pushes."""
 
@@ -215,11 +234,11 @@ class TraceResult(BaseModel):
     rows: list[EdgeRow]
     rankings: list[EdgeRanking]
     sums: list[EdgeSum]
-    terms: list[Term] = Field(default_factory=list)
-    edge_total: float = Field(
-        description="upstream: sum of all model writers' edges and the bias terms"
-    )
+    terms: list[Term] = field(default_factory=list)
+    edge_total: Annotated[
+        float, Field(description="upstream: sum of all model writers' edges and the bias terms")
+    ]
     direct_effect: float | None = None  # downstream: the node's direct effect on the question
     output_position: int | None = None
-    promoted: list[LogitChange] = Field(default_factory=list)
-    suppressed: list[LogitChange] = Field(default_factory=list)
+    promoted: list[LogitChange] = field(default_factory=list)
+    suppressed: list[LogitChange] = field(default_factory=list)

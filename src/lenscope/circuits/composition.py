@@ -27,6 +27,7 @@ from torch import Tensor
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.circuits.tables import head_id
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.factored import FactoredMatrix
 
 Mode = Literal["Q", "K", "V"]
@@ -34,14 +35,14 @@ MODES: tuple[Mode, ...] = ("Q", "K", "V")
 
 
 @dataclass(frozen=True)
-class HeadPair:
+class HeadPair(JsonResult):
     source: str  # earlier head, "L0.H2"
     target: str  # later head
     score: float
 
 
 @dataclass(frozen=True, eq=False)
-class CompositionScores:
+class CompositionScores(JsonResult):
     """scores[l1, h1, l2, h2]: how much head (l1, h1) feeds head (l2, h2); NaN unless l1 < l2."""
 
     mode: str
@@ -132,7 +133,7 @@ def random_baseline(d_model: int, d_head: int, samples: int = 64, seed: int = 0)
 
 
 @dataclass(frozen=True, eq=False)
-class CopyingScores:
+class CopyingScores(JsonResult):
     """scores[l, h] = sum Re(lambda) / sum |lambda| of the head's full OV circuit."""
 
     scores: Tensor

@@ -21,6 +21,7 @@ import torch
 from lenscope.circuits.composition import CompositionScores, composition_scores
 from lenscope.circuits.folding import CircuitWeights, circuit_weights
 from lenscope.circuits.tables import head_id
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
 from lenscope.train.probes import repeated_tokens
@@ -30,7 +31,7 @@ PREV_TOKEN_THRESHOLD = 0.3
 
 
 @dataclass(frozen=True)
-class HeadScores:
+class HeadScores(JsonResult):
     """Scores per [layer][head]; losses in nats on the first and the repeated half."""
 
     previous_token: list[list[float]]
@@ -91,7 +92,7 @@ def head_scores(
 
 
 @dataclass(frozen=True)
-class InductionPair:
+class InductionPair(JsonResult):
     """An induction head and the earlier head with the strongest K-composition into it."""
 
     induction_head: str
@@ -102,7 +103,7 @@ class InductionPair:
 
 
 @dataclass(frozen=True, eq=False)
-class InductionCircuit:
+class InductionCircuit(JsonResult):
     scores: HeadScores
     induction_heads: list[tuple[str, float]]
     previous_token_heads: list[tuple[str, float]]

@@ -24,13 +24,14 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.norms import Norm, norm_params, push
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
 
 
 @dataclass(frozen=True, eq=False)
-class PathExpansion:
+class PathExpansion(JsonResult):
     """terms[i] [pos, vocab] is the contribution of path `names[i]` to the logits."""
 
     tokens: list[int]

@@ -22,6 +22,7 @@ import torch
 from lenscope.artifacts import lenscope_home, read_manifest
 from lenscope.circuits.heads import head_scores
 from lenscope.errors import ArtifactError, InputError, LenscopeError
+from lenscope.jsonable import JsonResult
 from lenscope.model.load import MODEL_KIND, load_model
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
@@ -34,7 +35,7 @@ class SnapshotsMissingError(LenscopeError):
 
 
 @dataclass(frozen=True)
-class PhasePoint:
+class PhasePoint(JsonResult):
     step: int
     tokens: int
     icl_score: float  # late loss - early loss, nats
@@ -47,7 +48,7 @@ class PhasePoint:
 
 
 @dataclass(frozen=True)
-class PhaseCurve:
+class PhaseCurve(JsonResult):
     recipe: str
     run_dir: str
     points: list[PhasePoint]

@@ -30,12 +30,13 @@ from torch import Tensor
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.circuits.tables import head_id
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 
 TokenMoments = tuple[Tensor, Tensor]  # mean [d] and covariance [d, d] of the pool's embeddings
 
 
 @dataclass(frozen=True)
-class OffsetPreference:
+class OffsetPreference(JsonResult):
     head: str
     offsets: list[int]  # 0 (self) .. max_offset
     mean_score: list[float]  # centred per query row (keys 1..q), averaged over queries

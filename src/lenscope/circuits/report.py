@@ -27,6 +27,7 @@ from lenscope.circuits.paths import PathExpansion, path_expansion
 from lenscope.circuits.positional import OffsetPreference, all_offset_preferences
 from lenscope.circuits.skiptrigrams import SkipTrigram, skip_trigrams
 from lenscope.circuits.tables import Kind, TokenTable, token_labeler, token_table
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
 from lenscope.train.probes import probe_pool, repeated_tokens
@@ -35,7 +36,7 @@ KINDS: tuple[Kind, ...] = ("ov", "qk")
 
 
 @dataclass(frozen=True, eq=False)
-class CircuitReport:
+class CircuitReport(JsonResult):
     model: str
     summary: str
     layernorm: str

@@ -18,10 +18,11 @@ from typing import Any
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.circuits.tables import Labeler, full_ov, full_qk, head_id, row_spread
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 
 
 @dataclass(frozen=True)
-class SkipTrigram:
+class SkipTrigram(JsonResult):
     head: str
     src: int
     dest: int

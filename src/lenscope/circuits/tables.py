@@ -25,6 +25,7 @@ from torch import Tensor
 
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model.factored import FactoredMatrix
 from lenscope.model.transformer import HookedTransformer
 
@@ -40,14 +41,14 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class TokenScore:
+class TokenScore(JsonResult):
     token: int
     text: str
     score: float
 
 
 @dataclass(frozen=True)
-class TopRow:
+class TopRow(JsonResult):
     """One row of a circuit: its token and the highest (and lowest) entries."""
 
     token: int
@@ -57,7 +58,7 @@ class TopRow:
 
 
 @dataclass(frozen=True)
-class TokenTable:
+class TokenTable(JsonResult):
     """Top entries of some rows of a vocabulary circuit."""
 
     kind: str

@@ -24,10 +24,10 @@ from lenscope.cli.common import (
     console,
     err_console,
     print_json,
-    to_jsonable,
     token_text,
 )
 from lenscope.errors import InputError
+from lenscope.jsonable import to_jsonable
 
 
 class _LensGroup(TyperGroup):

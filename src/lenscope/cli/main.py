@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
+from lenscope.cli import (
+    circuits,
+    demo,
+    lens,
+    markov,
+    models,
+    records,
+    run,
+    sae,
+    serve,
+    train,
+    why,
+)
 from lenscope.cli.common import err_console
 from lenscope.errors import LenscopeError
 from lenscope.text import check_arguments
@@ -19,29 +31,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-# Each module defines `register(app)`; a module that is not there yet is simply not offered.
-COMMAND_MODULES = (
-    "lenscope.cli.models",
-    "lenscope.cli.train",
-    "lenscope.cli.run",
-    "lenscope.cli.demo",
-    "lenscope.cli.circuits",
-    "lenscope.cli.markov",
-    "lenscope.cli.lens",
-    "lenscope.cli.sae",
-    "lenscope.cli.why",
-    "lenscope.cli.records",
-    "lenscope.cli.serve",
-)
-
-for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(_name)
-    except ModuleNotFoundError as _e:
-        if _e.name != _name:
-            raise
-        continue
-    _mod.register(app)
+for _module in (models, train, run, demo, circuits, markov, lens, sae, why, records, serve):
+    _module.register(app)
 
 
 def main() -> None:

@@ -203,8 +203,8 @@ def show_cmd(
 ) -> None:
     """Show a node's record (terminal + a self-contained HTML page), or search the records."""
     from lenscope.records import most_active, open_records
-    from lenscope.records.html import render_html
     from lenscope.records.render import render_record
+    from lenscope.viz.record_html import render_html
 
     if sum(x is not None for x in (node, search, text)) != 1:
         raise InputError("give exactly one of NODE, --search TOKEN or --text TEXT")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import typer
-from pydantic import BaseModel
 from rich.markup import escape
 from rich.table import Table
 
@@ -34,6 +34,7 @@ from lenscope.interventions.spec import (
     Prompt,
     Steer,
 )
+from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
 
@@ -41,7 +42,8 @@ _ATTN = re.compile(r"^L?(\d+)\.H?(\d+):(-?\d+|last):(-?\d+)$", re.IGNORECASE)
 _SUFFIX = re.compile(r"^(.+):([a-z]\w*)$", re.IGNORECASE)
 
 
-class WhyReport(BaseModel):
+@dataclass
+class WhyReport(JsonResult):
     """Everything `lenscope why` computed (its --json output)."""
 
     result: WhyResult

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from lenscope.jsonable import JsonResult
 from lenscope.records.results import Example, NodeRecord
 
 CONTROL_PERMUTATIONS = 200
@@ -67,7 +68,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 @dataclass
-class Score:
+class Score(JsonResult):
     score: float | None
     control: float | None
     n_tokens: int

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lenscope.errors import InputError
 from lenscope.explain.base import Explainer, ExplainFailure, score_simulation, split_examples
+from lenscope.jsonable import JsonResult
 from lenscope.records.explanations import read_explanations, write_explanations
 from lenscope.records.results import Explanation, NodeRecord
 from lenscope.records.store import Records
@@ -23,7 +24,7 @@ BATCH = 256
 
 
 @dataclass
-class ExplainSummary:
+class ExplainSummary(JsonResult):
     explainer: str
     label: str
     path: Path

@@ -14,7 +14,6 @@ from lenscope.lens.core import lens_logits, logit_lens
 from lenscope.lens.corpus import LensCorpus, lens_corpus
 from lenscope.lens.evaluate import LensCurves, LensEval, evaluate_lenses, plot_lens_eval
 from lenscope.lens.generation import lens_generation
-from lenscope.lens.kernels import PRECISIONS, Precision, project
 from lenscope.lens.reduce import Reduced, reduce_lens
 from lenscope.lens.result import GenerationLens, LayerPrediction, LensResult, WatchRankings
 from lenscope.lens.train import TunedTraining, train_tuned_lens
@@ -27,6 +26,7 @@ from lenscope.lens.tuned import (
     resolve_tuned_path,
     save_tuned_lens,
 )
+from lenscope.lens.unembed import PRECISIONS, Precision, project
 from lenscope.lens.watch import WatchedToken, resolve_position, resolve_watch
 
 __all__ = [

@@ -18,9 +18,9 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.lens.boundaries import Boundary, collect_residuals, lens_boundaries
-from lenscope.lens.kernels import Precision, check_precision, project
 from lenscope.lens.reduce import reduce_lens
 from lenscope.lens.result import LensResult
+from lenscope.lens.unembed import Precision, check_precision, project
 from lenscope.lens.watch import resolve_watch, token_strs
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated

@@ -17,9 +17,10 @@ import torch
 
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
-from lenscope.lens.kernels import project
 from lenscope.lens.tuned import TunedLens
+from lenscope.lens.unembed import project
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
 
@@ -27,7 +28,7 @@ METRICS = ("ce", "entropy", "kl")
 
 
 @dataclass
-class LensCurves:
+class LensCurves(JsonResult):
     """One lens's per-boundary means (nats)."""
 
     ce: list[float]
@@ -36,7 +37,7 @@ class LensCurves:
 
 
 @dataclass
-class LensEval:
+class LensEval(JsonResult):
     model: str
     boundaries: list[str]
     tokens: int

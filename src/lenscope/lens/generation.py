@@ -10,8 +10,8 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.lens.core import logit_lens
-from lenscope.lens.kernels import Precision, check_precision
 from lenscope.lens.result import GenerationLens
+from lenscope.lens.unembed import Precision, check_precision
 from lenscope.lens.watch import resolve_position
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from lenscope.lens.boundaries import Boundary
-from lenscope.lens.kernels import Precision, project, top_k, unembed_rows
+from lenscope.lens.unembed import Precision, project, top_k, unembed_rows
 from lenscope.model.transformer import HookedTransformer
 
 if TYPE_CHECKING:

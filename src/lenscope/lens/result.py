@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from lenscope.jsonable import JsonResult
 from lenscope.lens.watch import WatchedToken, resolve_position
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class LayerPrediction:
+class LayerPrediction(JsonResult):
     """The top-k tokens of one boundary's lens at one position (Ecco's `layer_predictions`)."""
 
     boundary: str
@@ -29,7 +30,7 @@ class LayerPrediction:
 
 
 @dataclass
-class WatchRankings:
+class WatchRankings(JsonResult):
     """Rank and probability of each watched token at every boundary, at one position.
 
     `texts`: the watched strings as given; `tokens`: the token watched for each (its first);
@@ -47,7 +48,7 @@ class WatchRankings:
 
 
 @dataclass
-class LensResult:
+class LensResult(JsonResult):
     """The lens of one sequence at every boundary (B boundaries, P positions, k, W watched)."""
 
     model: str
@@ -106,7 +107,7 @@ class LensResult:
         )
 
     def heatmaps(self, position: int = -1) -> HeatmapSet:
-        from lenscope.lens.views import lens_heatmaps
+        from lenscope.viz.lens_heatmaps import lens_heatmaps
 
         return lens_heatmaps(self, position)
 
@@ -115,7 +116,7 @@ class LensResult:
 
 
 @dataclass
-class GenerationLens:
+class GenerationLens(JsonResult):
     """The lens across a generation: the prompt plus N generated tokens.
 
     `rankings[b][i]`: at boundary b, the rank of the i-th generated token at the position that
@@ -141,7 +142,7 @@ class GenerationLens:
         return "".join(self.lens.tokens)
 
     def heatmaps(self) -> HeatmapSet:
-        from lenscope.lens.views import generation_heatmaps
+        from lenscope.viz.lens_heatmaps import generation_heatmaps
 
         return generation_heatmaps(self)
 

@@ -20,16 +20,17 @@ import torch
 
 from lenscope.data import sample_batch
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
-from lenscope.lens.kernels import project
 from lenscope.lens.tuned import TunedLens
+from lenscope.lens.unembed import project
 from lenscope.model.transformer import HookedTransformer
 
 Progress = Callable[[int, float], None]
 
 
 @dataclass
-class TunedTraining:
+class TunedTraining(JsonResult):
     """What a tuned-lens training run did; `losses[s]` is step s's KL summed over translators."""
 
     steps: int

@@ -10,15 +10,15 @@ from lenscope.markov.chain import (
     next_token_probs,
     transition_matrix,
 )
-from lenscope.markov.compare import Comparison, ComparisonRow, compare
+from lenscope.markov.compare import ChainComparison, ComparisonRow, compare
 from lenscope.markov.empirical import EmpiricalTransitions, empirical_transitions
 from lenscope.markov.graph import GraphvizError, edge_label, render, to_dot
 from lenscope.markov.states import MAX_STATES, enumerate_states, state_name
 
 __all__ = [
     "MAX_STATES",
+    "ChainComparison",
     "CommunicatingClass",
-    "Comparison",
     "ComparisonRow",
     "EmpiricalTransitions",
     "GraphvizError",

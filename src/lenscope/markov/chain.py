@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.markov.classes import ClassKind, classify, complete_context_classes, dense_matrix
 from lenscope.markov.empirical import EmpiricalTransitions, empirical_transitions
 from lenscope.markov.states import (
@@ -45,7 +46,7 @@ Model = Callable[[torch.Tensor], Any]
 
 
 @dataclass(frozen=True)
-class CommunicatingClass:
+class CommunicatingClass(JsonResult):
     """States that reach each other; `stationary` (closed classes only) is aligned with `states`."""
 
     states: list[str]
@@ -63,7 +64,7 @@ class CommunicatingClass:
 
 
 @dataclass(frozen=True, eq=False)
-class MarkovChain:
+class MarkovChain(JsonResult):
     """The chain: states, next-token probs [S, V], successor table [S, V], classes, stationary.
 
     `stationary` [S] is the chain's stationary distribution when it has exactly one closed class
@@ -83,14 +84,9 @@ class MarkovChain:
     def _repr_svg_(self) -> str | None:
         """Inline in notebooks: the circo drawing (None, so the text repr shows, above
         MAX_DRAWN_STATES states or without graphviz)."""
-        from lenscope.markov.graph import MAX_DRAWN_STATES, GraphvizError, svg_text, to_dot
+        from lenscope.viz.markov_svg import chain_svg
 
-        if len(self.states) > MAX_DRAWN_STATES:
-            return None
-        try:
-            return svg_text(to_dot(self))
-        except GraphvizError:
-            return None
+        return chain_svg(self)
 
     @property
     def P(self) -> np.ndarray:

@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.markov.chain import MarkovChain
 from lenscope.markov.empirical import EmpiricalTransitions
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
+class ComparisonRow(JsonResult):
     """One state: model next-token probs, and (if seen in training) the empirical frequencies."""
 
     state: str
@@ -35,7 +36,7 @@ class ComparisonRow:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class ChainComparison(JsonResult):
     """Per-state table; `mean_total_variation` averages over seen states, weighted by count."""
 
     V: int
@@ -88,7 +89,7 @@ class Comparison:
         )
 
 
-def compare(chain: MarkovChain, empirical: EmpiricalTransitions) -> Comparison:
+def compare(chain: MarkovChain, empirical: EmpiricalTransitions) -> ChainComparison:
     """Join a model's chain with the empirical counts of its training sequence."""
     if (chain.V, chain.C, chain.states) != (empirical.V, empirical.C, empirical.states):
         raise InputError(
@@ -113,7 +114,7 @@ def compare(chain: MarkovChain, empirical: EmpiricalTransitions) -> Comparison:
                 total_variation=tv,
             )
         )
-    return Comparison(chain.V, chain.C, rows)
+    return ChainComparison(chain.V, chain.C, rows)
 
 
 def _pct(values: list[float]) -> str:

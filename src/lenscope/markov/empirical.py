@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lenscope.jsonable import JsonResult
 from lenscope.markov.states import (
     enumerate_states,
     parse_sequence,
@@ -22,7 +23,7 @@ from lenscope.markov.states import (
 
 
 @dataclass(frozen=True, eq=False)
-class EmpiricalTransitions:
+class EmpiricalTransitions(JsonResult):
     """counts[s, t]: how often state s was followed by token t in the training sequence."""
 
     V: int

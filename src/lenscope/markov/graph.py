@@ -8,10 +8,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lenscope.errors import InputError, LenscopeError
-from lenscope.markov.chain import MarkovChain
-from lenscope.markov.empirical import EmpiricalTransitions
+
+if TYPE_CHECKING:
+    from lenscope.markov.chain import MarkovChain
+    from lenscope.markov.empirical import EmpiricalTransitions
 
 FORMATS = ("svg", "png", "pdf")
 MAX_DRAWN_STATES = 64

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +27,6 @@ class HookPoint(nn.Module):
         self.name = ""
         self.fwd_hooks: list[HookFn] = []
         self.bwd_hooks: list[HookFn] = []
-        self.ctx: dict[str, Any] = {}
 
     @property
     def active(self) -> bool:
@@ -53,7 +51,6 @@ class HookPoint(nn.Module):
     def clear(self) -> None:
         self.fwd_hooks.clear()
         self.bwd_hooks.clear()
-        self.ctx.clear()
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, fwd={len(self.fwd_hooks)}, bwd={len(self.bwd_hooks)}"

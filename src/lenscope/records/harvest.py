@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from lenscope.errors import ArtifactError
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.model.view import isolated
+from lenscope.records.batch_stats import Workspace
 from lenscope.records.capture import QK, Acts, group_hooks, last_layer
 from lenscope.records.config import (
     SCHEMA_VERSION,
@@ -34,7 +36,6 @@ from lenscope.records.config import (
     sae_hook,
 )
 from lenscope.records.corpus import Corpus, open_corpus, prepare_corpus
-from lenscope.records.kernels import Workspace
 from lenscope.records.parallel import barrier, init_distributed, over_ranks
 from lenscope.records.prio import QUANTILE_STREAM, RANDOM_STREAM, ROW_STREAM, priorities
 from lenscope.records.shards import (
@@ -53,7 +54,7 @@ CALIB_TOKENS = 4096
 
 
 @dataclass
-class HarvestResult:
+class HarvestResult(JsonResult):
     path: Path
     n_tokens: int
     n_nodes: int

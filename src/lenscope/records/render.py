@@ -9,7 +9,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from lenscope.records.html import shade_floor
 from lenscope.records.results import Example, NodeRecord, TokenEffect
 
 _BARS = " ▁▂▃▄▅▆▇█"
@@ -64,7 +63,7 @@ def render_record(console: Console, r: NodeRecord, n_examples: int = 6) -> None:
     s = r.stats
     scale = r.shade_scale
     mark = console.color_system is None  # no styles reach the output: mark the token in text
-    floor = shade_floor(r)
+    floor = r.shade_floor
     console.print(Text.assemble((r.node_id, "bold"), f"  {r.kind} · {r.model} · {r.hook}"))
     for x in r.explanations:
         if x.status == "ok":

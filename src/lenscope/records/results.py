@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lenscope.jsonable import JsonResult
+
 
 @dataclass
-class Example:
+class Example(JsonResult):
     """One context window: the node's activation on each token; the example token at `center`."""
 
     set: str  # "top" | "random" | "quantile"
@@ -23,7 +25,7 @@ class Example:
 
 
 @dataclass
-class Stats:
+class Stats(JsonResult):
     count: int
     mean: float
     var: float
@@ -36,7 +38,7 @@ class Stats:
 
 
 @dataclass
-class Histogram:
+class Histogram(JsonResult):
     """`counts[0]` is below `lo`, `counts[-1]` at or above `hi`; equal-width bins between."""
 
     lo: float
@@ -46,7 +48,7 @@ class Histogram:
 
 
 @dataclass
-class QuantileBin:
+class QuantileBin(JsonResult):
     level_lo: float
     level_hi: float | None
     lo: float
@@ -55,7 +57,7 @@ class QuantileBin:
 
 
 @dataclass
-class TokenEffect:
+class TokenEffect(JsonResult):
     token: str
     token_id: int
     value: float
@@ -64,7 +66,7 @@ class TokenEffect:
 
 
 @dataclass
-class Explanation:
+class Explanation(JsonResult):
     node_id: str
     explainer: str
     text: str
@@ -77,7 +79,7 @@ class Explanation:
 
 
 @dataclass
-class NodeRecord:
+class NodeRecord(JsonResult):
     node_id: str
     kind: str
     layer: int
@@ -96,7 +98,7 @@ class NodeRecord:
 
     def _repr_html_(self) -> str:
         """Inline in notebooks: the node's page (`lenscope show`'s HTML) in an isolated frame."""
-        from lenscope.records.html import render_html
+        from lenscope.viz.record_html import render_html
         from lenscope.viz.why_html import page_in_iframe
 
         return page_in_iframe(render_html(self))
@@ -108,9 +110,14 @@ class NodeRecord:
         best = max((e.activation for e in self.top), default=self.stats.max)
         return max(best, 1e-12)
 
+    @property
+    def shade_floor(self) -> float:
+        """Activations shade from here up: 0, or the mean for heads (whose norms are never 0)."""
+        return self.stats.mean if self.kind == "head" and self.stats.mean < self.stats.max else 0.0
+
 
 @dataclass
-class TokenHit:
+class TokenHit(JsonResult):
     node_id: str
     kind: str
     matches: int  # how many of the node's listed tokens equal the query
@@ -119,7 +126,7 @@ class TokenHit:
 
 
 @dataclass
-class ActiveNode:
+class ActiveNode(JsonResult):
     node_id: str
     kind: str
     activation: float  # the node's maximum on the text

@@ -100,7 +100,7 @@ class SparseRows:
 
 
 def moment_sums(x: SparseRows, shift: Tensor) -> Tensor:
-    """[5, n] float64 like `kernels.moment_sums`: sums of d, d^2, d^3, d^4 and of [x > 0]."""
+    """[5, n] float64 like `batch_stats.moment_sums`: sums of d, d^2, d^3, d^4 and of [x > 0]."""
     node, _, v = x.entries()
     n = x.n
     count = torch.zeros(n, dtype=torch.float64, device=v.device).index_add_(
@@ -133,7 +133,7 @@ def extrema(x: SparseRows) -> tuple[Tensor, Tensor]:
 def top_candidates(
     x: SparseRows, kth: Tensor, k: int, strict: bool, context: tuple[int, int] = (1, 0)
 ) -> tuple[Tensor, Tensor] | None:
-    """Candidates for each node's top-k, in `kernels.top_candidates`' format: (key [n, c] =
+    """Candidates for each node's top-k, in `batch_stats.top_candidates`' format: (key [n, c] =
     -value or +inf, tok [n, c]). `kth` [n] is the node's current k-th best (-inf while it holds
     fewer than k); a token qualifies above it (or at it unless `strict`). `context` = (ctx, c):
     the first c tokens of every row of ctx never qualify."""

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.records import sparse
-from lenscope.records.kernels import (
+from lenscope.records.batch_stats import (
     Workspace,
     bins_of,
     hist_counts,

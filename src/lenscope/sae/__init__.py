@@ -16,10 +16,10 @@ from lenscope.sae.config import SAEConfig, TrainConfig
 from lenscope.sae.evaluate import DensityHistogram, SAEEvalResult, evaluate_sae
 from lenscope.sae.formats import export_saelens, export_sparsify, import_sae
 from lenscope.sae.io import list_saes, load_sae, saes_for_model, save_sae
-from lenscope.sae.kernels import Codes
 from lenscope.sae.model import SparseAutoencoder
+from lenscope.sae.sparse_ops import Codes
 from lenscope.sae.splice import latent_node_id, parse_latent_node_id, sae_hook_name, splice
-from lenscope.sae.train import TrainResult, sae_config_for, train_sae
+from lenscope.sae.train import SAETrainResult, sae_config_for, train_sae
 
 __all__ = [
     "ARCHITECTURES",
@@ -29,9 +29,9 @@ __all__ = [
     "DensityHistogram",
     "SAEConfig",
     "SAEEvalResult",
+    "SAETrainResult",
     "SparseAutoencoder",
     "TrainConfig",
-    "TrainResult",
     "ablation_sparsity",
     "evaluate_sae",
     "export_saelens",

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
 from lenscope.sae.data import capture
 from lenscope.sae.model import SparseAutoencoder
 
 
 @dataclass
-class AblationSparsity:
+class AblationSparsity(JsonResult):
     n_ablations: int
     window: int  # positions measured after (and including) the ablated one
     latents: float  # mean score when ablating single active latents (lower = sparser)

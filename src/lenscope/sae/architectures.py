@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
-from lenscope.sae.kernels import Codes
+from lenscope.sae.sparse_ops import Codes
 
 KthLargest = Callable[[Tensor, int], Tensor]
 

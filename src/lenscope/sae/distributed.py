@@ -52,11 +52,6 @@ class Comm:
         dist.all_gather(parts, t.contiguous())
         return torch.cat(parts)
 
-    def broadcast_(self, t: Tensor) -> Tensor:
-        if self.active:
-            dist.broadcast(t, src=0)
-        return t
-
     def all_reduce_grads_(self, params: list[torch.nn.Parameter]) -> None:
         """Sum every parameter's gradient over ranks with one flat all-reduce."""
         if not self.active:

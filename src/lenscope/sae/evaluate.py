@@ -24,6 +24,7 @@ from torch import Tensor
 
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
 from lenscope.sae.ablation import AblationSparsity, ablation_sparsity
 from lenscope.sae.data import TokenArray, capture
@@ -32,14 +33,14 @@ from lenscope.sae.splice import check_compatible
 
 
 @dataclass
-class DensityHistogram:
+class DensityHistogram(JsonResult):
     edges: list[float]  # log10 firing frequency bin edges
     counts: list[int]  # live latents per bin
     dead: int  # latents that never fired (not in the bins)
 
 
 @dataclass
-class SAEEvalResult:
+class SAEEvalResult(JsonResult):
     model: str
     hook_name: str
     architecture: str

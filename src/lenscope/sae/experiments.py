@@ -21,6 +21,7 @@ from torch import Tensor
 
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
 from lenscope.sae.buffer import LiveSource, MemorySource
 from lenscope.sae.config import TrainConfig
@@ -33,7 +34,7 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class ExperimentRun:
+class ExperimentRun(JsonResult):
     label: str
     architecture: str
     k: int | None
@@ -49,7 +50,7 @@ class ExperimentRun:
 
 
 @dataclass
-class ExperimentResult:
+class ExperimentResult(JsonResult):
     name: str
     model: str
     hook_name: str

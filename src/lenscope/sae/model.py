@@ -25,7 +25,7 @@ from lenscope.linalg import linear, linear_t
 from lenscope.model.hooks import HookPoint
 from lenscope.sae.architectures import get_architecture
 from lenscope.sae.config import SAEConfig
-from lenscope.sae.kernels import Codes, sparse_decode
+from lenscope.sae.sparse_ops import Codes, sparse_decode
 
 LN_EPS = 1e-5
 HOOK_NAMES = ("hook_input", "hook_acts", "hook_recons", "hook_error", "hook_output")

@@ -20,9 +20,9 @@ from lenscope.errors import InputError
 from lenscope.linalg import linear, linear_t
 from lenscope.sae.config import TrainConfig
 from lenscope.sae.distributed import Comm
-from lenscope.sae.kernels import Codes, gather_preacts, sparse_decode
 from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.optim import Adam
+from lenscope.sae.sparse_ops import Codes, gather_preacts, sparse_decode
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 from lenscope.artifacts import lenscope_home
 from lenscope.errors import CheckpointError, InputError
+from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.sae.architectures import get_architecture
 from lenscope.sae.buffer import ActivationSource, BatchStream, LiveSource
@@ -35,7 +36,7 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class TrainResult:
+class SAETrainResult(JsonResult):
     path: Path | None  # the SAE artifact (rank 0), None when stopped early
     run_dir: Path
     steps: int
@@ -86,7 +87,7 @@ def train_sae(
     progress: bool = True,
     comm: Comm | None = None,
     log: Log = print,
-) -> TrainResult:
+) -> SAETrainResult:
     """Train; resume from `run_dir` when it holds a checkpoint of the same configuration.
 
     Activations come from `source`, else from forward passes of `model` at sae_cfg.hook_name over
@@ -212,7 +213,7 @@ def train_sae(
         path = save_sae(sae.eval(), out, provenance=prov, metrics=metrics, half=half)
         log(f"saved the SAE to {path}")
     comm.barrier()
-    return TrainResult(
+    return SAETrainResult(
         path=path,
         run_dir=run_dir,
         steps=state.step,

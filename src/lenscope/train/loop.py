@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from lenscope.artifacts import Manifest, lenscope_home
 from lenscope.data import TokenDataset, iter_eval_batches, sample_batch
 from lenscope.errors import ArtifactError
+from lenscope.jsonable import JsonResult
 from lenscope.model.config import ModelConfig
 from lenscope.model.load import save_model
 from lenscope.model.tokenizer import Tokenizer
@@ -38,7 +39,7 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class TrainResult:
+class TrainResult(JsonResult):
     model_path: Path
     run_dir: Path
     steps: int

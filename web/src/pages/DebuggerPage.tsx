@@ -1,7 +1,7 @@
 // The debugger: ask why the model does something, read the node table, intervene, trace.
 // Every piece of state is in the URL; each panel fetches what it shows from the server.
 import { useEffect } from "react";
-import { useInfo } from "../App";
+import { useInfo } from "../lib/modelInfo";
 import { get, post } from "../api/client";
 import type { NodeSummary } from "../api/types";
 import { ErrorBox, Loading } from "../components/Status";

@@ -1,6 +1,6 @@
 import { cleanup, fireEvent, render, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { InfoContext } from "../App";
+import { InfoContext } from "../lib/modelInfo";
 import type { LensRequest, LensView, ModelInfo } from "../api/types";
 import { useLocation } from "../lib/router";
 import { LensPage } from "./LensPage";

@@ -1,7 +1,7 @@
 // The logit lens (or the server's tuned lens): what every layer's residual stream predicts at
 // every position, and where each watched token rises to the top.
 import { useEffect, useState, type FormEvent } from "react";
-import { useInfo } from "../App";
+import { useInfo } from "../lib/modelInfo";
 import { post } from "../api/client";
 import type { LensView } from "../api/types";
 import { Heatmap } from "../components/Heatmap";

@@ -1,7 +1,7 @@
 // A tiny GPT is a finite Markov chain over its contexts: the served model's chain when it is
 // small enough, and Karpathy's baby GPT trained on a bit string, before and after training.
 import { useEffect, useState, type FormEvent } from "react";
-import { useInfo } from "../App";
+import { useInfo } from "../lib/modelInfo";
 import { get, post } from "../api/client";
 import type { ChainView, MarkovView } from "../api/types";
 import { ErrorBox, Loading } from "../components/Status";

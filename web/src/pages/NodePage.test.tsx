@@ -1,6 +1,6 @@
 import { cleanup, render } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { InfoContext } from "../App";
+import { InfoContext } from "../lib/modelInfo";
 import type { ModelInfo } from "../api/types";
 import { NodePage } from "./NodePage";
 

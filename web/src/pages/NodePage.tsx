@@ -1,7 +1,7 @@
 // One node's page: explanation and score, dataset examples shaded by activation, the activation
 // distribution, the output tokens it pushes, its activations on your text, neighbours.
 import { useEffect, useState } from "react";
-import { useInfo } from "../App";
+import { useInfo } from "../lib/modelInfo";
 import { get, post } from "../api/client";
 import type { ExplainerInfo, NodeRecord, RecordEffect } from "../api/types";
 import { Examples } from "../components/Examples";

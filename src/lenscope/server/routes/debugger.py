@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -57,16 +58,15 @@ def keep_kinds(res: WhyResult, kinds: Sequence[NodeKind] | None) -> WhyResult:
     rows = [r for r in res.table.rows if r.kind in want]
     keep = {r.node for r in rows}
     ranks = [
-        rk.model_copy(
-            update={
-                "positive": [n for n in rk.positive if n in keep],
-                "negative": [n for n in rk.negative if n in keep],
-            }
+        replace(
+            rk,
+            positive=[n for n in rk.positive if n in keep],
+            negative=[n for n in rk.negative if n in keep],
         )
         for rk in res.table.rankings
     ]
-    table: NodeTable = res.table.model_copy(update={"rows": rows, "rankings": ranks})
-    return res.model_copy(update={"table": table})
+    table: NodeTable = replace(res.table, rows=rows, rankings=ranks)
+    return replace(res, table=table)
 
 
 @router.post("/why", response_model=WhyResult, summary="Why does the model do this?")

@@ -1,6 +1,6 @@
 import { cleanup, render, waitFor } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { InfoContext } from "../../App";
+import { InfoContext } from "../../lib/modelInfo";
 import type { ModelInfo, WhyResult } from "../../api/types";
 import { DEFAULTS } from "../../lib/debuggerState";
 import { useLocation } from "../../lib/router";

@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from lenscope.lens.result import GenerationLens, LensResult
 from lenscope.viz.heatmap import Heatmap, HeatmapSet, token_label
+
+if TYPE_CHECKING:
+    from lenscope.lens.result import GenerationLens, LensResult
 
 
 def quoted_token(tok: str) -> str:

@@ -20,7 +20,7 @@ from lenscope.attribution.results import (
     TraceResult,
 )
 from lenscope.attribution.table import str_tokens
-from lenscope.attribution.trace import (
+from lenscope.attribution.trace_edges import (
     downstream_chunks,
     node_write,
     output_effects,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING
 
-from lenscope.records.results import Example, Explanation, NodeRecord, TokenEffect
+if TYPE_CHECKING:
+    from lenscope.records.results import Example, Explanation, NodeRecord, TokenEffect
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:70rem;
@@ -61,11 +63,6 @@ def _example(e: Example, scale: float, floor: float = 0.0) -> str:
     return out + doc + "</div>"
 
 
-def shade_floor(r: NodeRecord) -> float:
-    """Activations shade from here up: 0, or the mean for heads (whose norms are never 0)."""
-    return r.stats.mean if r.kind == "head" and r.stats.mean < r.stats.max else 0.0
-
-
 def _hist_svg(r: NodeRecord) -> str:
     counts = r.histogram.counts
     top = math.log1p(max(counts)) if counts and max(counts) > 0 else 1.0
@@ -112,7 +109,7 @@ def render_html(r: NodeRecord) -> str:
     """The page for one node's record."""
     s = r.stats
     scale = r.shade_scale
-    floor = shade_floor(r)
+    floor = r.shade_floor
     stats = [
         ("tokens", f"{s.count:,}"),
         ("mean", f"{s.mean:.4g}"),

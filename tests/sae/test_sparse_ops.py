@@ -7,7 +7,7 @@ import torch
 
 from lenscope.sae import SAEConfig, SparseAutoencoder, TrainConfig
 from lenscope.sae.distributed import Comm
-from lenscope.sae.kernels import Codes, gather_preacts, sparse_decode
+from lenscope.sae.sparse_ops import Codes, gather_preacts, sparse_decode
 from lenscope.sae.step import TrainState, compute_losses
 
 D = torch.float64

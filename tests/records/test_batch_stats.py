@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import lenscope.records.kernels as kernels
-from lenscope.records.kernels import Workspace, batch_top, bins_of, moment_sums
+import lenscope.records.batch_stats as batch_stats
+from lenscope.records.batch_stats import Workspace, batch_top, bins_of, moment_sums
 
 
 @pytest.mark.parametrize("plane", [64, 1 << 20])  # many chunks, one chunk
 def test_moment_sums_are_the_float64_sums(monkeypatch: pytest.MonkeyPatch, plane: int) -> None:
-    monkeypatch.setattr(kernels, "PLANE_ELEMENTS", plane)
+    monkeypatch.setattr(batch_stats, "PLANE_ELEMENTS", plane)
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(300, 7, generator=g) * 3 + 1).relu()
     shift = torch.randn(7, generator=g)
