@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from lenscope.circuits.factored import FactoredMatrix
+from lenscope.data.repeated import repeated_tokens
 from lenscope.errors import InputError
 from lenscope.model.transformer import HookedTransformer
-from lenscope.train.probes import repeated_tokens
 
 
 @dataclass(frozen=True)
