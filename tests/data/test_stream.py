@@ -213,3 +213,39 @@ def test_an_opened_dataset_is_reused_by_every_instrument(stdlib: Path) -> None:
     assert isinstance(full.dataset, TokenDataset)
     assert np.array_equal(sample.tokens, full.train)
     assert not (lenscope_home() / "scratch").exists()  # nothing tokenized again
+
+
+def test_text_files_stream_in_bounded_memory(tmp_path: Path) -> None:
+    """About 12 MB of text (txt files and a jsonl) become a token dataset without holding the
+    corpus: Python's peak allocation stays far below the text's size."""
+    import json
+    import tracemalloc
+
+    from tests.records.helpers import documents, tiny_model
+
+    d = tmp_path / "big"
+    d.mkdir()
+    base = [doc.text for doc in documents(n_docs=20, words=400, seed=5)]
+    text_bytes = n_words = 0
+    with (d / "lines.jsonl").open("w") as f:
+        for i in range(400):
+            text = " ".join([base[i % 20]] * 10)
+            f.write(json.dumps({"text": text}) + "\n")
+            text_bytes, n_words = text_bytes + len(text), n_words + 4000
+    for i in range(400):
+        text = " ".join([base[(i + 7) % 20]] * 10)
+        (d / f"b{i:03d}.txt").write_text(text, "utf-8")
+        text_bytes, n_words = text_bytes + len(text), n_words + 4000
+    model = tiny_model()
+    warm = tmp_path / "warm"  # the first call imports modules (pyarrow, rich): not the corpus
+    warm.mkdir()
+    (warm / "a.txt").write_text(base[0])
+    token_stream(model, [str(warm)], progress=False, log=lambda _: None)
+    tracemalloc.start()
+    got = token_stream(model, [str(d)], progress=False, log=lambda _: None)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # holding the text would take text_bytes, its ids as Python lists some 30 bytes a token
+    assert peak < text_bytes / 3, (peak, text_bytes)
+    assert len(got.train) + len(got.val) == n_words + 800  # every word, one separator per document
+    assert isinstance(got.train, np.memmap)
