@@ -172,6 +172,34 @@ def _open_cached(dest: Path) -> TokenDataset | None:
         return None
 
 
+def _tokenized(
+    model: HookedTransformer,
+    dest: Path,
+    paths: list[str] | None,
+    sep: int,
+    limit_bytes: int | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> TokenDataset:
+    """The token dataset at `dest`, else `paths` (None: the stdlib) tokenized into it with the
+    model's tokenizer, streamed in bounded memory."""
+    assert model.tokenizer is not None
+    ds = _open_cached(dest)
+    if ds is not None:
+        return ds
+    what = STDLIB if paths is None else ", ".join(paths)
+    log(f"tokenizing {what} with {model.cfg.name}'s tokenizer into {dest}")
+    corpus = STDLIB if paths is None else [str(Path(p).resolve()) for p in paths]
+    return build_token_dataset(
+        iter_documents(paths, limit_bytes=limit_bytes),
+        model.tokenizer.hf,
+        dest,
+        progress=progress,
+        provenance={"corpus": corpus, "for": model.cfg.name, "limit_bytes": limit_bytes},
+        sep_id=sep,
+    )
+
+
 def _stdlib(
     model: HookedTransformer,
     sep: int,
@@ -183,17 +211,7 @@ def _stdlib(
     key = tokenizer_hash(model.tokenizer.hf)[:8]
     name = f"stdlib-tok{key}" if limit_bytes is None else f"stdlib-tok{key}-{limit_bytes}"
     dest = lenscope_home() / "data" / name
-    ds = _open_cached(dest)
-    if ds is None:
-        log(f"tokenizing {STDLIB} with {model.cfg.name}'s tokenizer into {dest}")
-        ds = build_token_dataset(
-            iter_documents(None, limit_bytes=limit_bytes),
-            model.tokenizer.hf,
-            dest,
-            progress=progress,
-            provenance={"corpus": STDLIB, "for": model.cfg.name, "limit_bytes": limit_bytes},
-            sep_id=sep,
-        )
+    ds = _tokenized(model, dest, None, sep, limit_bytes, progress, log)
     return TokenStream(ds.train, ds.val, f"the default corpus (token dataset {dest})", ds)
 
 
@@ -219,21 +237,11 @@ def _text_files(
     """Text files tokenized with the model's tokenizer into a token dataset on disk (bounded
     memory), cached under LENSCOPE_HOME/data until a file changes."""
     assert model.tokenizer is not None
-    hf = model.tokenizer.hf
     limit = "" if limit_bytes is None else f":{limit_bytes}"
-    key = hashlib.sha256(f"{tokenizer_hash(hf)}:{sep}:{files_key(paths)}{limit}".encode())
-    dest = lenscope_home() / "data" / f"text-{key.hexdigest()[:16]}"
-    ds = _open_cached(dest)
-    if ds is None:
-        log(f"tokenizing {', '.join(paths)} with {model.cfg.name}'s tokenizer into {dest}")
-        ds = build_token_dataset(
-            iter_documents(paths, limit_bytes=limit_bytes),
-            hf,
-            dest,
-            progress=progress,
-            provenance={"corpus": [str(Path(p).resolve()) for p in paths], "for": model.cfg.name},
-            sep_id=sep,
-        )
+    tok = tokenizer_hash(model.tokenizer.hf)
+    key = hashlib.sha256(f"{tok}:{sep}:{files_key(paths)}{limit}".encode()).hexdigest()
+    dest = lenscope_home() / "data" / f"text-{key[:16]}"
+    ds = _tokenized(model, dest, paths, sep, limit_bytes, progress, log)
     train, val = ds.train, ds.val
     if len(val) < len(train) // 50:  # too few documents for a split by name: hold out the tail
         cut = len(train) - max(len(train) // 20, 1)
