@@ -90,9 +90,9 @@ def train_sae(
     """Train; resume from `run_dir` when it holds a checkpoint of the same configuration.
 
     Activations come from `source`, else from forward passes of `model` at sae_cfg.hook_name over
-    `tokens` (default: `lenscope.data.token_stream(model, data)`). `stop_after` stops after that many steps
-    of this call (an interruption, for tests) without writing the artifact; `save=False` keeps
-    the trained SAE only in the result (`result.sae`).
+    `tokens` (default: `lenscope.data.token_stream(model, data)`). `stop_after` stops after that
+    many steps of this call (an interruption, for tests) without writing the artifact;
+    `save=False` keeps the trained SAE only in the result (`result.sae`).
     """
     comm = comm or comm_from_env()
     if not get_architecture(sae_cfg.architecture).trainable:
@@ -107,7 +107,9 @@ def train_sae(
         if tokens is None:
             from lenscope.data import token_stream
 
-            tokens = token_stream(model, data, progress=progress and comm.is_main, log=log).train
+            main = comm.is_main
+            say = log if main else (lambda _m: None)
+            tokens = token_stream(model, data, progress=progress and main, log=say).train
         source = LiveSource(
             model,
             sae_cfg.hook_name,
