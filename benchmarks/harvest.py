@@ -59,7 +59,7 @@ H = importlib.import_module("lenscope.records.harvest")
 def mini() -> tuple[HookedTransformer, np.ndarray, str]:
     try:
         from lenscope import load_model
-        from lenscope.train.prepare import prepare_data
+        from lenscope.data import prepare_data
 
         m = load_model("mini").eval()
         ds = prepare_data((), m.cfg.d_vocab, progress=False, log=lambda _: None)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,24 +117,65 @@ def read_manifest(path: Path | str, kind: str, schema_version: int | None = None
     )
 
 
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+_OWNER = f"{_HOST}-{os.getpid()}"
+# .NAME.tmp-HOST-PID-RANDOM and .NAME.old-HOST-PID, as writing_artifact names them
+_OWNED = re.compile(r"^\..+\.(?:tmp|old)-([A-Za-z0-9_]+)-(\d+)(?:-[A-Za-z0-9_]+)?$")
+_UNOWNED = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")  # written before names carried an owner
+UNOWNED_AGE_S = 24 * 3600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_abandoned(parent: Path) -> None:
+    """Delete the temp directories in `parent` of artifact writers that were killed: those that
+    name this host and a process that no longer exists (and unnamed ones older than a day)."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    now = time.time()
+    for e in entries:
+        m = _OWNED.match(e.name)
+        if m is not None:
+            stale = m.group(1) == _HOST and not _alive(int(m.group(2)))
+        else:
+            try:
+                stale = bool(_UNOWNED.match(e.name)) and now - e.stat().st_mtime > UNOWNED_AGE_S
+            except OSError:
+                stale = False
+        if stale and e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def writing_artifact(
     dest: Path | str, manifest: Manifest, overwrite: bool = True
 ) -> Iterator[Path]:
     """Yield a temp directory to fill; on success write the manifest and rename it to `dest`.
 
-    On any exception the temp directory is removed and `dest` is left as it was.
+    On any exception the temp directory is removed and `dest` is left as it was; the temp
+    directories of writers that were killed are removed by the next writer in the same place.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists() and not overwrite:
         raise ArtifactError(f"{dest} exists already; pass overwrite or choose another path")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    remove_abandoned(dest.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{_OWNER}-", dir=dest.parent))
     try:
         yield tmp
         (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n", "utf-8")
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            old = dest.with_name(f".{dest.name}.old-{_OWNER}")
             os.replace(dest, old)
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)

@@ -52,7 +52,7 @@ def test_attn2_offset_preferences_agree_with_its_attention() -> None:
     import torch
 
     from lenscope.circuits.positional import all_offset_preferences
-    from lenscope.train.probes import probe_pool
+    from lenscope.data.repeated import probe_pool
 
     model = shipped("attn2")
     pool = probe_pool(model)

@@ -209,9 +209,9 @@ def test_train_then_eval_tuned(model_dir: Path, tmp_path: Path) -> None:
         "--json",
     )
     m = load_model(model_dir)
-    from lenscope.lens import lens_corpus
+    from lenscope.data import token_stream
 
-    data = lens_corpus(m, [str(corpus)])
+    data = token_stream(m, [str(corpus)])
     ref = evaluate_lenses(m, data.val, load_tuned_lens(dest, m), ctx=16, max_batches=2)
     assert ev["eval"]["tuned"]["kl"] == pytest.approx(ref.tuned.kl if ref.tuned else [])
     assert ev["eval"]["logit"]["ce"] == pytest.approx(ref.logit.ce)

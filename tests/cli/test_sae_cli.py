@@ -145,12 +145,14 @@ def test_experiment_auxk(
     model, corpus = lm
     monkeypatch.setenv("LENSCOPE_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    from lenscope.sae.data import resolve_tokens
+    from lenscope.data import token_stream
 
     # give the experiment the corpus as the model's data (experiments take the default data)
     monkeypatch.setattr(
-        "lenscope.sae.data.resolve_tokens",
-        lambda m, data=None, progress=True: resolve_tokens(m, [str(corpus)], progress=False),
+        "lenscope.data.token_stream",
+        lambda m, data=None, progress=True, log=print: token_stream(
+            m, [str(corpus)], progress=False
+        ),
     )
     out = _json(
         [

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lenscope.records.tokenize as tokmod
+import lenscope.data.sample as tokmod
 from lenscope.data import Document, iter_documents
+from lenscope.data.sample import CHUNK_DOCS, stream_documents
 from lenscope.records.corpus import CORPUS, SCRATCH, open_corpus, prepare_corpus
-from lenscope.records.tokenize import CHUNK_DOCS, stream_documents
 from tests.records.helpers import documents, hf_tokenizer, rows_of, tiny_model
 
 SEP = 0  # <|endoftext|> in the helpers' word-level vocabulary

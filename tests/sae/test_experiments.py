@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from lenscope.data import TokenStream
 from lenscope.sae import TrainConfig
 from lenscope.sae import experiments as ex
-from lenscope.sae.data import TokenStreams
 from lenscope.sae.plots import plot_experiment
 from tests.sae.helpers import tiny_model, tiny_tokens
 
 
 @pytest.fixture(scope="module")
 def setup() -> ex.Setup:
-    streams = TokenStreams(tiny_tokens(20000), tiny_tokens(4000, seed=3), "random")
+    streams = TokenStream(tiny_tokens(20000), tiny_tokens(4000, seed=3), "random")
     tc = TrainConfig(steps=6, batch_size=128, buffer_tokens=1024, ckpt_every=100)
     return ex.prepare(
         tiny_model(), "blocks.1.hook_resid_post", streams, tc, blocks=2, eval_tokens=512

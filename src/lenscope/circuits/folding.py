@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lenscope.data.repeated import repeated_tokens
 from lenscope.errors import InputError
 from lenscope.model.factored import FactoredMatrix
 from lenscope.model.norms import center, fold_norm
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
-from lenscope.train.probes import repeated_tokens
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Behavioural head detectors and the induction circuit (with its weight-based K-composition).
 
 On [BOS, r, r], r a random token sequence drawn away from the rarest and commonest ids
-(`lenscope.train.probes.repeated_tokens`), each head gets three scores, its mean attention:
+(`lenscope.data.repeated.repeated_tokens`), each head gets three scores, its mean attention:
 
 * previous-token: from every position to the one before it;
 * duplicate-token: from each token of the second copy to the same token in the first copy;
@@ -21,10 +21,10 @@ import torch
 from lenscope.circuits.composition import CompositionScores, composition_scores
 from lenscope.circuits.folding import CircuitWeights, circuit_weights
 from lenscope.circuits.tables import head_id
+from lenscope.data.repeated import repeated_tokens
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
-from lenscope.train.probes import repeated_tokens
 
 INDUCTION_THRESHOLD = 0.3
 PREV_TOKEN_THRESHOLD = 0.3

@@ -190,7 +190,7 @@ def load_eval_tokens(path: Path) -> npt.NDArray[Any]:
 
 def recipe_tokens(recipe: str) -> npt.NDArray[Any]:
     """The validation token stream of a recipe's dataset (built on first use, then cached)."""
-    from lenscope.train.prepare import prepare_data
+    from lenscope.data import prepare_data
     from lenscope.train.recipes import get_recipe
 
     r = get_recipe(recipe)

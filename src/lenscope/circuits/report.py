@@ -27,10 +27,10 @@ from lenscope.circuits.paths import PathExpansion, path_expansion
 from lenscope.circuits.positional import OffsetPreference, all_offset_preferences
 from lenscope.circuits.skiptrigrams import SkipTrigram, skip_trigrams
 from lenscope.circuits.tables import Kind, TokenTable, token_labeler, token_table
+from lenscope.data.repeated import probe_pool, repeated_tokens
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
-from lenscope.train.probes import probe_pool, repeated_tokens
 
 KINDS: tuple[Kind, ...] = ("ov", "qk")
 

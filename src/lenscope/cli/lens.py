@@ -196,10 +196,10 @@ def _print_generation(gen: Any, files: list[Path]) -> None:
 
 
 def _corpus(m: Any, corpus: list[str], limit_bytes: int | None, quiet: bool) -> Any:
-    from lenscope.lens.corpus import lens_corpus
+    from lenscope.data import token_stream
 
     log = err_console.print if quiet else console.print
-    return lens_corpus(m, corpus, limit_bytes=limit_bytes, log=log)
+    return token_stream(m, corpus, limit_bytes=limit_bytes, progress=not quiet, log=log)
 
 
 def _eval_table(ev: Any) -> Table:
@@ -276,7 +276,7 @@ def train_tuned(
         dest or default_tuned_path(m),
         m.cfg.name,
         provenance={
-            "data": data.description,
+            "data": data.source,
             "steps": steps,
             "batch_size": batch_size,
             "ctx": info.ctx,

@@ -158,9 +158,9 @@ def eval_(
     json: bool = JSON_OPTION,
 ) -> None:
     """FVU, L0, dead latents, density, downstream loss recovered, KL, ablation sparsity."""
+    from lenscope.data import token_stream
     from lenscope.model import load_model
     from lenscope.sae import load_sae
-    from lenscope.sae.data import resolve_tokens
     from lenscope.sae.evaluate import evaluate_sae
     from lenscope.sae.plots import plot_eval
 
@@ -170,7 +170,7 @@ def eval_(
     if not name:
         raise InputError(f"{sae} records no model; pass --model")
     m = load_model(name)
-    streams = resolve_tokens(m, data, progress=not json)
+    streams = token_stream(m, data, progress=not json, log=_log(json))
     res = evaluate_sae(
         m,
         s,
@@ -275,13 +275,13 @@ def cache(
     threads: int | None = THREADS_OPTION,
 ) -> None:
     """Cache activations at a hook point to disk (train later with --cache)."""
+    from lenscope.data import token_stream
     from lenscope.model import load_model
     from lenscope.sae.cache import write_cache
-    from lenscope.sae.data import resolve_tokens
 
     _threads(threads)
     m = load_model(model)
-    st = resolve_tokens(m, data)
+    st = token_stream(m, data)
     p = write_cache(
         m, hook, st.train, out, n_tokens=tokens, ctx=ctx, seed=seed, source_note=st.source
     )
@@ -330,10 +330,10 @@ def experiment(
     json: bool = JSON_OPTION,
 ) -> None:
     """Run one of the TopK paper's experiments at CPU scale; print a table and write a plot."""
+    from lenscope.data import token_stream
     from lenscope.model import load_model
     from lenscope.sae import TrainConfig
     from lenscope.sae import experiments as ex
-    from lenscope.sae.data import resolve_tokens
     from lenscope.sae.plots import plot_experiment
 
     if which not in ("frontier", "auxk", "scaling"):
@@ -344,7 +344,7 @@ def experiment(
     setup = ex.prepare(
         m,
         hook,
-        resolve_tokens(m, progress=not json),
+        token_stream(m, progress=not json, log=log),
         TrainConfig(steps=steps, batch_size=batch_size, lr=lr, dead_tokens=dead_tokens),
         blocks=blocks,
         log=log,

@@ -1,4 +1,5 @@
-"""Layer 2, data: corpora, byte-level BPE tokenizers, token dataset artifacts, batches."""
+"""Layer 2, data: corpora, byte-level BPE tokenizers, token dataset artifacts, token streams for a
+model (`token_stream`, `token_sample`), a recipe's prepared data (`prepare_data`), batches."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from lenscope.data.corpus import (
     default_corpus_root,
     iter_documents,
 )
+from lenscope.data.prepare import data_key, prepare_data
+from lenscope.data.sample import token_sample
+from lenscope.data.stream import DocumentStream, TokenStream, token_stream
 from lenscope.data.tokenizer import (
     EOT,
     EOT_ID,
@@ -27,17 +31,23 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "CorpusStats",
     "Document",
+    "DocumentStream",
     "TokenDataset",
+    "TokenStream",
     "build_token_dataset",
+    "data_key",
     "default_corpus_root",
     "eot_id",
     "iter_documents",
     "iter_eval_batches",
     "load_tokenizer",
+    "prepare_data",
     "sample_batch",
     "save_tokenizer",
     "split_of",
     "token_dtype",
+    "token_sample",
+    "token_stream",
     "tokenizer_hash",
     "train_bpe",
 ]

@@ -35,7 +35,7 @@ SCHEMA_VERSION = 1
 SPLITS = ("train", "val")
 DOCUMENTS_FILE = "documents.parquet"
 _BATCH_DOCS = 256
-_BATCH_BYTES = 4 << 20
+_BATCH_BYTES = 1 << 20  # text encoded together: memory is about this, whatever the corpus
 
 TokenArray = npt.NDArray[np.unsignedinteger[Any]]
 
@@ -201,7 +201,7 @@ class _SplitWriter:
         self.text_bytes = 0
         self.index: dict[str, list[Any]] = {"name": [], "split": [], "offset": [], "tokens": []}
 
-    def write(self, docs: list[Document], ids: list[list[int]]) -> int:
+    def write(self, docs: list[Document], ids: Iterable[list[int]]) -> int:
         parts: dict[str, list[npt.NDArray[Any]]] = {s: [] for s in SPLITS}
         sep = np.array([self.eot], dtype=self.dtype)
         written = 0
@@ -264,7 +264,7 @@ def _encode_all(
         def flush() -> None:
             nonlocal n_tokens, size
             encodings = encoder.encode_batch([d.text for d in batch], add_special_tokens=False)
-            n_tokens += writer.write(batch, [e.ids for e in encodings])
+            n_tokens += writer.write(batch, (e.ids for e in encodings))  # one list at a time
             bar.update(task, advance=len(batch), tokens=n_tokens)
             batch.clear()
             size = 0

@@ -11,7 +11,6 @@ logit_lens(model, text, precision="bf16")                            # opt-in, a
 
 from lenscope.lens.boundaries import Boundary, collect_residuals, lens_boundaries
 from lenscope.lens.core import lens_logits, logit_lens
-from lenscope.lens.corpus import LensCorpus, lens_corpus
 from lenscope.lens.evaluate import LensCurves, LensEval, evaluate_lenses, plot_lens_eval
 from lenscope.lens.generation import lens_generation
 from lenscope.lens.reduce import Reduced, reduce_lens
@@ -34,7 +33,6 @@ __all__ = [
     "Boundary",
     "GenerationLens",
     "LayerPrediction",
-    "LensCorpus",
     "LensCurves",
     "LensEval",
     "LensResult",
@@ -50,7 +48,6 @@ __all__ = [
     "evaluate_lenses",
     "find_tuned_lens",
     "lens_boundaries",
-    "lens_corpus",
     "lens_generation",
     "lens_logits",
     "load_tuned_lens",

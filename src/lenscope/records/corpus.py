@@ -1,10 +1,10 @@
 """The rows a harvest reads: `n_rows` windows of `ctx` tokens spread evenly over a token stream.
 
-The stream is a token array given by the caller, the model's cached token dataset of the default corpus (the standard library) when
-its tokenizer is the model's, a token dataset directory given by the user, or documents (default
-corpus or user files) tokenized now with the model's tokenizer, in a fixed order shuffled by
-document name so that a prefix samples the whole corpus (streamed through disk in bounded memory:
-see `lenscope.records.tokenize`). The rows are written once to the harvest's work directory
+The stream is a token array given by the caller, or `lenscope.data.token_sample`'s: a token
+dataset (given by the user, or the default corpus already tokenized for the model), or documents
+(default corpus or user files) tokenized now with the model's tokenizer, in a fixed order shuffled
+by document name so that a prefix samples the whole corpus (streamed through disk in bounded
+memory). The rows are written once to the harvest's work directory
 (`rows.npy` + `corpus.json`), chunk by chunk, so a resumed or multi-process harvest reads exactly
 the same tokens and no step holds the corpus or all the rows in memory.
 """
@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lenscope.artifacts import lenscope_home
+from lenscope.data.sample import token_sample
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
 
@@ -160,75 +160,9 @@ def _stream(
     scratch: Path,
     log: Callable[[str], None],
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[str], str]:
-    from lenscope.data import TokenDataset
-
     if isinstance(paths, np.ndarray):
         if paths.ndim != 1 or not np.issubdtype(paths.dtype, np.integer):
             raise InputError("a token array corpus must be a 1-D array of integer token ids")
         return paths, np.zeros(0, dtype=np.int64), [], f"a token array of {len(paths):,} tokens"
-    if paths and len(paths) == 1 and (Path(paths[0]) / "manifest.json").is_file():
-        ds = TokenDataset.open(paths[0])
-        return (*_dataset_stream(ds), f"token dataset {paths[0]} (train split)")
-    if not paths:
-        ds_cached = _cached_stdlib(model)
-        if ds_cached is not None:
-            what = f"the Python standard library (token dataset {ds_cached.path}, train split)"
-            return (*_dataset_stream(ds_cached), what)
-    return _tokenize(model, paths, need, scratch, log)
-
-
-def _dataset_stream(ds: Any) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[str]]:
-    docs = ds.documents().to_pydict()
-    keep = [i for i, s in enumerate(docs["split"]) if s == "train"]
-    starts = np.asarray([docs["offset"][i] for i in keep], dtype=np.int64)
-    names = [docs["name"][i] for i in keep]
-    o = np.argsort(starts, kind="stable")
-    return ds.train, starts[o], [names[i] for i in o]
-
-
-def _cached_stdlib(model: HookedTransformer) -> Any:
-    """The default corpus's token dataset when it exists and uses the model's tokenizer."""
-    from lenscope.data import TokenDataset, tokenizer_hash
-    from lenscope.errors import ArtifactError
-    from lenscope.train.prepare import data_key
-
-    if model.tokenizer is None:
-        return None
-    d = lenscope_home() / "data" / data_key((), model.cfg.d_vocab, None)
-    if not (d / "manifest.json").is_file():
-        return None
-    try:
-        ds = TokenDataset.open(d)
-    except ArtifactError:
-        return None
-    if ds.manifest.data.get("tokenizer_sha256") != tokenizer_hash(model.tokenizer.hf):
-        return None
-    return ds
-
-
-def _tokenize(
-    model: HookedTransformer,
-    paths: Sequence[str] | None,
-    need: int,
-    scratch: Path,
-    log: Callable[[str], None],
-) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[str], str]:
-    from lenscope.data import iter_documents
-    from lenscope.records.tokenize import stream_documents
-
-    tok = model.tokenizer
-    if tok is None:
-        raise InputError(
-            f"{model.cfg.name} has no tokenizer; give a token dataset directory as the corpus"
-        )
-    hf = tok.hf
-    what = "the Python standard library" if not paths else ", ".join(paths)
-    log(f"tokenizing {what} with {model.cfg.name}'s tokenizer")
-    sep = tok.eos_id if tok.eos_id is not None else tok.pad_id
-
-    def encode(texts: list[str]) -> Iterator[list[int]]:
-        return (e.ids for e in hf.encode_batch(texts, add_special_tokens=False))
-
-    given = list(paths) if paths else None
-    s = stream_documents(lambda: iter_documents(given), encode, sep, need, scratch)
-    return s.tokens, s.doc_starts, s.doc_names, what
+    s = token_sample(model, paths, need, scratch, log)
+    return s.tokens, s.doc_starts, s.doc_names, s.source

@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lenscope.data import iter_eval_batches
+from lenscope.data import TokenStream, iter_eval_batches
 from lenscope.errors import InputError
 from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
 from lenscope.sae.buffer import LiveSource, MemorySource
 from lenscope.sae.config import TrainConfig
-from lenscope.sae.data import TokenStreams, capture
+from lenscope.sae.data import capture
 from lenscope.sae.distributed import Comm
 from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.train import sae_config_for, train_sae
@@ -72,7 +72,7 @@ class Setup:
 def prepare(
     model: HookedTransformer,
     hook: str,
-    streams: TokenStreams,
+    streams: TokenStream,
     train: TrainConfig,
     *,
     blocks: int = 4,

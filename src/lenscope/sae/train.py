@@ -24,7 +24,7 @@ from lenscope.sae.architectures import get_architecture
 from lenscope.sae.buffer import ActivationSource, BatchStream, LiveSource
 from lenscope.sae.checkpoint import clean_stale, latest_checkpoint, restore, save_checkpoint
 from lenscope.sae.config import SAEConfig, TrainConfig
-from lenscope.sae.data import TokenArray, check_hook, hook_width, resolve_tokens
+from lenscope.sae.data import TokenArray, check_hook, hook_width
 from lenscope.sae.distributed import Comm, comm_from_env
 from lenscope.sae.io import save_sae
 from lenscope.sae.model import SparseAutoencoder
@@ -91,9 +91,9 @@ def train_sae(
     """Train; resume from `run_dir` when it holds a checkpoint of the same configuration.
 
     Activations come from `source`, else from forward passes of `model` at sae_cfg.hook_name over
-    `tokens` (default: `resolve_tokens(model, data)`). `stop_after` stops after that many steps
-    of this call (an interruption, for tests) without writing the artifact; `save=False` keeps
-    the trained SAE only in the result (`result.sae`).
+    `tokens` (default: `lenscope.data.token_stream(model, data)`). `stop_after` stops after that
+    many steps of this call (an interruption, for tests) without writing the artifact;
+    `save=False` keeps the trained SAE only in the result (`result.sae`).
     """
     comm = comm or comm_from_env()
     if not get_architecture(sae_cfg.architecture).trainable:
@@ -106,7 +106,11 @@ def train_sae(
         check_hook(model, sae_cfg.hook_name)
         width = hook_width(model, sae_cfg.hook_name)
         if tokens is None:
-            tokens = resolve_tokens(model, data, progress=progress and comm.is_main).train
+            from lenscope.data import token_stream
+
+            main = comm.is_main
+            say = log if main else (lambda _m: None)
+            tokens = token_stream(model, data, progress=progress and main, log=say).train
         source = LiveSource(
             model,
             sae_cfg.hook_name,

@@ -17,10 +17,10 @@ from lenscope.circuits import (
     token_table,
 )
 from lenscope.circuits.tables import token_labeler
+from lenscope.data.repeated import repeated_tokens
 from lenscope.errors import InputError
 from lenscope.nodes import NodeId, NodeKind
 from lenscope.server.state import ServerState
-from lenscope.train.probes import repeated_tokens
 
 Grid = list[list[float | None]]
 

@@ -24,14 +24,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lenscope.artifacts import Manifest, lenscope_home
-from lenscope.data import TokenDataset, iter_eval_batches, sample_batch
+from lenscope.data import TokenDataset, iter_eval_batches, prepare_data, sample_batch
 from lenscope.errors import ArtifactError
 from lenscope.jsonable import JsonResult
 from lenscope.model.config import ModelConfig
 from lenscope.model.load import save_model
 from lenscope.model.tokenizer import Tokenizer
 from lenscope.model.transformer import HookedTransformer
-from lenscope.train.prepare import prepare_data
 from lenscope.train.probes import induction_probe
 from lenscope.train.recipes import Recipe
 

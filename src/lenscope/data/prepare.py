@@ -1,4 +1,5 @@
-"""Prepare a recipe's data once: train the BPE tokenizer and write the token dataset (cached)."""
+"""A training recipe's data, prepared once: a BPE tokenizer trained on the corpus and the corpus
+tokenized with it into a token dataset, cached under LENSCOPE_HOME/data."""
 
 from __future__ import annotations
 
@@ -8,18 +9,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lenscope.artifacts import lenscope_home
-from lenscope.data import (
-    CorpusStats,
-    TokenDataset,
-    build_token_dataset,
-    default_corpus_root,
-    iter_documents,
-    train_bpe,
-)
+from lenscope.data.corpus import CorpusStats, default_corpus_root, iter_documents
+from lenscope.data.tokenizer import train_bpe
+from lenscope.data.tokens import TokenDataset, build_token_dataset
 from lenscope.errors import ArtifactError
 
 
 def data_key(corpus: Sequence[str], vocab: int, limit_bytes: int | None) -> str:
+    """The name under LENSCOPE_HOME/data of a recipe's token dataset (corpus, vocab, limit)."""
     if not corpus:
         name = "stdlib"
         src = str(default_corpus_root())

@@ -11,19 +11,34 @@ takes lies below it, the stream is exact. The first threshold is where the corpu
 Memory: about `SPOOL_BYTES` of text, plus a name and a few numbers per document below the
 threshold (about the documents of `need` tokens); disk: their tokens, twice, until the caller
 deletes `dir`.
+
+`token_sample` is the harvest's entry: a token dataset (given, or the default corpus already
+tokenized for the model) is read whole; text is sampled by this rule.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from lenscope.data import Document
+from lenscope.data.corpus import Document, iter_documents
+from lenscope.data.stream import (
+    STDLIB,
+    DocumentStream,
+    TokenStream,
+    cached_default,
+    dataset_dir,
+    separator,
+)
+
+if TYPE_CHECKING:
+    from lenscope.model import HookedTransformer
 
 CHUNK_DOCS = 64  # the stream ends on a whole chunk of this many documents
 SPOOL_BYTES = 1 << 20  # text tokenized together (at most CHUNK_DOCS documents)
@@ -44,7 +59,7 @@ class _Doc:
 
 
 @dataclass
-class TokenStream:
+class SampledStream:
     """The stream (memory-mapped int32), its documents' starts and names, and passes read."""
 
     tokens: npt.NDArray[np.int32]
@@ -100,7 +115,7 @@ def _taken(lengths: npt.NDArray[np.int64], need: int, everything: bool) -> int |
 
 def stream_documents(
     documents: Callable[[], Iterable[Document]], encode: Encode, sep: int, need: int, dir: Path
-) -> TokenStream:
+) -> SampledStream:
     """Write the stream of `need` tokens (see the module) of the documents that `documents()`
     yields (afresh on every call) into `dir`; `encode` tokenizes a list of texts."""
     dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +141,7 @@ def stream_documents(
     return _write(spool, spool.docs[:taken], dir / "stream.bin", passes)
 
 
-def _write(spool: _Spool, docs: list[_Doc], path: Path, passes: int) -> TokenStream:
+def _write(spool: _Spool, docs: list[_Doc], path: Path, passes: int) -> SampledStream:
     src = np.memmap(spool.path, dtype=np.int32, mode="r") if spool.tokens else None
     starts = np.zeros(len(docs), dtype=np.int64)
     with path.open("wb") as f:
@@ -140,4 +155,37 @@ def _write(spool: _Spool, docs: list[_Doc], path: Path, passes: int) -> TokenStr
     tokens: npt.NDArray[np.int32] = (
         np.memmap(path, dtype=np.int32, mode="r") if at else np.zeros(0, dtype=np.int32)
     )
-    return TokenStream(tokens, starts, [d.name for d in docs], passes)
+    return SampledStream(tokens, starts, [d.name for d in docs], passes)
+
+
+def token_sample(
+    model: HookedTransformer,
+    paths: Sequence[Path | str] | None,
+    need: int,
+    scratch: Path,
+    log: Callable[[str], None] = print,
+) -> DocumentStream:
+    """At least `need` tokens for `model` with their documents: the train split of a token
+    dataset (given as the one path, or the default corpus already tokenized for the model), else
+    the text's documents sampled by the rule above into `scratch` (the caller deletes it)."""
+    given = [str(p) for p in paths or []]
+    ds = dataset_dir(given)
+    if ds is not None:
+        src = f"token dataset {given[0]} (train split)"
+        return TokenStream(ds.train, ds.val, src, ds).train_documents()
+    if not given:
+        cached = cached_default(model)
+        if cached is not None:
+            src = f"the default corpus (token dataset {cached.path}, train split)"
+            return TokenStream(cached.train, cached.val, src, cached).train_documents()
+    sep = separator(model)
+    assert model.tokenizer is not None
+    hf = model.tokenizer.hf
+    what = STDLIB if not given else ", ".join(given)
+    log(f"tokenizing {what} with {model.cfg.name}'s tokenizer")
+
+    def encode(texts: list[str]) -> Iterator[list[int]]:
+        return (e.ids for e in hf.encode_batch(texts, add_special_tokens=False))
+
+    s = stream_documents(lambda: iter_documents(given or None), encode, sep, need, scratch)
+    return DocumentStream(s.tokens, s.doc_starts, s.doc_names, what)
