@@ -31,7 +31,10 @@ _enabled = _AVAILABLE and os.environ.get("LENSCOPE_ONEDNN", "1").strip() not in 
 
 # Below this many multiply-adds oneDNN's ~10 us call overhead outweighs its faster inner loop.
 MIN_MACS = 1 << 20
-_DTYPES = (torch.float32, torch.bfloat16)
+# oneDNN runs bfloat16 only on CPUs with bf16 instructions (AVX512-BF16, AMX); on an AVX2-only
+# CPU it refuses the primitive, so bfloat16 products go to torch there.
+_BF16 = _AVAILABLE and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+_DTYPES = (torch.float32, torch.bfloat16) if _BF16 else (torch.float32,)
 
 
 def set_onednn(enabled: bool) -> bool:
