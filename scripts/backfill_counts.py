@@ -9,8 +9,8 @@ import json
 import sys
 
 from lenscope.artifacts import lenscope_home
+from lenscope.data.prepare import prepare_data
 from lenscope.train.loop import token_counts
-from lenscope.train.prepare import prepare_data
 
 
 def main(names: list[str]) -> None:

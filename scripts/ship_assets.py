@@ -6,6 +6,10 @@ Run after `lenscope train --recipe attn1|attn2|mini` (LENSCOPE_HOME as used for 
 
 from __future__ import annotations
 
+import lenscope  # noqa: F401  before torch: large tensors on huge pages (lenscope.runtime)
+
+# isort: split
+
 import sys
 
 import numpy as np
@@ -13,10 +17,10 @@ import torch
 from safetensors.torch import save_file
 
 from lenscope.artifacts import lenscope_home
+from lenscope.data.prepare import prepare_data
 from lenscope.model import load_model, save_model
 from lenscope.model.load import assets_dir
 from lenscope.train.loop import token_counts
-from lenscope.train.prepare import prepare_data
 from lenscope.train.probes import induction_probe
 
 

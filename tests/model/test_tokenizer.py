@@ -114,3 +114,19 @@ def test_show_bytes() -> None:
     assert show_bytes(b"\xe2\x80") == "<0xE2><0x80>"
     assert show_bytes(b"a\xff b\xc3\xa9\xc3") == "a<0xFF> bé<0xC3>"
     assert show_bytes(b"") == ""
+
+
+def test_library_calls_refuse_text_that_is_not_unicode(mini: Tokenizer) -> None:
+    """A lone surrogate reaching the library (a notebook's `model.to_tokens`, `Debugger.why`) is
+    one clear InputError, not the tokenizer's internal TypeError; valid text still encodes."""
+    from lenscope import Debugger, LogitDiff, load_model
+    from lenscope.errors import InputError
+
+    with pytest.raises(InputError, match=r"lone surrogate \(U\+D800\) at character 2"):
+        mini.encode("ab\ud800")
+    model = load_model("mini")
+    with pytest.raises(InputError, match="lone surrogate"):
+        model.to_tokens("x = \udcff")
+    with pytest.raises(InputError, match="lone surrogate"):
+        Debugger(model).why("def f(\ud800", LogitDiff(target=[")"], distractor=[","]))
+    assert mini.encode("naïve 😀") == mini.hf.encode("naïve 😀", add_special_tokens=False).ids

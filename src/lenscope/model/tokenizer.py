@@ -15,6 +15,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 
 from lenscope.errors import CheckpointError
+from lenscope.text import check_text
 
 _BOS_CANDIDATES = ("<|endoftext|>", "<s>", "<|begin_of_text|>", "<bos>", "<|im_start|>")
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|im_end|>")
@@ -67,6 +68,9 @@ class Tokenizer:
         self.hf.save(str(directory / "tokenizer.json"))
 
     def encode(self, text: str, prepend_bos: bool = False) -> list[int]:
+        """Token ids of `text`; text that is not valid Unicode (a lone surrogate) is an
+        `InputError`, so library calls fail as clearly as the CLI and the server do."""
+        check_text(text)
         ids: list[int] = self.hf.encode(text, add_special_tokens=False).ids
         if prepend_bos and self.bos_id is not None:
             ids = [self.bos_id, *ids]
