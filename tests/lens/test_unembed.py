@@ -110,6 +110,29 @@ def test_bf16_stays_close_to_fp32_and_keeps_the_output_exact() -> None:
         assert ratio.max() <= 2.5 and ratio.min() >= 1 / 2.5
 
 
+def test_bf16_weights_are_cached_once_per_model_not_per_private_view() -> None:
+    """The lens runs on pooled private views; its bfloat16 unembedding is one copy for the model
+    (keyed by the view's origin), not one per view, and it follows in-place weight edits."""
+    import lenscope.lens.unembed as unembed_mod
+    from lenscope import load_model
+    from lenscope.model.view import private_view
+
+    m = load_model("mini")
+    with private_view(m) as v1, private_view(m) as v2:
+        assert v1 is not v2
+        w1 = unembed_mod._bf16_weights(v1)
+        w2 = unembed_mod._bf16_weights(v2)
+    assert w1[0] is w2[0] and unembed_mod._bf16_weights(m)[0] is w1[0]
+    assert m in unembed_mod._bf16_cache and v1 not in unembed_mod._bf16_cache
+    with torch.no_grad():
+        m.W_U.mul_(2)
+    with private_view(m) as v:
+        w3 = unembed_mod._bf16_weights(v)[0]
+    assert w3 is not w1[0]
+    ref = (m.W_U - m.W_U.mean(1, keepdim=True)).t().to(torch.bfloat16)
+    assert torch.equal(w3, ref)
+
+
 def test_unknown_precision_is_a_user_error() -> None:
     m = tiny("gpt2")
     with pytest.raises(InputError, match="precision must be one of"):

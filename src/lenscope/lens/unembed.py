@@ -26,6 +26,7 @@ from lenscope.errors import InputError
 from lenscope.lens.boundaries import Boundary
 from lenscope.linalg import linear_t
 from lenscope.model.transformer import HookedTransformer
+from lenscope.model.view import origin
 
 if TYPE_CHECKING:
     from lenscope.lens.tuned import TunedLens
@@ -64,7 +65,8 @@ def _bf16_weights(model: HookedTransformer) -> tuple[Tensor, Tensor]:
         -1 if b is None else b.data_ptr(),
         b._version if b is not None else -1,
     )
-    hit = _bf16_cache.get(model)
+    owner = origin(model)  # one copy per model, not one per pooled private view
+    hit = _bf16_cache.get(owner)
     if hit is not None and hit[0] == key:
         return hit[1]
     with torch.no_grad():
@@ -76,7 +78,7 @@ def _bf16_weights(model: HookedTransformer) -> tuple[Tensor, Tensor]:
             else b.detach().float() - b.float().mean()
         )
         entry = (w_t, bias.to(torch.bfloat16))
-    _bf16_cache[model] = (key, entry)
+    _bf16_cache[owner] = (key, entry)
     return entry
 
 
