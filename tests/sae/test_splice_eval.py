@@ -12,7 +12,7 @@ from torch import Tensor
 from lenscope.errors import InputError
 from lenscope.sae import SAEConfig, SparseAutoencoder
 from lenscope.sae.ablation import _add_at, effect_sparsity
-from lenscope.sae.data import capture
+from lenscope.model.capture import capture
 from lenscope.sae.evaluate import evaluate_sae
 from lenscope.sae.splice import latent_node_id, parse_latent_node_id, splice
 from lenscope.sae.train import sae_config_for

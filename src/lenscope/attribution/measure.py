@@ -18,7 +18,7 @@ from torch import Tensor
 from lenscope.attribution.capture import Capture, forward_value
 from lenscope.errors import InputError
 from lenscope.interventions.edits import Edit
-from lenscope.interventions.latents import LatentSource
+from lenscope.sae.dictionary import Dictionary
 from lenscope.interventions.plan import Plan, Sources, node_target
 from lenscope.interventions.prompts import PromptBatch, repeat_batch
 from lenscope.interventions.spec import Prompt
@@ -40,7 +40,7 @@ def measure_ablations(
     row: int,
     nodes: Sequence[NodeId],
     plan: Plan,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
     mode: Literal["zero", "mean"] = "zero",
     reference: Sequence[Prompt] | None = None,
 ) -> dict[NodeId, float]:

@@ -150,14 +150,13 @@ def _load_saes(model: HookedTransformer, paths: list[str]) -> list[Any]:
     if not paths:
         return []
     try:
-        from lenscope.sae import load_sae
-        from lenscope.sae.splice import check_compatible
+        from lenscope.sae import Dictionary, check_compatible, load_sae
     except ImportError:
         raise InputError("--sae needs the lenscope.sae package, which is not installed") from None
     out = []
     for p in paths:
         sae = load_sae(p)
-        check_compatible(model, sae)
+        check_compatible(model, Dictionary.of(sae))
         out.append(sae)
     return out
 

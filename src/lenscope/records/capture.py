@@ -17,9 +17,10 @@ from torch import Tensor
 from lenscope.model import HookedTransformer, HookPoint
 from lenscope.model.layers import Block
 from lenscope.model.transformer import HookSpec
-from lenscope.records.config import Group, LatentSource
+from lenscope.records.config import Group
 from lenscope.records.select import head_norms
 from lenscope.records.sparse import SparseRows
+from lenscope.sae.dictionary import Dictionary
 
 QK = tuple[Tensor, Tensor]
 Acts = Tensor | SparseRows  # [b, p, n] float32, or a TopK SAE's [b * p, n] sparse rows
@@ -33,10 +34,10 @@ def _neuron_hook(g: Group, fn: GroupFn) -> HookSpec:
     return (g.hook, hook)
 
 
-def _latent_hook(g: Group, sae: LatentSource, fn: GroupFn, sparse: bool) -> HookSpec:
+def _latent_hook(g: Group, sae: Dictionary, fn: GroupFn, sparse: bool) -> HookSpec:
     """Latents: dense `encode`, or `SparseRows` when the SAE keeps exactly k latents per token
     (`encode_topk`, lenscope's TopK SAEs), so that the harvest touches T·k entries, not T·d_sae."""
-    topk = getattr(sae, "encode_topk", None) if sparse else None
+    topk = sae.encode_topk if sparse else None
 
     def hook(x: Tensor, _: HookPoint) -> None:
         pair = topk(x) if topk is not None else None
@@ -79,7 +80,7 @@ def _head_hooks(model: HookedTransformer, g: Group, fn: GroupFn) -> list[HookSpe
 def group_hooks(
     model: HookedTransformer,
     groups: list[Group],
-    saes: list[LatentSource],
+    saes: list[Dictionary],
     fn: GroupFn,
     sparse: bool = True,
 ) -> list[HookSpec]:
@@ -105,7 +106,7 @@ def last_layer(groups: list[Group]) -> int:
 def group_activations(
     model: HookedTransformer,
     groups: list[Group],
-    saes: list[LatentSource],
+    saes: list[Dictionary],
     tokens: Tensor,
 ) -> dict[str, Tensor]:
     """Every group's activations [batch, pos, n] on `tokens` (for texts and for checks)."""

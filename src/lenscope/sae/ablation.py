@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lenscope.model import HookedTransformer
-from lenscope.sae.data import capture
+from lenscope.model.capture import capture
 from lenscope.sae.model import SparseAutoencoder
 
 

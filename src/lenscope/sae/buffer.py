@@ -27,7 +27,8 @@ from lenscope.artifacts import read_manifest
 from lenscope.data import sample_batch
 from lenscope.errors import ArtifactError, InputError
 from lenscope.model import HookedTransformer
-from lenscope.sae.data import TokenArray, capture
+from lenscope.model.capture import capture
+from lenscope.sae.data import TokenArray
 from lenscope.sae.distributed import Comm
 
 CACHE_KIND = "sae-activations"

@@ -18,7 +18,8 @@ from lenscope.artifacts import Manifest, writing_artifact
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.sae.buffer import CACHE_KIND, CACHE_SCHEMA, LiveSource, cache_manifest_data
-from lenscope.sae.data import TokenArray, check_hook, hook_width
+from lenscope.model.capture import check_hook, hook_width
+from lenscope.sae.data import TokenArray
 
 
 def write_cache(
@@ -43,7 +44,7 @@ def write_cache(
         model,
         hook,
         tokens,
-        hook_width(model, hook),
+        hook_width(model.cfg, hook),
         ctx=ctx or model.cfg.n_ctx,
         buffer_tokens=buffer_tokens,
         forward_batch=forward_batch,

@@ -24,7 +24,8 @@ from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
 from lenscope.sae.buffer import LiveSource, MemorySource
 from lenscope.sae.config import TrainConfig
-from lenscope.sae.data import TokenStreams, capture
+from lenscope.model.capture import capture
+from lenscope.sae.data import TokenStreams
 from lenscope.sae.distributed import Comm
 from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.train import sae_config_for, train_sae

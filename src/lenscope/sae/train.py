@@ -23,7 +23,8 @@ from lenscope.sae.architectures import get_architecture
 from lenscope.sae.buffer import ActivationSource, BatchStream, LiveSource
 from lenscope.sae.checkpoint import clean_stale, latest_checkpoint, restore, save_checkpoint
 from lenscope.sae.config import SAEConfig, TrainConfig
-from lenscope.sae.data import TokenArray, check_hook, hook_width, resolve_tokens
+from lenscope.model.capture import check_hook, hook_width
+from lenscope.sae.data import TokenArray, resolve_tokens
 from lenscope.sae.distributed import Comm, comm_from_env
 from lenscope.sae.io import save_sae
 from lenscope.sae.model import SparseAutoencoder
@@ -103,7 +104,7 @@ def train_sae(
         if model is None:
             raise InputError("give a model (or a cached activation source) to train on")
         check_hook(model, sae_cfg.hook_name)
-        width = hook_width(model, sae_cfg.hook_name)
+        width = hook_width(model.cfg, sae_cfg.hook_name)
         if tokens is None:
             tokens = resolve_tokens(model, data, progress=progress and comm.is_main).train
         source = LiveSource(
@@ -254,7 +255,7 @@ def sae_config_for(
 ) -> SAEConfig:
     """An SAEConfig for `hook` of `model` (d_in measured, fingerprint recorded)."""
     check_hook(model, hook)
-    d_in = hook_width(model, hook)
+    d_in = hook_width(model.cfg, hook)
     return SAEConfig(
         d_in=d_in,
         d_sae=d_sae or d_in * expansion,
