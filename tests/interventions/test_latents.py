@@ -13,9 +13,9 @@ from torch import Tensor
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import InputError
-from lenscope.sae.dictionary import Dictionary
 from lenscope.interventions.spec import InterventionSet, Steer, ablate
 from lenscope.nodes import NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 from tests.attribution.factory import logit_diff, logits_with, prompt, random_model
 
 HOOK = "blocks.0.hook_resid_post"

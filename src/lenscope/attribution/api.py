@@ -16,13 +16,13 @@ from lenscope.attribution.results import Candidate, Hop, PromptInfo, TraceResult
 from lenscope.attribution.table import node_tables, str_tokens
 from lenscope.attribution.tracing import trace_result
 from lenscope.errors import InputError
-from lenscope.nodes import latent_site
-from lenscope.sae.dictionary import Dictionary, check_compatible
 from lenscope.interventions.plan import Plan, compile_plan
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.scoped import private_view
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.model.transformer import HookedTransformer
+from lenscope.nodes import latent_site
+from lenscope.sae.dictionary import Dictionary, check_compatible
 
 QuestionT = LogitDiff | Logit | Prob | AttentionScore
 MAX_TOP_K = 200

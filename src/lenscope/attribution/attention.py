@@ -16,7 +16,7 @@ from lenscope.attribution.results import PromptInfo, Term
 from lenscope.attribution.table import str_tokens
 from lenscope.attribution.trace import upstream_chunks
 from lenscope.errors import InputError
-from lenscope.nodes import Granularity, NodeId, NodeKind
+from lenscope.nodes import Granularity, NodeId, NodeKind, head_node_id
 
 
 class SideRow(BaseModel):
@@ -131,7 +131,9 @@ def pair_view(cap: Capture, query: int, row: int = 0) -> list[HeadAttention]:
         for h in range(a.shape[0]):
             out.append(
                 HeadAttention(
-                    head=f"L{lay}.H{h}", attention=a[h].tolist(), weighted=weighted[h].tolist()
+                    head=head_node_id(lay, h),
+                    attention=a[h].tolist(),
+                    weighted=weighted[h].tolist(),
                 )
             )
     return out

@@ -11,7 +11,7 @@ these tensors without another pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,11 @@ from torch import Tensor
 
 from lenscope.attribution.frozen import Weights
 from lenscope.attribution.questions import Resolved
-from lenscope.sae.dictionary import Dictionary
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.prompts import PromptBatch
 from lenscope.model.capture import recorder
-from lenscope.model.transformer import HookedTransformer
+from lenscope.model.transformer import HookedTransformer, HookSpec
+from lenscope.sae.dictionary import Dictionary
 
 
 @dataclass
@@ -132,7 +132,7 @@ def forward_value(
     question: Resolved,
     answer: list[int],
     keys: list[int] | None,
-    hooks: Sequence[tuple[str, Callable[[Tensor, Any], Tensor | None]]],
+    hooks: Sequence[HookSpec],
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(value [b], answer logits [b, V] or None, final residual or None) under `hooks`."""
     rows = torch.arange(batch.size, device=batch.tokens.device)

@@ -15,11 +15,11 @@ from lenscope.attribution.ranking import Ranker, component_of
 from lenscope.attribution.reads import combined, question_reads
 from lenscope.attribution.results import COLUMN_NAMES, Candidate, Column, PromptInfo, Ranking
 from lenscope.attribution.table import str_tokens
-from lenscope.sae.dictionary import Dictionary
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import Granularity, NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 
 
 class Side(BaseModel):

@@ -11,11 +11,11 @@ from lenscope.attribution.measure import measure_ablations
 from lenscope.attribution.ranking import Ranker, make_row
 from lenscope.attribution.reads import combined, question_reads
 from lenscope.attribution.results import COLUMN_NAMES, NodeRow, NodeTable, Ranking, Term, TokenRow
-from lenscope.sae.dictionary import Dictionary
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.spec import Prompt
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 
 
 def str_tokens(model: HookedTransformer, ids: list[int]) -> list[str]:

@@ -27,6 +27,7 @@ from lenscope.circuits.factored import FactoredMatrix
 from lenscope.circuits.folding import CircuitWeights
 from lenscope.errors import InputError
 from lenscope.model.transformer import HookedTransformer
+from lenscope.nodes import head_node_id
 
 Kind = Literal["bigram", "ov", "qk"]
 Labeler = Callable[[int], str]
@@ -93,7 +94,7 @@ def token_labeler(model: HookedTransformer) -> Labeler:
 
 
 def head_id(layer: int, head: int) -> str:
-    return f"L{layer}.H{head}"
+    return head_node_id(layer, head)
 
 
 def direct_path(cw: CircuitWeights) -> FactoredMatrix:

@@ -17,7 +17,7 @@ from lenscope.errors import InputError
 from lenscope.interventions.edits import Edit, apply_all, fit_positions
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.spec import Ablate, InterventionSet, Patch, Prompt, Steer
-from lenscope.model.transformer import HookedTransformer
+from lenscope.model.transformer import HookedTransformer, HookSpec
 from lenscope.nodes import NodeId, NodeKind
 from lenscope.sae.dictionary import Dictionary, splice
 
@@ -46,9 +46,9 @@ class Plan:
         self,
         latents: Mapping[str, Dictionary],
         sink: MutableMapping[str, Tensor] | None = None,
-    ) -> list[tuple[str, HookFn]]:
+    ) -> list[HookSpec]:
         """Forward hooks in order: edits first, then SAE splices (which see the edited stream)."""
-        specs: list[tuple[str, HookFn]] = []
+        specs: list[HookSpec] = []
         for hook, edits in self.edits.items():
             specs.append((hook, _editor(edits)))
         for hook, src in latents.items():

@@ -29,6 +29,8 @@ Encode = Callable[[Tensor], Tensor]  # [rows, d_in] -> [rows, d_sae]
 
 NOT_PER_TOKEN = ("hook_pattern", "hook_attn_scores")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_STREAM = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
+_STREAM = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out")
 _LN = re.compile(r"^(?:ln1|ln2|ln_final)\.(hook_scale|hook_normalized)$")
 
 
@@ -63,11 +65,7 @@ def _width(cfg: ModelConfig, hook: str) -> tuple[int, str]:
         raise InputError(f"{hook} is not one vector per token")
     if ln := _LN.match(leaf) or _LN.match(hook):
         return (1, "1") if ln.group(1) == "hook_scale" else (cfg.d_model, "d_model")
-    if leaf in ("hook_embed", "hook_pos_embed") or (
-        m is not None
-        and leaf in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
-        + ("hook_attn_out", "hook_mlp_out")
-    ):
+    if leaf in ("hook_embed", "hook_pos_embed") or (m is not None and leaf in _STREAM):
         return cfg.d_model, "d_model"
     if m is not None and leaf in ("attn.hook_q", "attn.hook_rot_q", "attn.hook_z"):
         return cfg.n_heads * cfg.d_head, "n_heads*d_head"
@@ -128,7 +126,9 @@ def capture_all(
     `encode`: the encoded activations [batch, pos, d_sae]), from one forward pass."""
     store: dict[str, Tensor] = {}
     with model.hooks(fwd=recorder(store, hooks, Tensor.detach)):
-        model(tokens, attention_mask=attention_mask, stop_at_layer=stop_for(hooks, model.cfg.n_layers))
+        model(
+            tokens, attention_mask=attention_mask, stop_at_layer=stop_for(hooks, model.cfg.n_layers)
+        )
     out: dict[str, Tensor] = {}
     for h in hooks:
         if h not in store:

@@ -16,9 +16,7 @@ from lenscope.records.store import Records
 from lenscope.sae.dictionary import Dictionary
 
 
-def record_groups(
-    records: Records, saes: Sequence[Any]
-) -> tuple[list[Group], list[Dictionary]]:
+def record_groups(records: Records, saes: Sequence[Any]) -> tuple[list[Group], list[Dictionary]]:
     """The records' groups that can be recomputed: latent groups only when their SAE is given."""
     by_hook = {s.hook_in: s for s in dictionaries(saes)}
     known = {d["hook"]: d["fingerprint"] for d in records.manifest.provenance.get("saes", [])}

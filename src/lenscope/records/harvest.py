@@ -45,8 +45,8 @@ from lenscope.records.shards import (
     work_dir,
 )
 from lenscope.records.sparse import SparseRows
-from lenscope.sae.dictionary import Dictionary
 from lenscope.records.state import BatchInfo, Calibration, GroupState, SharedState, calibrate
+from lenscope.sae.dictionary import Dictionary
 
 CALIB_TOKENS = 4096
 

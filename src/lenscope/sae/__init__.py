@@ -11,6 +11,7 @@ paper's evaluation, splicing into a model, and SAELens / OpenAI / sparsify forma
     latents["blocks.2.hook_resid_post"]                     # [batch, pos, d_sae]
 """
 
+from lenscope.nodes import latent_node_id, parse_latent_node_id
 from lenscope.sae.ablation import AblationSparsity, ablation_sparsity
 from lenscope.sae.architectures import ARCHITECTURES, Architecture, get_architecture
 from lenscope.sae.config import SAEConfig, TrainConfig
@@ -20,7 +21,6 @@ from lenscope.sae.formats import export_saelens, export_sparsify, import_sae
 from lenscope.sae.io import list_saes, load_sae, saes_for_model, save_sae
 from lenscope.sae.kernels import Codes
 from lenscope.sae.model import SparseAutoencoder
-from lenscope.nodes import latent_node_id, parse_latent_node_id
 from lenscope.sae.train import TrainResult, sae_config_for, train_sae
 
 __all__ = [

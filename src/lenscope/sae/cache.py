@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 from lenscope.artifacts import Manifest, writing_artifact
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer, fingerprint
-from lenscope.sae.buffer import CACHE_KIND, CACHE_SCHEMA, LiveSource, cache_manifest_data
 from lenscope.model.capture import check_hook, hook_width
+from lenscope.sae.buffer import CACHE_KIND, CACHE_SCHEMA, LiveSource, cache_manifest_data
 from lenscope.sae.data import TokenArray
 
 

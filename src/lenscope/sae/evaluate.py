@@ -25,8 +25,8 @@ from torch import Tensor
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
-from lenscope.sae.ablation import AblationSparsity, ablation_sparsity
 from lenscope.model.capture import capture
+from lenscope.sae.ablation import AblationSparsity, ablation_sparsity
 from lenscope.sae.data import TokenArray
 from lenscope.sae.dictionary import Dictionary, check_compatible, splice
 from lenscope.sae.model import SparseAutoencoder

@@ -22,9 +22,9 @@ from torch import Tensor
 from lenscope.data import iter_eval_batches
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
+from lenscope.model.capture import capture
 from lenscope.sae.buffer import LiveSource, MemorySource
 from lenscope.sae.config import TrainConfig
-from lenscope.model.capture import capture
 from lenscope.sae.data import TokenStreams
 from lenscope.sae.distributed import Comm
 from lenscope.sae.model import SparseAutoencoder

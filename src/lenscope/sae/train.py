@@ -19,11 +19,11 @@ import torch
 from lenscope.artifacts import lenscope_home
 from lenscope.errors import CheckpointError, InputError
 from lenscope.model import HookedTransformer, fingerprint
+from lenscope.model.capture import check_hook, hook_width
 from lenscope.sae.architectures import get_architecture
 from lenscope.sae.buffer import ActivationSource, BatchStream, LiveSource
 from lenscope.sae.checkpoint import clean_stale, latest_checkpoint, restore, save_checkpoint
 from lenscope.sae.config import SAEConfig, TrainConfig
-from lenscope.model.capture import check_hook, hook_width
 from lenscope.sae.data import TokenArray, resolve_tokens
 from lenscope.sae.distributed import Comm, comm_from_env
 from lenscope.sae.io import save_sae

@@ -14,8 +14,8 @@ from lenscope.interventions.scoped import private_view
 from lenscope.nodes import NodeId, NodeKind
 from lenscope.records import ActiveNode, Explanation, NodeRecord, Records, TokenHit, most_active
 from lenscope.records.capture import group_activations
-from lenscope.sae.dictionary import Dictionary
 from lenscope.records.config import Group
+from lenscope.sae.dictionary import Dictionary
 from lenscope.server.config import MAX_NODES_PER_QUERY
 from lenscope.server.deps import get_state, prompt_tensor
 from lenscope.server.schemas import ActiveRequest, ExplainRequest, TextRequest
