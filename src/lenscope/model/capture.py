@@ -4,8 +4,9 @@
     for batch in iter_activations(model, windows, ["blocks.2.hook_resid_post"], batch_size=8):
         batch["blocks.2.hook_resid_post"]                                   # [rows, d] per batch
 
-`recorder` is the primitive under every capture (records, SAE training and evaluation, the
-debugger's forward and backward pass): forward hooks that keep what passes a set of hook points.
+`tap` is the primitive under every capture (records, SAE training and evaluation, the debugger's
+forward and backward pass): forward hooks that hand what passes a set of hook points to a
+callback; `recorder` keeps it.
 Every forward stops after the last block a requested hook lies in. Per-head hooks (`hook_z`,
 `hook_q`, ...) are flattened to one vector per token. Widths come from the model's config
 (`hook_width`), never from a forward pass. A dictionary's encoder enters as a plain callable, so
@@ -99,6 +100,16 @@ def flatten_act(a: Tensor) -> Tensor:
     return a.reshape(*a.shape[:2], -1) if a.ndim > 3 else a
 
 
+def tap(hooks: Iterable[str], fn: Callable[[str, Tensor], None]) -> list[HookSpec]:
+    """Forward hooks that call `fn(name, x)` at every hook point in `hooks` and pass the
+    activation on unchanged (streaming consumers: statistics computed inside the forward)."""
+
+    def call(x: Tensor, hook: Any) -> None:
+        fn(hook.name, x)
+
+    return [(name, call) for name in hooks]
+
+
 def recorder(
     store: dict[str, Tensor],
     hooks: Iterable[str],
@@ -107,10 +118,10 @@ def recorder(
     """Forward hooks that keep `store[name] = transform(x)` (default: x itself, not detached)
     for every hook point in `hooks`, passing the activation on unchanged."""
 
-    def keep(x: Tensor, hook: Any) -> None:
-        store[hook.name] = x if transform is None else transform(x)
+    def keep(name: str, x: Tensor) -> None:
+        store[name] = x if transform is None else transform(x)
 
-    return [(name, keep) for name in hooks]
+    return tap(hooks, keep)
 
 
 @torch.no_grad()
