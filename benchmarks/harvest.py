@@ -50,7 +50,7 @@ from common import machine
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import LenscopeError
 from lenscope.records import HarvestConfig, Records, harvest, node_groups
-from lenscope.records.config import sae_hook
+from lenscope.records.config import dictionaries
 from lenscope.sae import SAEConfig, SparseAutoencoder
 
 H = importlib.import_module("lenscope.records.harvest")
@@ -109,10 +109,11 @@ def interleaved(
     model: HookedTransformer, rows: np.ndarray, batch_rows: int, saes: list[Any]
 ) -> dict[str, Any]:
     cfg = HarvestConfig(n_tokens=rows.size, ctx=rows.shape[1], batch_rows=batch_rows)
-    run = H._Run(model, node_groups(model, saes), saes, cfg, rows.shape[1])
+    dics = dictionaries(saes)
+    run = H._Run(model, node_groups(model, dics), dics, cfg, rows.shape[1])
     run.calibrate(rows[: cfg.calib_rows])
     toks = torch.from_numpy(rows)
-    encode = [(sae_hook(s), encoding_hook(s)) for s in saes]
+    encode = [(d.hook_in, encoding_hook(d)) for d in dics]
     model(toks[:batch_rows])  # warm up
     model(toks[:batch_rows], stop_at_layer=run.stop)
     fwd, stopped, hv, enc = [], [], [], []

@@ -11,8 +11,13 @@ from lenscope.nodes import (
     NodeId,
     NodeIdStr,
     NodeKind,
+    head_node_id,
     latent_hook,
+    latent_node_id,
+    latent_prefix,
     latent_site,
+    neuron_node_id,
+    parse_latent_node_id,
     parse_node,
 )
 
@@ -99,3 +104,24 @@ def test_pydantic_fields_canonicalise_and_reject() -> None:
     assert Req(node="l1.h2@3").node == "L1.H2@3"
     with pytest.raises(ValidationError, match="unknown node id"):
         Req(node="L1.Z2")
+
+
+def test_builders_give_the_canonical_ids_that_parse_back() -> None:
+    for layer, i in ((0, 0), (3, 17), (11, 4095)):
+        head, neuron = head_node_id(layer, i), neuron_node_id(layer, i)
+        assert (head, neuron) == (f"L{layer}.H{i}", f"L{layer}.N{i}")
+        assert NodeId.parse(head) == NodeId(NodeKind.HEAD, layer, i)
+        assert NodeId.parse(neuron) == NodeId(NodeKind.NEURON, layer, i)
+        for site, hook in LATENT_SITES.items():
+            name = f"blocks.{layer}.{hook}"
+            node = NodeId.parse(latent_node_id(name, i))
+            assert (node.kind, node.layer, node.index, node.site) == (
+                NodeKind.LATENT,
+                layer,
+                i,
+                site,
+            )
+            assert node.hook_name == name and latent_prefix(name) == f"L{layer}.{site}"
+            assert parse_latent_node_id(str(node)) == (name, i)
+    assert latent_prefix("blocks.2.attn.hook_z") == "L2.attn.z"
+    assert parse_latent_node_id("L2.attn.z.F5") == ("blocks.2.attn.hook_z", 5)

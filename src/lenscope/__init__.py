@@ -102,7 +102,7 @@ if _typing.TYPE_CHECKING:
         save_model,
     )
     from lenscope.sae import SparseAutoencoder, load_sae
-    from lenscope.sae.splice import splice
+    from lenscope.sae.dictionary import splice
 
 
 def __getattr__(name: str) -> _typing.Any:

@@ -51,6 +51,8 @@ _NEURON = re.compile(r"^L(\d+)\.N(\d+)(?:@(\d+))?$", re.IGNORECASE)
 _LATENT = re.compile(r"^L(\d+)\.([A-Za-z_]+)\.F(\d+)(?:@(\d+))?$", re.IGNORECASE)
 _EMBED = re.compile(r"^(embed|pos)(?:@(\d+))?$", re.IGNORECASE)
 _HOOK = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
+_BLOCK = re.compile(r"^blocks\.(\d+)\.(.*)$")
+_ANY_LATENT = re.compile(r"^(?:L(\d+)\.)?([A-Za-z_.]+)\.F(\d+)$")
 
 EXPECTED = "expected L5.H3, L2.N517, L6.resid_post.F1234, embed or pos, optionally @POS (or @Q:K for heads)"
 
@@ -212,6 +214,57 @@ def latent_site(hook_name: str) -> tuple[int, str]:
 
 def parse_node(text: str) -> NodeId:
     return NodeId.parse(text)
+
+
+def head_node_id(layer: int, head: int) -> str:
+    """`L5.H3`: attention head `head` of layer `layer`."""
+    return str(NodeId(NodeKind.HEAD, layer, head))
+
+
+def neuron_node_id(layer: int, index: int) -> str:
+    """`L2.N517`: MLP neuron `index` of layer `layer`."""
+    return str(NodeId(NodeKind.NEURON, layer, index))
+
+
+def latent_prefix(hook_name: str) -> str:
+    """What every latent id of a dictionary reading `hook_name` starts with: `L6.resid_post`.
+
+    Residual-stream hooks give `NodeId` latents (the debugger's nodes); other hooks (per-head
+    `attn.hook_z`, `mlp.hook_post`, ...) get the same spelling extended to their dotted place,
+    readable by `parse_latent_node_id` but not debugger nodes."""
+    m = _HOOK.match(hook_name)
+    sites = {hook: site for site, hook in LATENT_SITES.items()}
+    if m and m.group(2) in sites:
+        return f"L{m.group(1)}.{sites[m.group(2)]}"
+    if m := _BLOCK.match(hook_name):
+        return f"L{m.group(1)}." + m.group(2).replace("hook_", "")
+    return hook_name.replace("hook_", "")
+
+
+def latent_node_id(hook_name: str, latent: int) -> str:
+    """The node id of a latent: blocks.6.hook_resid_post, 1234 -> L6.resid_post.F1234."""
+    return f"{latent_prefix(hook_name)}.F{latent}"
+
+
+def parse_latent_node_id(node: str) -> tuple[str, int]:
+    """Inverse of `latent_node_id`: L6.resid_post.F1234 -> (blocks.6.hook_resid_post, 1234)."""
+    try:
+        parsed: NodeId | None = NodeId.parse(node)
+    except InputError:
+        parsed = None
+    if parsed is not None:
+        if parsed.kind is not NodeKind.LATENT or parsed.position is not None:
+            raise InputError(f"{node!r} is not an SAE latent id (like L6.resid_post.F1234)")
+        assert parsed.index is not None
+        return parsed.hook_name, parsed.index
+    m = _ANY_LATENT.match(node)
+    if m is None:
+        raise InputError(f"{node!r} is not an SAE latent id (like L6.resid_post.F1234)")
+    layer, place, idx = m.groups()
+    parts = place.split(".")
+    parts[-1] = "hook_" + parts[-1]
+    name = ".".join(parts)
+    return (f"blocks.{layer}.{name}" if layer is not None else name), int(idx)
 
 
 def _canonical(text: str) -> str:

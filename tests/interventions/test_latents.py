@@ -13,9 +13,9 @@ from torch import Tensor
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import LogitDiff
 from lenscope.errors import InputError
-from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.spec import InterventionSet, Steer, ablate
 from lenscope.nodes import NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 from tests.attribution.factory import logit_diff, logits_with, prompt, random_model
 
 HOOK = "blocks.0.hook_resid_post"
@@ -37,7 +37,7 @@ class ReluDictionary:
 
 
 def saes() -> list[Any]:
-    out: list[Any] = [LatentSource.of(ReluDictionary(32, 48), hook_name=HOOK)]
+    out: list[Any] = [Dictionary.of(ReluDictionary(32, 48), hook_name=HOOK)]
     try:
         from lenscope.sae import SAEConfig, SparseAutoencoder
     except ImportError:  # the SAE package is optional for the engine
@@ -69,7 +69,7 @@ def test_latents_decompose_the_stream_and_keep_the_output(which: int) -> None:
     if which >= len(all_saes):
         pytest.skip("lenscope.sae is not installed")
     sae = all_saes[which]
-    src = LatentSource.of(sae)
+    src = Dictionary.of(sae)
     model = random_model("gpt2").double()
     ids = prompt()
     r = Debugger(model, [sae]).why(ids, Q, measure=0, top_k=20)
@@ -138,9 +138,9 @@ def test_latents_in_traces_and_bad_saes() -> None:
     up = dbg.trace(ids, Q, [lat.node], top_k=20)
     assert up.rows and all(row.layer in (None, 0) for row in up.rows)
     with pytest.raises(InputError, match="not a residual-stream hook"):
-        LatentSource.of(ReluDictionary(32, 8), hook_name="blocks.0.mlp.hook_post")
+        Debugger(model, [Dictionary.of(ReluDictionary(32, 8), hook_name="blocks.0.mlp.hook_post")])
     with pytest.raises(InputError, match="d_model"):
-        Debugger(model, [LatentSource.of(ReluDictionary(16, 8), hook_name=HOOK)])
+        Debugger(model, [Dictionary.of(ReluDictionary(16, 8), hook_name=HOOK)])
     with pytest.raises(InputError, match="one SAE per hook"):
         Debugger(model, [sae, sae])
     with pytest.raises(InputError, match="latent 99 does not exist"):

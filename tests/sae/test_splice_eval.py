@@ -1,4 +1,4 @@
-"""Splicing (error term, hook points, gradients) and evaluation, each against a brute-force
+"""Splicing (error term, request scope, gradients) and evaluation, each against a brute-force
 computation with plain hooks."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
+from lenscope.model.capture import capture
+from lenscope.nodes import latent_node_id, parse_latent_node_id
 from lenscope.sae import SAEConfig, SparseAutoencoder
 from lenscope.sae.ablation import _add_at, effect_sparsity
-from lenscope.sae.data import capture
+from lenscope.sae.dictionary import Dictionary, check_compatible, splice
 from lenscope.sae.evaluate import evaluate_sae
-from lenscope.sae.splice import latent_node_id, parse_latent_node_id, splice
 from lenscope.sae.train import sae_config_for
 from tests.sae.helpers import tiny_model, tiny_tokens
 
@@ -32,20 +33,25 @@ def _toks(n: int = 4, seed: int = 1) -> Tensor:
     return torch.from_numpy(tiny_tokens(4000, seed=seed)[: n * 16].reshape(n, 16))
 
 
+def _nothing_attached(m: Any) -> bool:
+    return not any(hp.fwd_hooks or hp.bwd_hooks for hp in m.hook_dict.values())
+
+
 def test_keep_error_leaves_output_unchanged_and_exposes_latents() -> None:
     m = tiny_model()
     sae = _sae(m)
     t = _toks()
     clean = m(t)
     acts = capture(m, t, HOOK)
-    with splice(m, sae, keep_error=True):
-        name = f"{HOOK}.sae.hook_acts"
-        assert name in m.hook_names()
-        out, cache = m.run_with_cache(t, names_filter="*.sae.*")
+    names = set(m.hook_names())
+    sink: dict[str, Tensor] = {}
+    with torch.no_grad():
+        out = m.run_with_hooks(t, fwd_hooks=splice(sae, keep_error=True, sink=sink))
     torch.testing.assert_close(out, clean, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(cache[name], sae.encode(acts))
-    assert cache[name].shape == (4, 16, 96) and bool(((cache[name] > 0).sum(-1) <= 4).all())
-    assert name not in m.hook_names() and sae.hook_acts.name == "hook_acts"
+    torch.testing.assert_close(sink[HOOK], sae.encode(acts))
+    assert sink[HOOK].shape == (4, 16, 96) and bool(((sink[HOOK] > 0).sum(-1) <= 4).all())
+    # request-scoped: no hook point was added to the model and no hook is left on it
+    assert set(m.hook_names()) == names and _nothing_attached(m)
 
 
 def test_splice_without_error_equals_manual_replacement() -> None:
@@ -54,9 +60,9 @@ def test_splice_without_error_equals_manual_replacement() -> None:
     t = _toks()
     with torch.no_grad():
         want = m.run_with_hooks(t, fwd_hooks=[(HOOK, lambda x, _h: sae.decode(*_enc(sae, x)))])
-    with splice(m, sae):
-        got = m(t)
+        got = m.run_with_hooks(t, fwd_hooks=splice(Dictionary.of(sae)))
     torch.testing.assert_close(got, want)
+    assert _nothing_attached(m)
 
 
 def _enc(sae: SparseAutoencoder, x: Tensor) -> tuple[Tensor, Any]:
@@ -73,16 +79,17 @@ def test_ablating_a_latent_removes_exactly_its_decoder_row() -> None:
     b, p = 1, 5
     i = int(z[b, p].argmax())
 
-    def ablate(a: Tensor, _h: Any) -> Tensor:
-        a = a.clone()
-        a[b, p, i] = 0
-        return a
+    def ablate(f: Tensor) -> Tensor:
+        f = f.clone()
+        f[b, p, i] = 0
+        return f
 
-    with splice(m, sae, keep_error=True):
-        _, cache = m.run_with_cache(t, names_filter=f"{HOOK}.sae.hook_output")
-        with m.hooks(fwd=[(f"{HOOK}.sae.hook_acts", ablate)]):
-            out2, cache2 = m.run_with_cache(t, names_filter=f"{HOOK}.sae.hook_output")
-    diff = cache2[f"{HOOK}.sae.hook_output"] - cache[f"{HOOK}.sae.hook_output"]
+    with torch.no_grad():
+        with m.hooks(fwd=splice(sae, keep_error=True, sink={})):
+            _, cache = m.run_with_cache(t, names_filter=HOOK)
+        with m.hooks(fwd=splice(sae, keep_error=True, edit=ablate)):
+            out2, cache2 = m.run_with_cache(t, names_filter=HOOK)
+    diff = cache2[HOOK] - cache[HOOK]
     want = torch.zeros_like(diff)
     want[b, p] = -z[b, p, i] * sae.W_dec[i]
     torch.testing.assert_close(diff, want, atol=1e-5, rtol=1e-5)
@@ -99,16 +106,17 @@ def test_gradients_through_spliced_latents() -> None:
     grads: dict[str, Tensor] = {}
 
     def keep(g: Tensor, hook: Any) -> None:
-        grads[hook.name.rsplit(".", 1)[-1]] = g
+        grads["hook_output"] = g
 
     m.zero_grad()
     m(t)[0, -1, 3].backward()
     clean_grad = m.W_E.grad.clone()  # type: ignore[union-attr]
     m.zero_grad()
-    bwd = [(f"{HOOK}.sae.hook_acts", keep), (f"{HOOK}.sae.hook_output", keep)]
-    with splice(m, sae, keep_error=True), m.hooks(bwd=bwd):
+    sink: dict[str, Tensor] = {}
+    with m.hooks(fwd=splice(sae, keep_error=True, sink=sink), bwd=[(HOOK, keep)]):
         m(t)[0, -1, 3].backward()
-    g_acts = grads["hook_acts"]
+    g_acts = sink[HOOK].grad
+    assert g_acts is not None
     assert g_acts.shape == (2, 16, 96) and float(g_acts.abs().sum()) > 0
     # a latent's gradient is its decoder row against the output gradient (error held fixed)
     torch.testing.assert_close(g_acts, grads["hook_output"] @ sae.W_dec.detach().t())
@@ -120,16 +128,15 @@ def test_splice_checks_and_node_ids() -> None:
     m = tiny_model()
     sae = _sae(m)
     other = tiny_model(d_vocab=65)
-    with pytest.raises(InputError, match="fingerprint"), splice(other, sae):
-        pass
-    with splice(other, sae, strict=False):
-        pass
+    with pytest.raises(InputError, match="fingerprint"):
+        check_compatible(other, Dictionary.of(sae))
+    check_compatible(other, Dictionary.of(sae), strict=False)
     wrong = SparseAutoencoder(SAEConfig(d_in=16, d_sae=32, k=2, hook_name=HOOK))
     msg = r"d_in = 16 but tiny's blocks\.0\.hook_resid_post is 32"
-    with pytest.raises(InputError, match=msg), splice(m, wrong):
-        pass
-    with splice(m, sae), pytest.raises(InputError, match="already spliced"), splice(m, sae):
-        pass
+    with pytest.raises(InputError, match=msg):
+        check_compatible(m, Dictionary.of(wrong))
+    with pytest.raises(InputError, match=msg):
+        evaluate_sae(m, wrong, tiny_tokens(3000), n_tokens=64, batch_size=2)
     assert latent_node_id("blocks.6.hook_resid_post", 1234) == "L6.resid_post.F1234"
     for name in (
         "blocks.6.hook_resid_post",
@@ -145,8 +152,15 @@ def test_per_head_hook_z() -> None:
     sae = _sae(m, "blocks.1.attn.hook_z")
     assert sae.d_in == 32  # 4 heads x 8
     t = _toks()
-    with splice(m, sae, keep_error=True):
-        torch.testing.assert_close(m(t), m.run_with_hooks(t), atol=1e-5, rtol=1e-5)
+    hook = "blocks.1.attn.hook_z"
+    with torch.no_grad():
+        kept = m.run_with_hooks(t, fwd_hooks=splice(sae, keep_error=True, sink={}))
+        torch.testing.assert_close(kept, m(t), atol=1e-5, rtol=1e-5)
+        got = m.run_with_hooks(t, fwd_hooks=splice(sae))
+        want = m.run_with_hooks(
+            t, fwd_hooks=[(hook, lambda z, _h: sae(z.reshape(*z.shape[:2], -1)).reshape(z.shape))]
+        )
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_evaluation_matches_brute_force() -> None:

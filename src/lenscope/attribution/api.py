@@ -16,12 +16,13 @@ from lenscope.attribution.results import Candidate, Hop, PromptInfo, TraceResult
 from lenscope.attribution.table import node_tables, str_tokens
 from lenscope.attribution.trace_result import trace_result
 from lenscope.errors import InputError
-from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan, compile_plan
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import private_view
+from lenscope.nodes import latent_site
+from lenscope.sae.dictionary import Dictionary, check_compatible
 
 QuestionT = LogitDiff | Logit | Prob | AttentionScore
 MAX_TOP_K = 200
@@ -43,19 +44,19 @@ class Debugger:
 
     def __init__(self, model: HookedTransformer, saes: Sequence[Any] = ()) -> None:
         self.model = model
-        self.latents: dict[str, LatentSource] = {}
+        self.latents: dict[str, Dictionary] = {}
         for sae in saes:
-            src = LatentSource.of(sae)
-            if src.hook_name in self.latents:
-                raise InputError(f"two SAEs read {src.hook_name}; splice one SAE per hook point")
-            if src.hook_name not in model.hook_dict:
-                raise InputError(f"the SAE reads {src.hook_name}, which {model.cfg.name} lacks")
-            if src.d_model != model.cfg.d_model:
+            src = Dictionary.of(sae)
+            latent_site(src.hook_in)  # raises for hooks that are not in the residual stream
+            if not src.is_sae:
                 raise InputError(
-                    f"the SAE at {src.hook_name} reads {src.d_model}-dimensional activations but "
-                    f"{model.cfg.name} has d_model {model.cfg.d_model}; use an SAE of this model"
+                    f"the dictionary reading {src.hook_in} writes {', '.join(src.hooks_out)}; "
+                    "the debugger splices SAEs (one residual hook read and written)"
                 )
-            self.latents[src.hook_name] = src
+            if src.hook_in in self.latents:
+                raise InputError(f"two SAEs read {src.hook_in}; splice one SAE per hook point")
+            check_compatible(model, src, strict=False)
+            self.latents[src.hook_in] = src
 
     @contextmanager
     def session(

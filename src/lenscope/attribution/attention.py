@@ -17,7 +17,7 @@ from lenscope.attribution.table import str_tokens
 from lenscope.attribution.trace_edges import upstream_chunks
 from lenscope.errors import InputError
 from lenscope.jsonable import JsonResult
-from lenscope.nodes import Granularity, NodeId, NodeKind
+from lenscope.nodes import Granularity, NodeId, NodeKind, head_node_id
 
 
 @dataclass(kw_only=True)
@@ -136,7 +136,9 @@ def pair_view(cap: Capture, query: int, row: int = 0) -> list[HeadAttention]:
         for h in range(a.shape[0]):
             out.append(
                 HeadAttention(
-                    head=f"L{lay}.H{h}", attention=a[h].tolist(), weighted=weighted[h].tolist()
+                    head=head_node_id(lay, h),
+                    attention=a[h].tolist(),
+                    weighted=weighted[h].tolist(),
                 )
             )
     return out

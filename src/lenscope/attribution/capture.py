@@ -1,5 +1,8 @@
 """One forward and one backward pass on a private view: every activation and gradient the engine needs.
 
+Activations are kept by `lenscope.model.capture.recorder` (the hook-recording primitive every
+capture uses), not detached, so that gradients can be taken with respect to them.
+
 The question's value is summed over the batch and differentiated once with respect to the token and
 position embeddings, every head's z, every MLP's post-activation, every spliced SAE's latents and
 the answer logits. Everything else (direct effects, edges, head input gradients) is derived from
@@ -8,7 +11,7 @@ these tensors without another pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +20,12 @@ from torch import Tensor
 
 from lenscope.attribution.frozen import Weights
 from lenscope.attribution.questions import Resolved
-from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.prompts import PromptBatch
+from lenscope.model.capture import recorder
+from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer
+from lenscope.sae.dictionary import Dictionary
 
 
 @dataclass
@@ -42,7 +47,7 @@ class LayerActs:
 
 @dataclass
 class LatentActs:
-    source: LatentSource
+    source: Dictionary
     x: Tensor  # [b, p, d] the SAE's input
     f: Tensor  # [b, p, F] latents (after latent edits)
     g_f: Tensor
@@ -72,7 +77,7 @@ class Capture:
     cache: dict[str, Tensor] = field(default_factory=dict)
 
     @property
-    def sources(self) -> dict[str, LatentSource]:
+    def sources(self) -> dict[str, Dictionary]:
         return {h: lat.source for h, lat in self.latents.items()}
 
     @property
@@ -128,7 +133,7 @@ def forward_value(
     question: Resolved,
     answer: list[int],
     keys: list[int] | None,
-    hooks: Sequence[tuple[str, Callable[[Tensor, Any], Tensor | None]]],
+    hooks: Sequence[HookSpec],
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(value [b], answer logits [b, V] or None, final residual or None) under `hooks`."""
     rows = torch.arange(batch.size, device=batch.tokens.device)
@@ -137,14 +142,10 @@ def forward_value(
         assert keys is not None
         scores: dict[str, Tensor] = {}
         name = f"blocks.{question.layer}.attn.hook_attn_scores"
-
-        def keep(x: Tensor, hook: Any) -> None:
-            scores["s"] = x
-
-        with view.hooks(fwd=[*hooks, (name, keep)]):
+        with view.hooks(fwd=[*hooks, *recorder(scores, [name])]):
             view(batch.tokens, attention_mask=batch.mask, stop_at_layer=question.layer + 1)
         kk = torch.tensor(keys, device=ans.device)
-        return scores["s"][rows, question.head, ans, kk], None, None
+        return scores[name][rows, question.head, ans, kk], None, None
     with view.hooks(fwd=hooks):
         x = view(batch.tokens, attention_mask=batch.mask, stop_at_layer=view.cfg.n_layers)
         logits = view.unembed_resid(view.ln_final(x)[rows, ans])
@@ -156,17 +157,13 @@ def capture(
     batch: PromptBatch,
     question: Resolved,
     plan: Plan,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
 ) -> Capture:
     cfg = view.cfg
     answer = question.answer_positions(batch.lengths)
     keys = question.key_positions(batch.lengths) if question.is_attention else None
     n_run = question.layer + 1 if question.is_attention else cfg.n_layers
     store: dict[str, Tensor] = {}
-
-    def keep(x: Tensor, hook: Any) -> Tensor:
-        store[hook.name] = x
-        return x
 
     def leaf(x: Tensor, hook: Any) -> Tensor:
         y = x.detach().requires_grad_(True)
@@ -179,7 +176,7 @@ def capture(
     if view.W_pos is not None:
         hooks.append(("hook_pos_embed", leaf))
     names = [layer_hooks(view, lay) for lay in range(n_run)]
-    hooks += [(n, keep) for per in names for n in per.values()]
+    hooks += recorder(store, [n for per in names for n in per.values()])
     with torch.enable_grad():
         value, logits, final = forward_value(view, batch, question, answer, keys, hooks)
         wanted: list[Tensor] = [store["hook_embed"]]

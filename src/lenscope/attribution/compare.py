@@ -16,12 +16,12 @@ from lenscope.attribution.ranking import Ranker, component_of
 from lenscope.attribution.reads import combined, question_reads
 from lenscope.attribution.results import COLUMN_NAMES, Candidate, Column, PromptInfo, Ranking
 from lenscope.attribution.table import str_tokens
-from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import Granularity, NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 
 
 class Side(BaseModel):
@@ -129,7 +129,7 @@ def measure_both(
     views: tuple[HookedTransformer, HookedTransformer],
     caps: tuple[Capture, Capture],
     plans: tuple[Plan, Plan],
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
     rows: list[CompareRow],
     ranks: list[Ranking],
     measure: int,

@@ -8,7 +8,7 @@ stream leaving block l - 1 (after that block's hooks) and runs only the blocks f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 from typing import Any, Literal
 
@@ -18,15 +18,16 @@ from torch import Tensor
 from lenscope.attribution.capture import Capture, forward_value
 from lenscope.errors import InputError
 from lenscope.interventions.edits import Edit
-from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan, Sources, node_target
 from lenscope.interventions.prompts import PromptBatch, repeat_batch
 from lenscope.interventions.spec import Prompt
+from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 
 ROWS_PER_PASS = 32
-Hooks = Sequence[tuple[str, Callable[[Tensor, Any], Tensor | None]]]
+Hooks = Sequence[HookSpec]
 
 
 def start_layer(node: NodeId) -> int:
@@ -40,7 +41,7 @@ def measure_ablations(
     row: int,
     nodes: Sequence[NodeId],
     plan: Plan,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
     mode: Literal["zero", "mean"] = "zero",
     reference: Sequence[Prompt] | None = None,
 ) -> dict[NodeId, float]:

@@ -11,11 +11,11 @@ from lenscope.attribution.measure import measure_ablations
 from lenscope.attribution.ranking import Ranker, make_row
 from lenscope.attribution.reads import combined, question_reads
 from lenscope.attribution.results import COLUMN_NAMES, NodeRow, NodeTable, Ranking, Term, TokenRow
-from lenscope.interventions.latents import LatentSource
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.spec import Prompt
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary
 
 
 def str_tokens(model: HookedTransformer, ids: list[int]) -> list[str]:
@@ -28,7 +28,7 @@ def node_tables(
     view: HookedTransformer,
     cap: Capture,
     plan: Plan,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
     *,
     top_k: int = 10,
     measure: int = 8,
@@ -77,7 +77,7 @@ def _measure(
     cap: Capture,
     b: int,
     plan: Plan,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
     rows: list[NodeRow],
     ranks: list[Ranking],
     measure: int,

@@ -28,6 +28,7 @@ from lenscope.jsonable import JsonResult
 from lenscope.model.norms import Norm, norm_params, push
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
+from lenscope.nodes import head_node_id
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,18 +131,18 @@ def path_expansion(model: HookedTransformer, tokens: Tensor) -> PathExpansion:
         for h in range(cfg.n_heads):
             read = norm0(embed) + b0
             outs0.append(head_out(0, h, read, with_bias=True))
-            names.append(f"L0.H{h}")
+            names.append(head_node_id(0, h))
             terms.append(to_logits(outs0[-1]))
         resid_bias = b_O[0].expand(t.shape[0], -1)
         remainder = remainder + to_logits(resid_bias)
     if cfg.n_layers == 2:
         norm1, b1 = lin("blocks.1.ln1.hook_scale", model._blocks()[1].ln1)
         for j in range(cfg.n_heads):
-            names.append(f"L1.H{j}")
+            names.append(head_node_id(1, j))
             terms.append(to_logits(head_out(1, j, norm1(embed), with_bias=False)))
         for h in range(cfg.n_heads):
             for j in range(cfg.n_heads):
-                names.append(f"L0.H{h}>L1.H{j}")
+                names.append(f"{head_node_id(0, h)}>{head_node_id(1, j)}")
                 terms.append(to_logits(head_out(1, j, norm1(outs0[h]), with_bias=False)))
         const_read = norm1(resid_bias) + b1  # what layer 1 reads from the biases
         bias_out = sum(

@@ -28,6 +28,7 @@ from lenscope.errors import InputError
 from lenscope.jsonable import JsonResult
 from lenscope.model.factored import FactoredMatrix
 from lenscope.model.transformer import HookedTransformer
+from lenscope.nodes import head_node_id
 
 Kind = Literal["bigram", "ov", "qk"]
 Labeler = Callable[[int], str]
@@ -94,7 +95,7 @@ def token_labeler(model: HookedTransformer) -> Labeler:
 
 
 def head_id(layer: int, head: int) -> str:
-    return f"L{layer}.H{head}"
+    return head_node_id(layer, head)
 
 
 def direct_path(cw: CircuitWeights) -> FactoredMatrix:

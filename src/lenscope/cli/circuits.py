@@ -18,6 +18,7 @@ from lenscope.cli.common import (
     token_text,
 )
 from lenscope.errors import InputError
+from lenscope.nodes import head_node_id
 
 if TYPE_CHECKING:
     import torch
@@ -181,7 +182,7 @@ def _print_report(rep: CircuitReport) -> None:
     offsets = {o.head: o.preferred_offset for o in rep.offsets}
     for lay, row in enumerate(s.induction):
         for h in range(len(row)):
-            hid = f"L{lay}.H{h}"
+            hid = head_node_id(lay, h)
             t.add_row(
                 hid,
                 f"{s.previous_token[lay][h]:.2f}",

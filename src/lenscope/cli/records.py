@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     import torch
 
     from lenscope.model import HookedTransformer
-    from lenscope.records import LatentSource, Records
+    from lenscope.records import Records
+    from lenscope.sae import Dictionary
 
 DEFAULT_TOKENS = 1 << 19
 
@@ -40,12 +41,12 @@ def _load(model: str, device: str) -> HookedTransformer:
     return m.to(dev)
 
 
-def _saes(names: list[str] | None, device: str | torch.device) -> list[LatentSource]:
+def _saes(names: list[str] | None, device: str | torch.device) -> list[Dictionary]:
     if not names:
         return []
-    from lenscope.sae import load_sae
+    from lenscope.sae import Dictionary, load_sae
 
-    return [load_sae(n, device=device).eval() for n in names]
+    return [Dictionary.of(load_sae(n, device=device).eval()) for n in names]
 
 
 def _own_saes(model: HookedTransformer) -> dict[str, str]:

@@ -244,15 +244,14 @@ def import_(
 ) -> None:
     """Import an SAE from SAELens, OpenAI's sparse_autoencoder or sparsify into a lenscope artifact."""
     from lenscope.model import fingerprint, load_model
-    from lenscope.sae import save_sae
+    from lenscope.sae import Dictionary, check_compatible, save_sae
     from lenscope.sae.formats import import_sae
-    from lenscope.sae.splice import check_compatible
 
     s = import_sae(path, fmt, hook_name=hook, k=k)
     if model is not None:
         m = load_model(model)
         s.cfg = s.cfg.with_(model_name=m.cfg.name, model_fingerprint=None)
-        check_compatible(m, s)
+        check_compatible(m, Dictionary.of(s))
         s.cfg = s.cfg.with_(model_fingerprint=fingerprint(m))
     save_sae(s, out, provenance={"imported_from": str(path), "format": fmt or "auto"})
     console.print(

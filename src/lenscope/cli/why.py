@@ -36,7 +36,7 @@ from lenscope.interventions.spec import (
 )
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
-from lenscope.nodes import NodeId, NodeKind
+from lenscope.nodes import NodeId, NodeKind, head_node_id
 
 _ATTN = re.compile(r"^L?(\d+)\.H?(\d+):(-?\d+|last):(-?\d+)$", re.IGNORECASE)
 _SUFFIX = re.compile(r"^(.+):([a-z]\w*)$", re.IGNORECASE)
@@ -152,14 +152,13 @@ def _load_saes(model: HookedTransformer, paths: list[str]) -> list[Any]:
     if not paths:
         return []
     try:
-        from lenscope.sae import load_sae
-        from lenscope.sae.splice import check_compatible
+        from lenscope.sae import Dictionary, check_compatible, load_sae
     except ImportError:
         raise InputError("--sae needs the lenscope.sae package, which is not installed") from None
     out = []
     for p in paths:
         sae = load_sae(p)
-        check_compatible(model, sae)
+        check_compatible(model, Dictionary.of(sae))
         out.append(sae)
     return out
 
@@ -376,7 +375,7 @@ def _trace_table(tr: TraceResult) -> None:
 
 def _attention(a: AttentionResult) -> None:
     console.print(
-        f"[bold]L{a.layer}.H{a.head}[/] attends from {a.query_position} "
+        f"[bold]{head_node_id(a.layer, a.head)}[/] attends from {a.query_position} "
         f"{_tok(a.prompt.tokens[a.query_position])} to {a.key_position} "
         f"{_tok(a.prompt.tokens[a.key_position])}: score {a.score:+.3f}, probability "
         f"{a.probability:.3f} (query side sums to {a.query_total:+.3f}, key side {a.key_total:+.3f})"

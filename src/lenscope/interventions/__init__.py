@@ -4,7 +4,6 @@ Requests are plain JSON (`InterventionSet`); `compile_plan` turns one into edits
 a `private_view` of the model, so nothing is ever attached to the model itself.
 """
 
-from lenscope.interventions.latents import LatentDictionary, LatentSource
 from lenscope.interventions.plan import Plan, compile_plan
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.spec import (
@@ -22,8 +21,6 @@ __all__ = [
     "Ablate",
     "Intervention",
     "InterventionSet",
-    "LatentDictionary",
-    "LatentSource",
     "Patch",
     "Plan",
     "Prompt",

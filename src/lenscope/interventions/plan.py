@@ -15,11 +15,12 @@ from torch import Tensor
 
 from lenscope.errors import InputError
 from lenscope.interventions.edits import Edit, apply_all, fit_positions
-from lenscope.interventions.latents import LatentSource, splice_hook
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.spec import Ablate, InterventionSet, Patch, Prompt, Steer
+from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
+from lenscope.sae.dictionary import Dictionary, splice
 
 HookFn = Callable[[Tensor, Any], Tensor]
 _PAIRWISE = ("hook_pattern", "hook_attn_scores")
@@ -44,21 +45,29 @@ class Plan:
 
     def hooks(
         self,
-        latents: Mapping[str, LatentSource],
+        latents: Mapping[str, Dictionary],
         sink: MutableMapping[str, Tensor] | None = None,
-    ) -> list[tuple[str, HookFn]]:
+    ) -> list[HookSpec]:
         """Forward hooks in order: edits first, then SAE splices (which see the edited stream)."""
-        specs: list[tuple[str, HookFn]] = []
+        specs: list[HookSpec] = []
         for hook, edits in self.edits.items():
             specs.append((hook, _editor(edits)))
         for hook, src in latents.items():
             ledits = self.latent_edits.get(hook, [])
             if ledits or sink is not None:
-                specs.append((hook, splice_hook(src, ledits, sink)))
+                edit = _latent_editor(ledits) if ledits else None
+                specs += splice(src, keep_error=True, edit=edit, sink=sink)
         missing = set(self.latent_edits) - set(latents)
         if missing:
             raise InputError(f"latent interventions at {', '.join(missing)} need an SAE there")
         return specs
+
+
+def _latent_editor(edits: list[Edit]) -> Callable[[Tensor], Tensor]:
+    def fn(f: Tensor) -> Tensor:
+        return apply_all(f, edits)
+
+    return fn
 
 
 def _editor(edits: list[Edit]) -> HookFn:
@@ -83,7 +92,7 @@ def node_target(node: NodeId) -> tuple[str, dict[int, list[int]], bool]:
 
 
 def check_node(
-    model: HookedTransformer, node: NodeId, latents: Mapping[str, LatentSource], n_tokens: int
+    model: HookedTransformer, node: NodeId, latents: Mapping[str, Dictionary], n_tokens: int
 ) -> NodeId:
     cfg = model.cfg
     return node.check(
@@ -100,7 +109,7 @@ class Sources:
     """Clean activations of source prompts and means over the reference prompts, computed once."""
 
     def __init__(
-        self, model: HookedTransformer, latents: Mapping[str, LatentSource], reference: Any
+        self, model: HookedTransformer, latents: Mapping[str, Dictionary], reference: Any
     ) -> None:
         self.model, self.latents, self.reference = model, latents, reference
         self._runs: dict[Any, tuple[dict[str, Tensor], int]] = {}
@@ -147,7 +156,7 @@ def compile_plan(
     model: HookedTransformer,
     spec: InterventionSet | None,
     batch: PromptBatch,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
 ) -> Plan:
     plan = Plan()
     if not spec:
@@ -181,7 +190,7 @@ def _ablate(
     item: Ablate,
     n_min: int,
     width: int,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
 ) -> None:
     node = check_node(model, NodeId.parse(item.node), latents, n_min)
     hook, sel, is_latent = node_target(node)
@@ -238,7 +247,7 @@ def _steer(
     plan: Plan,
     item: Steer,
     n_min: int,
-    latents: Mapping[str, LatentSource],
+    latents: Mapping[str, Dictionary],
     what: str,
 ) -> None:
     _check_positions(item.positions, n_min, what)

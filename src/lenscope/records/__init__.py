@@ -8,10 +8,8 @@ from lenscope.records.config import (
     SCHEMA_VERSION,
     Group,
     HarvestConfig,
-    LatentSource,
     check_node_id,
     node_groups,
-    sae_hook,
 )
 from lenscope.records.harvest import HarvestResult, harvest
 from lenscope.records.results import (
@@ -36,7 +34,6 @@ __all__ = [
     "HarvestConfig",
     "HarvestResult",
     "Histogram",
-    "LatentSource",
     "NodeRecord",
     "QuantileBin",
     "Records",
@@ -50,5 +47,4 @@ __all__ = [
     "most_active",
     "node_groups",
     "open_records",
-    "sae_hook",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -10,19 +11,17 @@ from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
 from lenscope.model.view import private_view
 from lenscope.records.capture import group_activations
-from lenscope.records.config import Group, LatentSource, sae_hook
-from lenscope.records.harvest import sae_fingerprint
+from lenscope.records.config import Group, dictionaries
 from lenscope.records.results import ActiveNode
 from lenscope.records.store import Records
+from lenscope.sae.dictionary import Dictionary
 
 
-def record_groups(
-    records: Records, saes: Sequence[LatentSource]
-) -> tuple[list[Group], list[LatentSource]]:
+def record_groups(records: Records, saes: Sequence[Any]) -> tuple[list[Group], list[Dictionary]]:
     """The records' groups that can be recomputed: latent groups only when their SAE is given."""
-    by_hook = {sae_hook(s): s for s in saes}
+    by_hook = {s.hook_in: s for s in dictionaries(saes)}
     known = {d["hook"]: d["fingerprint"] for d in records.manifest.provenance.get("saes", [])}
-    used: list[LatentSource] = []
+    used: list[Dictionary] = []
     groups = []
     for d in records.manifest.data["groups"]:
         sae = -1
@@ -30,7 +29,7 @@ def record_groups(
             s = by_hook.get(d["hook"])
             if s is None:
                 continue
-            if sae_fingerprint(s) != known.get(d["hook"]):
+            if s.digest() != known.get(d["hook"]):
                 raise InputError(
                     f"the SAE at {d['hook']} is not the one these records were harvested with"
                 )
@@ -44,7 +43,7 @@ def most_active(
     records: Records,
     model: HookedTransformer,
     text: str | torch.Tensor,
-    saes: Sequence[LatentSource] = (),
+    saes: Sequence[Any] = (),
     limit: int = 20,
 ) -> list[ActiveNode]:
     """Nodes ranked by (max activation on `text`) / (max activation over the harvest)."""

@@ -8,43 +8,20 @@ its hook point). Every per-token statistic is computed for a whole group at once
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
-
-from torch import Tensor
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from lenscope.errors import InputError
-from lenscope.model import HookedTransformer, fingerprint
-from lenscope.nodes import latent_site
+from lenscope.model import HookedTransformer
+from lenscope.nodes import head_node_id, latent_node_id, latent_site, neuron_node_id
+from lenscope.sae.dictionary import Dictionary, check_compatible
 
 SCHEMA_VERSION = 1
 RECORDS_KIND = "records"
 
 
 Kind = Literal["neuron", "head", "latent"]
-
-
-@runtime_checkable
-class LatentSource(Protocol):
-    """What a harvest needs of an SAE (`lenscope.sae.SparseAutoencoder` is one).
-
-    `encode(x)` maps activations [..., d_in] read at its hook point to latent activations
-    [..., d_sae]; `W_dec` is [d_sae, d_model] (the latents' output-token effects). The hook
-    point is `sae.hook_name` or `sae.cfg.hook_name`.
-    """
-
-    @property
-    def W_dec(self) -> Tensor: ...
-
-    def encode(self, x: Tensor) -> Tensor: ...
-
-
-def sae_hook(sae: LatentSource) -> str:
-    """The hook point an SAE reads."""
-    hook = getattr(sae, "hook_name", None) or getattr(getattr(sae, "cfg", None), "hook_name", "")
-    if not isinstance(hook, str) or not hook:
-        raise InputError("the SAE does not say which hook point it reads (cfg.hook_name)")
-    return hook
 
 
 @dataclass(frozen=True)
@@ -74,7 +51,6 @@ class HarvestConfig:
     effects: bool = True  # output-token effects (costs n_nodes x d_model x d_vocab once)
     effects_k: int = 10
     effect_sources: int = 256  # most frequent corpus tokens tried as a head's source tokens
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def window(self) -> int:
@@ -134,15 +110,20 @@ class Group:
 
     def node_ids(self) -> list[str]:
         if self.kind == "neuron":
-            return [f"L{self.layer}.N{i}" for i in range(self.size)]
+            return [neuron_node_id(self.layer, i) for i in range(self.size)]
         if self.kind == "head":
-            return [f"L{self.layer}.H{i}" for i in range(self.size)]
-        layer, site = latent_site(self.hook)
-        return [f"L{layer}.{site}.F{i}" for i in range(self.size)]
+            return [head_node_id(self.layer, i) for i in range(self.size)]
+        latent_site(self.hook)  # latents with records are debugger nodes: residual hooks only
+        return [latent_node_id(self.hook, i) for i in range(self.size)]
+
+
+def dictionaries(saes: Sequence[Any]) -> list[Dictionary]:
+    """The harvest's SAEs as `Dictionary`s (anything `Dictionary.of` adapts)."""
+    return [Dictionary.of(s) for s in saes]
 
 
 def node_groups(
-    model: HookedTransformer, saes: list[LatentSource], mlp: bool = True, heads: bool = True
+    model: HookedTransformer, saes: list[Dictionary], mlp: bool = True, heads: bool = True
 ) -> list[Group]:
     """The groups of a harvest, in a fixed order: MLP layers, attention layers, then SAEs."""
     cfg = model.cfg
@@ -157,29 +138,16 @@ def node_groups(
             hook = f"blocks.{layer}.attn.hook_z"
             groups.append(Group(f"attn.{layer}", "head", layer, hook, cfg.n_heads))
     seen: set[str] = set()
-    fp = None
     for i, sae in enumerate(saes):
-        if not isinstance(sae, LatentSource):
-            raise InputError(f"SAE {i} has no W_dec / encode; it cannot be harvested")
-        hook = sae_hook(sae)
-        if hook not in model.hook_dict:
-            raise InputError(f"SAE {i} reads {hook!r}, which is not a hook point of the model")
+        hook = sae.hook_in
+        layer, _ = latent_site(hook)
+        if not sae.is_sae:
+            raise InputError(f"dictionary {i} writes {', '.join(sae.hooks_out)}; harvest SAEs")
         if hook in seen:
             raise InputError(f"two SAEs read {hook}; harvest them separately")
         seen.add(hook)
-        layer, _ = latent_site(hook)
-        w = sae.W_dec
-        if w.ndim != 2 or w.shape[1] != cfg.d_model:
-            raise InputError(f"SAE {i}: W_dec must be [d_sae, {cfg.d_model}], got {tuple(w.shape)}")
-        want = getattr(getattr(sae, "cfg", None), "model_fingerprint", None)
-        if want:
-            fp = fp or fingerprint(model)
-            if want != fp:
-                raise InputError(
-                    f"the SAE at {hook} was trained on another model (fingerprint {want}; "
-                    f"{model.cfg.name} is {fp}); train one on this model"
-                )
-        groups.append(Group(f"sae.{hook}", "latent", layer, hook, w.shape[0], i))
+        check_compatible(model, sae)
+        groups.append(Group(f"sae.{hook}", "latent", layer, hook, sae.d_sae, i))
     if not groups:
         raise InputError("nothing to harvest: the model has no MLP, heads were turned off, no SAE")
     return groups

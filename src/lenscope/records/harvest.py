@@ -31,9 +31,8 @@ from lenscope.records.config import (
     SCHEMA_VERSION,
     Group,
     HarvestConfig,
-    LatentSource,
+    dictionaries,
     node_groups,
-    sae_hook,
 )
 from lenscope.records.corpus import Corpus, open_corpus, prepare_corpus
 from lenscope.records.parallel import barrier, init_distributed, over_ranks
@@ -49,6 +48,7 @@ from lenscope.records.shards import (
 )
 from lenscope.records.sparse import SparseRows
 from lenscope.records.state import BatchInfo, Calibration, GroupState, SharedState, calibrate
+from lenscope.sae.dictionary import Dictionary
 
 CALIB_TOKENS = 4096
 
@@ -65,23 +65,6 @@ class HarvestResult(JsonResult):
     up_to_date: bool = False
 
 
-def sae_fingerprint(sae: LatentSource) -> str:
-    fp = getattr(sae, "fingerprint", None)
-    if isinstance(fp, str):
-        return fp
-    if callable(fp):
-        return str(fp())
-    h = hashlib.sha256(sae_hook(sae).encode())
-    tensors = (
-        [p for _, p in sorted(sae.named_parameters())]
-        if isinstance(sae, torch.nn.Module)
-        else [sae.W_dec]
-    )
-    for p in tensors:
-        h.update(p.detach().to("cpu", torch.float16).numpy().tobytes()[:65536])
-    return h.hexdigest()[:16]
-
-
 class _Run:
     """The groups' states and the hook callback for one process."""
 
@@ -89,7 +72,7 @@ class _Run:
         self,
         model: HookedTransformer,
         groups: list[Group],
-        saes: list[LatentSource],
+        saes: list[Dictionary],
         cfg: HarvestConfig,
         ctx: int,
     ) -> None:
@@ -200,7 +183,7 @@ def harvest(
     model: HookedTransformer,
     dest: Path | str,
     *,
-    saes: Sequence[LatentSource] = (),
+    saes: Sequence[Any] = (),
     config: HarvestConfig | None = None,
     corpus: Sequence[str] | np.ndarray | None = None,
     progress: bool = True,
@@ -216,14 +199,14 @@ def harvest(
 
     cfg = config or HarvestConfig()
     cfg.validate(model)
-    sae_list = list(saes)
+    sae_list = dictionaries(saes)
     groups = node_groups(model, sae_list, cfg.mlp, cfg.heads)
     ctx = cfg.row_len(model)
     dest = Path(dest)
     identity: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model": fingerprint(model),
-        "saes": [sae_fingerprint(s) for s in sae_list],
+        "saes": [s.digest() for s in sae_list],
         "config": cfg.to_dict(),
         "corpus": _corpus_identity(corpus),
         "ctx": ctx,

@@ -28,14 +28,13 @@ from lenscope.records.config import (
     SCHEMA_VERSION,
     Group,
     HarvestConfig,
-    LatentSource,
-    sae_hook,
 )
 from lenscope.records.corpus import Corpus
 from lenscope.records.effects import Effects, direction_effects, head_effects
 from lenscope.records.select import EMPTY, sort_slots
 from lenscope.records.state import Calibration, GroupState, SharedState
 from lenscope.records.tables import examples_table, group_examples, nodes_table, windows_table
+from lenscope.sae.dictionary import Dictionary
 
 ROW_GROUP_NODES = 64
 F32 = npt.NDArray[np.float32]
@@ -80,7 +79,7 @@ def _no_effects(n: int, head: bool) -> Effects:
 
 
 def _effects(
-    model: HookedTransformer, g: Group, saes: list[LatentSource], sources: torch.Tensor, k: int
+    model: HookedTransformer, g: Group, saes: list[Dictionary], sources: torch.Tensor, k: int
 ) -> Effects:
     if k == 0:
         return _no_effects(g.size, g.kind == "head")
@@ -97,7 +96,7 @@ def write_records(
     dest: Path,
     model: HookedTransformer,
     groups: list[Group],
-    saes: list[LatentSource],
+    saes: list[Dictionary],
     states: dict[str, GroupState],
     shared: SharedState,
     cal: dict[str, Calibration],
@@ -174,7 +173,7 @@ def write_records(
         "model": model.cfg.name,
         "fingerprint": identity["model"],
         "saes": [
-            {"hook": sae_hook(s), "d_sae": int(s.W_dec.shape[0]), "fingerprint": f}
+            {"hook": s.hook_in, "d_sae": s.d_sae, "fingerprint": f}
             for s, f in zip(saes, identity["saes"], strict=True)
         ],
         "corpus": {"description": corpus.description, "sha256": corpus.sha256},

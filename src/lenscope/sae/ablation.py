@@ -20,7 +20,7 @@ from torch import Tensor
 
 from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
-from lenscope.sae.data import capture
+from lenscope.model.capture import capture
 from lenscope.sae.model import SparseAutoencoder
 
 

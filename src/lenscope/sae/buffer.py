@@ -25,9 +25,10 @@ from torch import Tensor
 
 from lenscope.artifacts import read_manifest
 from lenscope.data import sample_batch
+from lenscope.data.stream import TokenArray
 from lenscope.errors import ArtifactError, InputError
 from lenscope.model import HookedTransformer
-from lenscope.sae.data import TokenArray, capture
+from lenscope.model.capture import iter_activations
 from lenscope.sae.distributed import Comm
 
 CACHE_KIND = "sae-activations"
@@ -72,7 +73,11 @@ class LiveSource:
         windows = sample_batch(self.tokens, self.n_windows, self.ctx, seed=self.seed, step=b)
         chunks = list(windows.split(self.forward_batch))
         c = self.comm
-        mine = [self._acts(ch) for i, ch in enumerate(chunks) if i % c.world == c.rank]
+        # one forward per chunk (every chunk but the last overall is full): the same batches on
+        # any number of ranks, so the block is bit-identical whatever the world size
+        own = [ch for i, ch in enumerate(chunks) if i % c.world == c.rank]
+        acts = iter_activations(self.model, own, [self.hook], batch_size=self.forward_batch)
+        mine = [a[self.hook] for a in acts]
         if not c.active:
             return torch.cat(mine)
         rows = self.forward_batch * self.ctx
@@ -87,10 +92,6 @@ class LiveSource:
             for i, ch in enumerate(chunks)
         ]
         return torch.cat(out)
-
-    def _acts(self, tokens: Tensor) -> Tensor:
-        a = capture(self.model, tokens.to(self.model.device), self.hook)
-        return a.reshape(-1, a.shape[-1]).cpu()
 
 
 class CachedSource:

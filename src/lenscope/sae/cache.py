@@ -15,10 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import save_file
 
 from lenscope.artifacts import Manifest, writing_artifact
+from lenscope.data.stream import TokenArray
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer, fingerprint
+from lenscope.model.capture import check_hook, hook_width
 from lenscope.sae.buffer import CACHE_KIND, CACHE_SCHEMA, LiveSource, cache_manifest_data
-from lenscope.sae.data import TokenArray, check_hook, hook_width
 
 
 def write_cache(
@@ -43,7 +44,7 @@ def write_cache(
         model,
         hook,
         tokens,
-        hook_width(model, hook),
+        hook_width(model.cfg, hook),
         ctx=ctx or model.cfg.n_ctx,
         buffer_tokens=buffer_tokens,
         forward_batch=forward_batch,

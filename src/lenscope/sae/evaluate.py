@@ -23,13 +23,14 @@ import torch
 from torch import Tensor
 
 from lenscope.data import iter_eval_batches
+from lenscope.data.stream import TokenArray
 from lenscope.errors import InputError
 from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
+from lenscope.model.capture import capture
 from lenscope.sae.ablation import AblationSparsity, ablation_sparsity
-from lenscope.sae.data import TokenArray, capture
+from lenscope.sae.dictionary import Dictionary, check_compatible, splice
 from lenscope.sae.model import SparseAutoencoder
-from lenscope.sae.splice import check_compatible
 
 
 @dataclass
@@ -107,7 +108,7 @@ def evaluate_sae(
     progress: bool = False,
 ) -> SAEEvalResult:
     """Evaluate `sae` on the first `n_tokens` tokens (whole windows) of a held-out stream."""
-    check_compatible(model, sae, strict)
+    check_compatible(model, Dictionary.of(sae), strict)
     ctx = ctx or model.cfg.n_ctx
     if ctx < 2:
         raise InputError("evaluation needs windows of at least 2 tokens")
@@ -186,17 +187,17 @@ def _evaluate(
         l0 += float(active.sum())
         fires += torch.bincount(codes.idx[active].cpu(), minlength=d_sae)
         variants = {
-            "sae": recon,
             "zero": torch.zeros_like(act),
             "mean": _position_means(mean_first, mean_rest, b.shape),
         }
         nll["clean"] += _nll_sum(model, logits, b)
+        spliced = model.run_with_hooks(b, fwd_hooks=splice(sae, keep_error=False))
+        nll["sae"] += _nll_sum(model, spliced, b)
+        kl_sae += _kl_sum(logits, spliced)
         for name, value in variants.items():
             out = model.run_with_hooks(b, fwd_hooks=[(hook, _replace(value))])
             nll[name] += _nll_sum(model, out, b)
-            if name == "sae":
-                kl_sae += _kl_sum(logits, out)
-            elif name == "zero":
+            if name == "zero":
                 kl_zero += _kl_sum(logits, out)
         n_pred += b.shape[0] * (b.shape[1] - 1)
         n_pos += b.shape[0] * b.shape[1]

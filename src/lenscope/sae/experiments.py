@@ -23,9 +23,9 @@ from lenscope.data import TokenStream, iter_eval_batches
 from lenscope.errors import InputError
 from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer
+from lenscope.model.capture import capture
 from lenscope.sae.buffer import LiveSource, MemorySource
 from lenscope.sae.config import TrainConfig
-from lenscope.sae.data import capture
 from lenscope.sae.distributed import Comm
 from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.train import sae_config_for, train_sae

@@ -17,14 +17,15 @@ from typing import Any
 import torch
 
 from lenscope.artifacts import lenscope_home
+from lenscope.data.stream import TokenArray
 from lenscope.errors import CheckpointError, InputError
 from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer, fingerprint
+from lenscope.model.capture import check_hook, hook_width
 from lenscope.sae.architectures import get_architecture
 from lenscope.sae.buffer import ActivationSource, BatchStream, LiveSource
 from lenscope.sae.checkpoint import clean_stale, latest_checkpoint, restore, save_checkpoint
 from lenscope.sae.config import SAEConfig, TrainConfig
-from lenscope.sae.data import TokenArray, check_hook, hook_width
 from lenscope.sae.distributed import Comm, comm_from_env
 from lenscope.sae.io import save_sae
 from lenscope.sae.model import SparseAutoencoder
@@ -104,7 +105,7 @@ def train_sae(
         if model is None:
             raise InputError("give a model (or a cached activation source) to train on")
         check_hook(model, sae_cfg.hook_name)
-        width = hook_width(model, sae_cfg.hook_name)
+        width = hook_width(model.cfg, sae_cfg.hook_name)
         if tokens is None:
             from lenscope.data import token_stream
 
@@ -259,7 +260,7 @@ def sae_config_for(
 ) -> SAEConfig:
     """An SAEConfig for `hook` of `model` (d_in measured, fingerprint recorded)."""
     check_hook(model, hook)
-    d_in = hook_width(model, hook)
+    d_in = hook_width(model.cfg, hook)
     return SAEConfig(
         d_in=d_in,
         d_sae=d_sae or d_in * expansion,

@@ -31,6 +31,7 @@ from lenscope.model.config import ModelConfig
 from lenscope.model.load import save_model
 from lenscope.model.tokenizer import Tokenizer
 from lenscope.model.transformer import HookedTransformer
+from lenscope.nodes import head_node_id
 from lenscope.train.probes import induction_probe
 from lenscope.train.recipes import Recipe
 
@@ -195,9 +196,9 @@ def evaluate(model: HookedTransformer, data: TokenDataset, recipe: Recipe) -> di
         lp, hp, vp = pr.best_prev_token
         out |= {
             "induction_score": vi,
-            "induction_head": f"L{li}.H{hi_}",
+            "induction_head": head_node_id(li, hi_),
             "prev_token_score": vp,
-            "prev_token_head": f"L{lp}.H{hp}",
+            "prev_token_head": head_node_id(lp, hp),
             "repeat_loss_first": pr.loss_first_half,
             "repeat_loss_second": pr.loss_repeat_half,
         }

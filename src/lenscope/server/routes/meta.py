@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from lenscope.errors import InputError
 from lenscope.markov import MAX_STATES
-from lenscope.nodes import NodeKind, latent_site
+from lenscope.nodes import NodeKind, latent_prefix, latent_site
 from lenscope.server import config as C
 from lenscope.server.deps import get_state, prompt_limit
 from lenscope.server.errors import ApiError
@@ -50,9 +50,9 @@ def model_info(state: ServerState) -> ModelInfo:
         kinds.append(NodeKind.LATENT)
     saes = []
     for s in state.saes:
-        layer, site = latent_site(s.hook)
+        latent_site(s.hook)  # the server splices SAEs at residual hooks only
         saes.append(
-            SAEInfo(name=s.name, hook=s.hook, d_sae=s.d_sae, node_prefix=f"L{layer}.{site}")
+            SAEInfo(name=s.name, hook=s.hook, d_sae=s.d_sae, node_prefix=latent_prefix(s.hook))
         )
     recs = state.records
     records = RecordsInfo(available=False, note=state.records_note)

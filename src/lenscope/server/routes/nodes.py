@@ -15,6 +15,7 @@ from lenscope.nodes import NodeId, NodeKind
 from lenscope.records import ActiveNode, Explanation, NodeRecord, Records, TokenHit, most_active
 from lenscope.records.capture import group_activations
 from lenscope.records.config import Group
+from lenscope.sae.dictionary import Dictionary
 from lenscope.server.config import MAX_NODES_PER_QUERY
 from lenscope.server.deps import get_state, prompt_tensor
 from lenscope.server.schemas import ActiveRequest, ExplainRequest, TextRequest
@@ -134,7 +135,7 @@ def node_activations(state: ServerState, node_id: str, text: str) -> NodeActivat
         group = Group("g", "head", layer, f"blocks.{layer}.attn.hook_z", cfg.n_heads)
     else:
         sae = next(s for s in state.saes if s.hook == node.hook_name)
-        saes = [sae.sae]
+        saes = [Dictionary.of(sae.sae)]
         group = Group("g", "latent", layer, sae.hook, sae.d_sae, 0)
     with private_view(state.model) as view:
         tokens = prompt_tensor(view, text)
