@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import gpt2_small_random, machine, median_seconds
+from common import gpt2_small_random, machine, matmul_gflops, median_seconds
 
 from lenscope import HookedTransformer, load_model
 
@@ -35,6 +35,17 @@ def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
     m = HookedTransformer(cfg)
     m.load_state_dict(convert_gpt2_weights(hf, cfg), strict=False)
     return m.eval()
+
+
+def forward_flops(model: HookedTransformer, b: int, p: int) -> float:
+    """Floating-point operations of one forward over b x p tokens, counting the matmuls only
+    (QKV, attention scores and values over the causal prefix, attention out, MLP, unembedding)."""
+    c = model.cfg
+    d_attn = c.n_heads * c.d_head
+    per_token = c.n_layers * (d_attn * c.d_model * 4 + 2 * c.d_model * c.d_mlp)
+    per_token += c.d_model * c.d_vocab
+    attention = c.n_layers * d_attn * 2 * b * p * (p + 1) / 2  # q.k and pattern.v, causal
+    return 2.0 * (per_token * b * p + attention)
 
 
 def main() -> None:
@@ -70,7 +81,16 @@ def main() -> None:
             "forward_vs_transformers": t_hf / t_ours,
             "cache_vs_transformer_lens_cache": t_tl_cache / t_ours_cache,
             "forward_vs_transformer_lens": t_tl / t_ours,
+            # the ratio that carries across machines: how much of this machine's own matmul
+            # rate (measured below, the faster of MKL and oneDNN) the forward reaches
+            "forward_gflops": forward_flops(ours, b, p) / t_ours / 1e9,
         }
+    rate = matmul_gflops()
+    out["matmul_gflops"] = rate
+    for b, p in ((1, 128), (8, 128)):
+        entry = out[f"{b}x{p}"]
+        assert isinstance(entry, dict)
+        entry["forward_fraction_of_matmul_rate"] = entry["forward_gflops"] / rate
     out["generate"] = generation(hf, ours)
     out["machine"] = machine()
     print(json.dumps(out, indent=2))
