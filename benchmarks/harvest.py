@@ -49,8 +49,8 @@ from common import machine
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import LenscopeError
-from lenscope.records import HarvestConfig, Records, harvest, node_groups
-from lenscope.records.config import dictionaries
+from lenscope.records import HarvestConfig, Records, harvest
+from lenscope.records.config import dictionaries, node_groups
 from lenscope.sae import SAEConfig, SparseAutoencoder
 
 H = importlib.import_module("lenscope.records.harvest")

@@ -47,7 +47,8 @@ from common import interleaved_best, machine
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import ModelNotFoundError
-from lenscope.lens import collect_residuals, lens_boundaries, logit_lens
+from lenscope.lens import logit_lens
+from lenscope.lens.boundaries import collect_residuals, lens_boundaries
 from lenscope.lens.reduce import reduce_lens
 from lenscope.lens.unembed import unembed_rows
 from lenscope.model.load import load_model

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 from tokenizers import Tokenizer
 
-from lenscope.data import Document, train_bpe
+from lenscope.data.corpus import Document
+from lenscope.data.tokenizer import train_bpe
 
 CODE_SAMPLES = [
     'def greet(name: str) -> str:\n    """Say hello — to anyone."""\n    return f"héllo, {name} ✓"\n',

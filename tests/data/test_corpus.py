@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lenscope.data.corpus as corpus
-from lenscope.data import CorpusStats, Document, default_corpus_root, iter_documents
+from lenscope.data.corpus import CorpusStats, Document, default_corpus_root, iter_documents
 from lenscope.errors import CorpusError, InputError, LenscopeError
 
 

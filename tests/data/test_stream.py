@@ -16,17 +16,11 @@ import lenscope.data.corpus as corpus_mod
 import lenscope.data.stream as stream_mod
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.artifacts import Manifest, lenscope_home
-from lenscope.data import (
-    Document,
-    TokenDataset,
-    build_token_dataset,
-    data_key,
-    iter_documents,
-    split_of,
-    token_sample,
-    token_stream,
-    train_bpe,
-)
+from lenscope.data import TokenDataset, token_sample, token_stream
+from lenscope.data.corpus import Document, iter_documents
+from lenscope.data.prepare import data_key
+from lenscope.data.tokenizer import train_bpe
+from lenscope.data.tokens import build_token_dataset, split_of
 from lenscope.errors import InputError
 from lenscope.model import load_model
 from lenscope.model.tokenizer import Tokenizer

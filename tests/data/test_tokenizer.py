@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from lenscope.data import EOT, eot_id, load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
+from lenscope.data.tokenizer import (
+    EOT,
+    eot_id,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_hash,
+    train_bpe,
+)
 from lenscope.errors import ArtifactError, InputError
 
 

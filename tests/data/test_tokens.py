@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from lenscope.data import EOT, Document, TokenDataset, build_token_dataset, tokenizer_hash
+from lenscope.data import TokenDataset
+from lenscope.data.corpus import Document
+from lenscope.data.tokenizer import EOT, tokenizer_hash
+from lenscope.data.tokens import build_token_dataset
 from lenscope.errors import ArtifactError, CorpusError, InputError
 
 MakeDocs = Callable[[int], list[Document]]

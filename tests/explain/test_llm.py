@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenscope.explain import LLMConfig, LLMExplainer, explain_records, split_examples
+from lenscope.explain import LLMConfig, LLMExplainer, explain_records
+from lenscope.explain.base import split_examples
 from lenscope.explain.llm import discretize
 from lenscope.explain.prompts import parse_simulation
 from lenscope.records import Records

@@ -9,13 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenscope.explain import (
-    OfflineExplainer,
-    explain_node,
-    explain_records,
-    score_simulation,
-    split_examples,
-)
+from lenscope.explain import OfflineExplainer, explain_node, explain_records
+from lenscope.explain.base import score_simulation, split_examples
 from lenscope.records import Records
 from lenscope.records.results import Example, Histogram, NodeRecord, Stats
 

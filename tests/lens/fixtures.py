@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lenscope import HookedTransformer, ModelConfig
-from lenscope.data import train_bpe
+from lenscope.data.tokenizer import train_bpe
 from lenscope.model.tokenizer import Tokenizer
 
 TEXT = (

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lenscope.errors import InputError
-from lenscope.lens import TunedLens, lens_generation, lens_logits, logit_lens
+from lenscope.lens import TunedLens, lens_generation, logit_lens
+from lenscope.lens.core import lens_logits
 from tests.lens.fixtures import tiny, tokens
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from lenscope import HookedTransformer
-from lenscope.lens import evaluate_lenses, lens_generation, lens_logits, logit_lens
+from lenscope.lens import evaluate_lenses, lens_generation, logit_lens
+from lenscope.lens.core import lens_logits
 from lenscope.lens.tuned import TunedLens
 from tests.lens.fixtures import tiny, tokens
 from tests.model.isolation import assert_same, clean, spoiled

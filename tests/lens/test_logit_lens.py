@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from lenscope import load_model
-from lenscope.lens import lens_boundaries, lens_logits, logit_lens
+from lenscope.lens import logit_lens
+from lenscope.lens.boundaries import lens_boundaries
+from lenscope.lens.core import lens_logits
 from tests.lens.fixtures import ARCHS, manual_norm, manual_unembed, tiny, tokens
 from tests.model.hf_fixtures import VOCAB, make_checkpoint
 

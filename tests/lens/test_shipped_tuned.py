@@ -8,7 +8,8 @@ import json
 import torch
 
 from lenscope import load_model
-from lenscope.lens import lens_logits, load_tuned_lens, logit_lens
+from lenscope.lens import load_tuned_lens, logit_lens
+from lenscope.lens.core import lens_logits
 from lenscope.lens.tuned import find_tuned_lens, shipped_lenses_dir
 from lenscope.model.load import fingerprint
 from tests.lens.shipped import val_tokens

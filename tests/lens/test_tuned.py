@@ -14,7 +14,6 @@ from lenscope.errors import ArtifactError
 from lenscope.lens import (
     TunedLens,
     evaluate_lenses,
-    lens_logits,
     load_tuned_lens,
     logit_lens,
     plot_lens_eval,
@@ -22,6 +21,7 @@ from lenscope.lens import (
     train_tuned_lens,
 )
 from lenscope.lens.boundaries import collect_residuals, lens_boundaries
+from lenscope.lens.core import lens_logits
 from tests.lens.fixtures import manual_norm, manual_unembed, tiny, tokens
 
 

@@ -8,7 +8,9 @@ import torch
 
 import lenscope.lens.reduce as reduce_mod
 from lenscope.errors import InputError
-from lenscope.lens import collect_residuals, lens_boundaries, lens_logits, logit_lens
+from lenscope.lens import logit_lens
+from lenscope.lens.boundaries import collect_residuals, lens_boundaries
+from lenscope.lens.core import lens_logits
 from lenscope.lens.reduce import reduce_lens
 from lenscope.lens.unembed import top_k, unembed_rows
 from tests.lens.fixtures import manual_norm, manual_unembed, tiny, tokens

@@ -9,13 +9,10 @@ import pytest
 import torch
 
 from lenscope.errors import InputError
-from lenscope.markov import (
-    chain_from_probs,
-    enumerate_states,
-    state_name,
-    transition_matrix,
-)
+from lenscope.markov import transition_matrix
+from lenscope.markov.chain import chain_from_probs
 from lenscope.markov.classes import classify
+from lenscope.markov.states import enumerate_states, state_name
 from tests.markov.lookup import LookupModel, context_index, random_table, softmax
 
 

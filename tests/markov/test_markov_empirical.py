@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lenscope.errors import InputError
-from lenscope.markov import chain_from_probs, compare, empirical_transitions, transition_matrix
+from lenscope.markov import compare, empirical_transitions, transition_matrix
+from lenscope.markov.chain import chain_from_probs
 from tests.markov.lookup import LookupModel, random_table
 
 KARPATHY = "111101111011110"

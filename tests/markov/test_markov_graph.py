@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lenscope.errors import InputError, LenscopeError
-from lenscope.markov import GraphvizError, chain_from_probs, empirical_transitions, render, to_dot
-from lenscope.markov.chain import MarkovChain
+from lenscope.markov import GraphvizError, empirical_transitions, render, to_dot
+from lenscope.markov.chain import MarkovChain, chain_from_probs
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is not installed")
 

@@ -14,7 +14,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers
 
 from lenscope import HookedTransformer, ModelConfig
-from lenscope.data import Document, build_token_dataset
+from lenscope.data.corpus import Document
+from lenscope.data.tokens import build_token_dataset
 from lenscope.model.tokenizer import Tokenizer
 from lenscope.records import HarvestConfig
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lenscope.data.sample as tokmod
-from lenscope.data import Document, iter_documents
+from lenscope.data.corpus import Document, iter_documents
 from lenscope.data.sample import CHUNK_DOCS, stream_documents
 from lenscope.records.corpus import CORPUS, SCRATCH, open_corpus, prepare_corpus
 from tests.records.helpers import documents, hf_tokenizer, rows_of, tiny_model

@@ -76,7 +76,7 @@ def write_text_corpus(d: Path, n: int = 40) -> Path:
 
 def tiny_lm_dir(dest: Path, corpus: Path) -> Path:
     """A saved tiny GPT with a BPE tokenizer trained on `corpus`."""
-    from lenscope.data import train_bpe
+    from lenscope.data.tokenizer import train_bpe
     from lenscope.model import Tokenizer, save_model
 
     texts = [p.read_text() for p in sorted(corpus.glob("*.py"))]

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from lenscope import HookedTransformer
 from lenscope.errors import InputError
-from lenscope.server import ServerConfig, ServerState, create_app, debugger_url
-from lenscope.server.config import DEMO_PROMPT, is_loopback
+from lenscope.server import ServerConfig, ServerState, create_app
+from lenscope.server.config import DEMO_PROMPT, debugger_url, is_loopback
 from lenscope.server.errors import ApiError
 from lenscope.server.lanes import Lane
 from tests.server.fixtures import PROMPT, QUESTION

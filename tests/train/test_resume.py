@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from lenscope.data import default_corpus_root
+from lenscope.data.corpus import default_corpus_root
 
 ARGS = [
     "--recipe", "attn1", "--steps", "60", "--ckpt-every", "10", "--eval-every", "30",

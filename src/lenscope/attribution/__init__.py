@@ -9,53 +9,24 @@ See docs/debugger.md. Every call runs on a private view of the model (request-sc
 """
 
 from lenscope.attribution.api import Debugger, why
-from lenscope.attribution.attention import AttentionResult, HeadAttention, SideRow
-from lenscope.attribution.compare import CompareRow, Comparison, Side
-from lenscope.attribution.questions import (
-    AttentionScore,
-    Logit,
-    LogitDiff,
-    Prob,
-    Question,
-    TokenInfo,
-)
-from lenscope.attribution.results import (
-    Candidate,
-    EdgeRow,
-    Hop,
-    KindSum,
-    NodeRow,
-    NodeTable,
-    Ranking,
-    Term,
-    TokenRow,
-    TraceResult,
-    WhyResult,
-)
+from lenscope.attribution.attention import AttentionResult
+from lenscope.attribution.compare import Comparison, Side
+from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff, Prob, Question
+from lenscope.attribution.results import Hop, NodeRow, NodeTable, TraceResult, WhyResult
 
 __all__ = [
     "AttentionResult",
     "AttentionScore",
-    "Candidate",
-    "CompareRow",
     "Comparison",
     "Debugger",
-    "EdgeRow",
-    "HeadAttention",
     "Hop",
-    "KindSum",
     "Logit",
     "LogitDiff",
     "NodeRow",
     "NodeTable",
     "Prob",
     "Question",
-    "Ranking",
     "Side",
-    "SideRow",
-    "Term",
-    "TokenInfo",
-    "TokenRow",
     "TraceResult",
     "WhyResult",
     "why",

@@ -12,58 +12,22 @@ path_expansion(model, tokens).contributions(-1, token)
 
 from __future__ import annotations
 
-from lenscope.circuits.composition import (
-    CompositionScores,
-    CopyingScores,
-    HeadPair,
-    composition_scores,
-    copying_scores,
-    random_baseline,
-)
-from lenscope.circuits.folding import CircuitWeights, LayerNormHandling, circuit_weights
-from lenscope.circuits.heads import (
-    HeadScores,
-    InductionCircuit,
-    InductionPair,
-    find_induction_circuit,
-    head_scores,
-    induction_summary,
-)
-from lenscope.circuits.paths import PathExpansion, path_expansion
-from lenscope.circuits.phase import PhaseCurve, PhasePoint, SnapshotsMissingError, phase_change
-from lenscope.circuits.positional import OffsetPreference, all_offset_preferences, offset_preference
+from lenscope.circuits.composition import composition_scores, copying_scores
+from lenscope.circuits.folding import CircuitWeights, circuit_weights
+from lenscope.circuits.heads import find_induction_circuit, head_scores, induction_summary
+from lenscope.circuits.paths import path_expansion
+from lenscope.circuits.phase import phase_change
+from lenscope.circuits.positional import offset_preference
 from lenscope.circuits.report import CircuitReport, circuit_report
-from lenscope.circuits.skiptrigrams import SkipTrigram, skip_trigrams
-from lenscope.circuits.tables import (
-    TokenTable,
-    direct_path,
-    full_ov,
-    full_qk,
-    token_table,
-    top_entries,
-)
-from lenscope.model.factored import FactoredMatrix, FactoredSVD
+from lenscope.circuits.skiptrigrams import skip_trigrams
+from lenscope.circuits.tables import TokenTable, direct_path, full_ov, full_qk, token_table
+from lenscope.model.factored import FactoredMatrix
 
 __all__ = [
     "CircuitReport",
     "CircuitWeights",
-    "CompositionScores",
-    "CopyingScores",
     "FactoredMatrix",
-    "FactoredSVD",
-    "HeadPair",
-    "HeadScores",
-    "InductionCircuit",
-    "InductionPair",
-    "LayerNormHandling",
-    "OffsetPreference",
-    "PathExpansion",
-    "PhaseCurve",
-    "PhasePoint",
-    "SkipTrigram",
-    "SnapshotsMissingError",
     "TokenTable",
-    "all_offset_preferences",
     "circuit_report",
     "circuit_weights",
     "composition_scores",
@@ -77,8 +41,6 @@ __all__ = [
     "offset_preference",
     "path_expansion",
     "phase_change",
-    "random_baseline",
     "skip_trigrams",
     "token_table",
-    "top_entries",
 ]

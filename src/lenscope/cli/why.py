@@ -26,14 +26,7 @@ from lenscope.attribution.results import Hop, NodeRow, TraceResult, WhyResult
 from lenscope.cli.common import EMPTY_PROMPT, JSON_OPTION, console, print_json
 from lenscope.cli.common import token_text as _tok
 from lenscope.errors import InputError
-from lenscope.interventions.spec import (
-    Ablate,
-    Intervention,
-    InterventionSet,
-    Patch,
-    Prompt,
-    Steer,
-)
+from lenscope.interventions import Ablate, Intervention, InterventionSet, Patch, Prompt, Steer
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind, head_node_id

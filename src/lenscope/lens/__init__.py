@@ -9,55 +9,32 @@ logit_lens(model, text, tuned=load_tuned_lens("mini-tuned", model))   # shipped;
 logit_lens(model, text, precision="bf16")                            # opt-in, approximate
 """
 
-from lenscope.lens.boundaries import Boundary, collect_residuals, lens_boundaries
-from lenscope.lens.core import lens_logits, logit_lens
-from lenscope.lens.evaluate import LensCurves, LensEval, evaluate_lenses, plot_lens_eval
+from lenscope.lens.core import logit_lens
+from lenscope.lens.evaluate import evaluate_lenses, plot_lens_eval
 from lenscope.lens.generation import lens_generation
-from lenscope.lens.reduce import Reduced, reduce_lens
-from lenscope.lens.result import GenerationLens, LayerPrediction, LensResult, WatchRankings
-from lenscope.lens.train import TunedTraining, train_tuned_lens
+from lenscope.lens.result import GenerationLens, LensResult
+from lenscope.lens.train import train_tuned_lens
 from lenscope.lens.tuned import (
     TunedLens,
     default_tuned_lens,
     default_tuned_path,
     find_tuned_lens,
     load_tuned_lens,
-    resolve_tuned_path,
     save_tuned_lens,
 )
-from lenscope.lens.unembed import PRECISIONS, Precision, project
-from lenscope.lens.watch import WatchedToken, resolve_position, resolve_watch
 
 __all__ = [
-    "PRECISIONS",
-    "Boundary",
     "GenerationLens",
-    "LayerPrediction",
-    "LensCurves",
-    "LensEval",
     "LensResult",
-    "Precision",
-    "Reduced",
     "TunedLens",
-    "TunedTraining",
-    "WatchRankings",
-    "WatchedToken",
-    "collect_residuals",
     "default_tuned_lens",
     "default_tuned_path",
     "evaluate_lenses",
     "find_tuned_lens",
-    "lens_boundaries",
     "lens_generation",
-    "lens_logits",
     "load_tuned_lens",
     "logit_lens",
     "plot_lens_eval",
-    "project",
-    "reduce_lens",
-    "resolve_position",
-    "resolve_tuned_path",
-    "resolve_watch",
     "save_tuned_lens",
     "train_tuned_lens",
 ]

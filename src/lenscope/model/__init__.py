@@ -2,7 +2,7 @@
 
 from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
-from lenscope.model.factored import FactoredMatrix, FactoredSVD
+from lenscope.model.factored import FactoredMatrix
 from lenscope.model.hooks import HookPoint, get_act_name
 from lenscope.model.kv import KVCache
 from lenscope.model.load import fingerprint, list_models, load_model, save_model
@@ -12,7 +12,6 @@ from lenscope.model.transformer import HookedTransformer
 __all__ = [
     "ActivationCache",
     "FactoredMatrix",
-    "FactoredSVD",
     "HookPoint",
     "HookedTransformer",
     "KVCache",

@@ -8,8 +8,13 @@ app = create_app(ServerState(ServerConfig("x"), model))   # an ASGI app around a
 """
 
 from lenscope.server.app import create_app
-from lenscope.server.config import ServerConfig, debugger_url
+from lenscope.server.config import ServerConfig
 from lenscope.server.run import serve
 from lenscope.server.state import ServerState
 
-__all__ = ["ServerConfig", "ServerState", "create_app", "debugger_url", "serve"]
+__all__ = [
+    "ServerConfig",
+    "ServerState",
+    "create_app",
+    "serve",
+]
