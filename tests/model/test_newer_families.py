@@ -212,3 +212,22 @@ def test_bad_configs_fail_with_one_clear_line(tmp_path: Path) -> None:
         load_model(_hf_dir(tmp_path / "c", "gemma2", layer_types=["full_attention"]))
     with pytest.raises(UnsupportedArchitectureError, match="gemma3_text, qwen3, olmo2"):
         load_model(_hf_dir(tmp_path / "d", "gemma", model_type="gemma3"))
+
+
+def test_replaying_blocks_with_the_first_layers_angles_is_exact(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Instruments replay blocks with `blocks[0].attn.rotary`'s angles; Gemma 3's global layers
+    recompute theirs from the positions those angles carry."""
+    hf, ours = pair("gemma3", tmp_path_factory)
+    t = _tokens(20, seed=3)
+    first = ours.blocks[0].attn.rotary
+    assert first is not None and first.base != ours.blocks[1].attn.rotary.base
+    rot = first.cos_sin(torch.arange(20).expand(2, 20), torch.float32)
+    with torch.no_grad():
+        x = ours.hook_embed.run(torch.nn.functional.embedding(t, ours.W_E))
+        for block in ours.blocks:
+            x = block(x, rot, None)
+        got = ours.unembed_resid(ours.ln_final(x))
+        ref = hf(t).logits
+    assert (ref - got).abs().max().item() <= 1e-4

@@ -32,6 +32,20 @@ def rotate_interleaved(x: Tensor) -> Tensor:
     return torch.stack((-b, a), dim=-1).flatten(-2)
 
 
+class Angles(tuple[Tensor, Tensor]):
+    """(cos, sin) of one rotary base at some positions, remembering the base and the positions:
+    a layer whose rotary base differs (Gemma 3's local and global layers) recomputes its own from
+    them, so code that replays blocks with the first layer's angles stays exact."""
+
+    base: float
+    positions: Tensor
+
+    def __new__(cls, cos: Tensor, sin: Tensor, base: float, positions: Tensor) -> Angles:
+        out = super().__new__(cls, (cos, sin))
+        out.base, out.positions = base, positions
+        return out
+
+
 class Rotary(nn.Module):
     """Rotary position embedding on the first `rotary_dim` dims of each head (partial rotary)."""
 
@@ -44,7 +58,7 @@ class Rotary(nn.Module):
         self.inv_freq: Tensor
         self.register_buffer("inv_freq", inv.float(), persistent=False)
 
-    def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> Angles:
         """positions [batch, pos] -> cos, sin [batch, pos, 1, rotary_dim]."""
         freqs = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
         emb = (
@@ -52,7 +66,8 @@ class Rotary(nn.Module):
             if self.interleaved
             else torch.cat((freqs, freqs), dim=-1)
         )
-        return emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
+        cos, sin = emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
+        return Angles(cos, sin, self.base, positions)
 
     def rotate(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         rot, rest = x[..., : self.dim], x[..., self.dim :]
@@ -164,6 +179,8 @@ class Attention(nn.Module):
         if self.q_norm is not None and self.k_norm is not None:
             q, k = _apply_qk_norm(self.q_norm, q), _apply_qk_norm(self.k_norm, k)
         if self.rotary is not None and rot is not None:
+            if isinstance(rot, Angles) and rot.base != self.rotary.base:
+                rot = self.rotary.cos_sin(rot.positions, rot[0].dtype)
             q = self.hook_rot_q.run(self.rotary.rotate(q, *rot))
             k = self.hook_rot_k.run(self.rotary.rotate(k, *rot))
         if kv is not None:
