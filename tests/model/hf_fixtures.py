@@ -9,6 +9,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 VOCAB = 97
 WINDOW = 6  # the sliding window of the "-sliding" families, shorter than most test prompts
+# Gemma 2's soft caps, small enough that they change the scores and the logits of these
+# checkpoints (tests check that they bite); q_pre_attn_scalar unlike d_head (16).
+ATTN_CAP, LOGIT_CAP, Q_PRE_ATTN_SCALAR = 0.5, 0.3, 8
+NEWER = ["gemma", "gemma2", "gemma3", "qwen3", "qwen3-sliding", "olmo2"]
 
 
 def write_tokenizer(d: Path) -> None:
@@ -76,6 +80,8 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
         }[family.removesuffix("-sliding")]
         cfg = cls[0](**kw)
         model = cls[1](cfg)
+    elif family.startswith(("gemma", "qwen3", "olmo2")):
+        model = _newer_family(family, common)
     else:
         raise ValueError(family)
     # Random init is small; perturb so that every weight matters to the comparison.
@@ -86,3 +92,48 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
     model.save_pretrained(d, safe_serialization=True)
     write_tokenizer(d)
     return model
+
+
+def _newer_family(family: str, common: dict[str, object]) -> torch.nn.Module:
+    """Gemma 1/2/3 (text), Qwen3, OLMo-2; the Gemma 2/3 ones alternate sliding and global
+    layers (window `WINDOW`) and run transformers' eager attention, its reference."""
+    import transformers as tf
+
+    kw: dict[str, object] = dict(
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=96,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+        **common,
+    )
+    alternate = ["sliding_attention", "full_attention", "sliding_attention"]
+    if family == "gemma":
+        return tf.GemmaForCausalLM(tf.GemmaConfig(hidden_act="gelu_pytorch_tanh", **kw))
+    if family == "gemma2":
+        cfg2 = tf.Gemma2Config(
+            sliding_window=WINDOW,
+            layer_types=alternate,
+            attn_logit_softcapping=ATTN_CAP,
+            final_logit_softcapping=LOGIT_CAP,
+            query_pre_attn_scalar=Q_PRE_ATTN_SCALAR,
+            **kw,
+        )
+        return tf.Gemma2ForCausalLM(cfg2)
+    if family == "gemma3":
+        cfg3 = tf.Gemma3TextConfig(
+            sliding_window=WINDOW,
+            layer_types=alternate,
+            final_logit_softcapping=LOGIT_CAP,
+            query_pre_attn_scalar=Q_PRE_ATTN_SCALAR,
+            **kw,
+        )
+        return tf.Gemma3ForCausalLM(cfg3)
+    if family.startswith("qwen3"):
+        if family == "qwen3-sliding":  # layer 0 attends to everything, layers 1 and 2 slide
+            kw |= dict(sliding_window=WINDOW, use_sliding_window=True, max_window_layers=1)
+        return tf.Qwen3ForCausalLM(tf.Qwen3Config(**kw))
+    return tf.Olmo2ForCausalLM(tf.Olmo2Config(eos_token_id=None, **kw))  # its default > VOCAB

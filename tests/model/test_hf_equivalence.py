@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lenscope import linalg, load_model
-from tests.model.hf_fixtures import VOCAB, make_checkpoint
+from tests.model.hf_fixtures import NEWER, VOCAB, make_checkpoint
 from tests.onednn import count_onednn_calls
 
 FAMILIES = [
@@ -19,6 +19,7 @@ FAMILIES = [
     "qwen2",
     "mistral-sliding",
     "qwen2-sliding",
+    *NEWER,
 ]
 
 

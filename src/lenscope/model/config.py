@@ -1,7 +1,8 @@
 """The one configuration type of the hooked Transformer.
 
 A `ModelConfig` describes every architecture lenscope runs: GPT-2 style blocks, attention-only toys
-and the modern family (rotary, RMSNorm, gated MLP, grouped-query attention, parallel attention+MLP).
+and the modern family (rotary, RMSNorm, gated MLP, grouped-query attention, parallel attention+MLP,
+q/k norms, post-sublayer norms, soft-capped scores and logits, local/global rotary bases).
 Field names follow TransformerLens' `HookedTransformerConfig` where one exists.
 """
 
@@ -14,12 +15,23 @@ from lenscope.errors import CheckpointError
 
 Norm = Literal["LN", "RMS", "none"]
 Positional = Literal["learned", "rotary", "none"]
-Activation = Literal["gelu_new", "gelu", "relu", "silu", "gelu_fast"]
+Activation = Literal["gelu_new", "gelu", "relu", "silu", "gelu_fast", "gelu_pytorch_tanh"]
+QKNorm = Literal["none", "head", "full"]
 
 MAX_LAYERS = 256
 MAX_WIDTH = 65_536
 MAX_VOCAB = 1_048_576
 MAX_CTX = 1_048_576
+
+
+_LATER_DEFAULTS: dict[str, Any] = {
+    "rotary_base_local": 0.0,
+    "attn_scores_soft_cap": 0.0,
+    "output_logits_soft_cap": 0.0,
+    "qk_norm": "none",
+    "pre_norm": True,
+    "post_norm": False,
+}
 
 
 @dataclass
@@ -53,6 +65,17 @@ class ModelConfig:
     # 0 <= i - j < sliding_window, as `transformers` does. 0 means full causal attention.
     sliding_window: int = 0
     sliding_layers: list[int] | None = None  # the layers that use the window; None means all
+    rotary_base_local: float = 0.0  # the rotary base of sliding-window layers; 0 = rotary_base
+    # Gemma 2: scores and logits squashed to cap * tanh(x / cap); 0 means no cap.
+    attn_scores_soft_cap: float = 0.0
+    output_logits_soft_cap: float = 0.0
+    # RMSNorm of queries and keys before rotary: per head (Gemma 3, Qwen3) or over all heads'
+    # projections at once (OLMo-2), with hooks `attn.q_norm.*` / `attn.k_norm.*`.
+    qk_norm: QKNorm = "none"
+    pre_norm: bool = True  # ln1/ln2 normalise the sublayers' inputs (identity when False)
+    post_norm: bool = (
+        False  # ln1_post/ln2_post normalise the sublayers' outputs (Gemma 2/3, OLMo-2)
+    )
     default_prepend_bos: bool = True
     architecture: str = "lenscope"
     name: str = "model"
@@ -98,6 +121,13 @@ class ModelConfig:
         if self.positional == "rotary" and (self.rotary_dim > self.d_head or self.rotary_dim % 2):
             raise CheckpointError(f"rotary_dim {self.rotary_dim} must be even and <= d_head")
         bound("sliding_window", self.sliding_window, 0, MAX_CTX)
+        for name in ("rotary_base_local", "attn_scores_soft_cap", "output_logits_soft_cap"):
+            if not getattr(self, name) >= 0.0:
+                raise CheckpointError(f"config {name}={getattr(self, name)} must be >= 0")
+        if self.qk_norm != "none" and self.normalization != "RMS":
+            raise CheckpointError("qk_norm needs normalization='RMS'")
+        if self.post_norm and (self.parallel_attn_mlp or self.normalization == "none"):
+            raise CheckpointError("post_norm needs sequential blocks with a normalization")
         for i in self.sliding_layers or []:
             bound("sliding_layers entry", i, 0, self.n_layers - 1)
 
@@ -106,6 +136,12 @@ class ModelConfig:
         if self.sliding_layers is not None and layer not in self.sliding_layers:
             return 0
         return self.sliding_window
+
+    def rotary_base_of(self, layer: int) -> float:
+        """The rotary base of `layer`: `rotary_base_local` in a sliding-window layer if set."""
+        if self.rotary_base_local and self.window(layer):
+            return self.rotary_base_local
+        return self.rotary_base
 
     @property
     def n_params(self) -> int:
@@ -120,6 +156,9 @@ class ModelConfig:
         # windows existed read and hash exactly as they did.
         if self.sliding_window == 0:
             del d["sliding_window"], d["sliding_layers"]
+        for name, default in _LATER_DEFAULTS.items():  # likewise the fields added since
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -31,20 +32,33 @@ def rotate_interleaved(x: Tensor) -> Tensor:
     return torch.stack((-b, a), dim=-1).flatten(-2)
 
 
+class Angles(tuple[Tensor, Tensor]):
+    """(cos, sin) of one rotary base at some positions, remembering the base and the positions:
+    a layer whose rotary base differs (Gemma 3's local and global layers) recomputes its own from
+    them, so code that replays blocks with the first layer's angles stays exact."""
+
+    base: float
+    positions: Tensor
+
+    def __new__(cls, cos: Tensor, sin: Tensor, base: float, positions: Tensor) -> Angles:
+        out = super().__new__(cls, (cos, sin))
+        out.base, out.positions = base, positions
+        return out
+
+
 class Rotary(nn.Module):
     """Rotary position embedding on the first `rotary_dim` dims of each head (partial rotary)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, base: float | None = None) -> None:
         super().__init__()
         self.dim = cfg.rotary_dim
         self.interleaved = cfg.rotary_interleaved
-        inv = 1.0 / (
-            cfg.rotary_base ** (torch.arange(0, self.dim, 2, dtype=torch.float64) / self.dim)
-        )
+        self.base = cfg.rotary_base if base is None else base
+        inv = 1.0 / (self.base ** (torch.arange(0, self.dim, 2, dtype=torch.float64) / self.dim))
         self.inv_freq: Tensor
         self.register_buffer("inv_freq", inv.float(), persistent=False)
 
-    def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> Angles:
         """positions [batch, pos] -> cos, sin [batch, pos, 1, rotary_dim]."""
         freqs = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
         emb = (
@@ -52,7 +66,8 @@ class Rotary(nn.Module):
             if self.interleaved
             else torch.cat((freqs, freqs), dim=-1)
         )
-        return emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
+        cos, sin = emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
+        return Angles(cos, sin, self.base, positions)
 
     def rotate(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         rot, rest = x[..., : self.dim], x[..., self.dim :]
@@ -63,7 +78,8 @@ class Rotary(nn.Module):
 
 class Attention(nn.Module):
     """Multi-head (or grouped-query) causal self-attention with TransformerLens hook points;
-    sliding-window attention where the config gives this layer a window."""
+    sliding-window attention where the config gives this layer a window (with its own rotary
+    base if the config has one), q/k norms and soft-capped scores where the config asks."""
 
     def __init__(self, cfg: ModelConfig, layer: int = 0) -> None:
         super().__init__()
@@ -74,7 +90,8 @@ class Attention(nn.Module):
         self.b_qkv = nn.Parameter(torch.zeros((h + 2 * kv) * dh)) if cfg.attn_bias else None
         self.w_o = nn.Parameter(torch.empty(h * dh, d))
         self.b_o = nn.Parameter(torch.zeros(d)) if cfg.attn_out_bias else None
-        self.rotary = Rotary(cfg) if cfg.positional == "rotary" else None
+        self.rotary = Rotary(cfg, cfg.rotary_base_of(layer)) if cfg.positional == "rotary" else None
+        self.q_norm, self.k_norm = _qk_norms(cfg)
         for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
             setattr(self, f"hook_{name}", HookPoint())
         self.hook_q: HookPoint
@@ -137,7 +154,11 @@ class Attention(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------------
     def _needs_pattern(self) -> bool:
-        return self.hook_attn_scores.active or self.hook_pattern.active
+        return (
+            self.hook_attn_scores.active
+            or self.hook_pattern.active
+            or self.cfg.attn_scores_soft_cap > 0
+        )
 
     def forward(
         self,
@@ -155,7 +176,11 @@ class Attention(nn.Module):
         q = self.hook_q.run(q.reshape(b, p, cfg.n_heads, cfg.d_head))
         k = self.hook_k.run(k.reshape(b, p, cfg.n_kv_heads, cfg.d_head))
         v = self.hook_v.run(v.reshape(b, p, cfg.n_kv_heads, cfg.d_head))
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = _apply_qk_norm(self.q_norm, q), _apply_qk_norm(self.k_norm, k)
         if self.rotary is not None and rot is not None:
+            if isinstance(rot, Angles) and rot.base != self.rotary.base:
+                rot = self.rotary.cos_sin(rot.positions, rot[0].dtype)
             q = self.hook_rot_q.run(self.rotary.rotate(q, *rot))
             k = self.hook_rot_k.run(self.rotary.rotate(k, *rot))
         if kv is not None:
@@ -168,6 +193,8 @@ class Attention(nn.Module):
             if g > 1:
                 kt, vt = kt.repeat_interleave(g, dim=1), vt.repeat_interleave(g, dim=1)
             scores = (qt @ kt.transpose(-1, -2)) / cfg.attn_scale
+            if cfg.attn_scores_soft_cap > 0:
+                scores = soft_cap(scores, cfg.attn_scores_soft_cap)
             allowed = mask if mask is not None else _causal(p, x.device)
             scores = self.hook_attn_scores.run(scores.masked_fill(~allowed, float("-inf")))
             pattern = self.hook_pattern.run(torch.softmax(scores, dim=-1))
@@ -185,6 +212,31 @@ class Attention(nn.Module):
         z = self.hook_z.run(zt.transpose(1, 2))
         flat = z.reshape(b * p, cfg.n_heads * cfg.d_head)
         return linear(flat, self.w_o, self.b_o).reshape(b, p, cfg.d_model)
+
+
+def soft_cap(x: Tensor, cap: float) -> Tensor:
+    """`cap * tanh(x / cap)` (Gemma 2's soft-capping of attention scores and logits)."""
+    return torch.tanh(x / cap) * cap
+
+
+def _qk_norms(cfg: ModelConfig) -> tuple[Norm | None, Norm | None]:
+    """The RMSNorms of queries and keys: over one head's d_head ("head") or over all heads'
+    projections at once ("full"), or none."""
+    if cfg.qk_norm == "none":
+        return None, None
+    if cfg.qk_norm == "head":
+        return Norm(cfg, cfg.d_head), Norm(cfg, cfg.d_head)
+    return Norm(cfg, cfg.n_heads * cfg.d_head), Norm(cfg, cfg.n_kv_heads * cfg.d_head)
+
+
+def _apply_qk_norm(norm: Norm, x: Tensor) -> Tensor:
+    """x [batch, pos, heads, d_head] through a per-head norm, or flattened over heads."""
+    if norm.d == x.shape[-1]:
+        out: Tensor = norm(x)
+        return out
+    b, p, h, dh = x.shape
+    flat: Tensor = norm(x.reshape(b, p, h * dh))
+    return flat.reshape(b, p, h, dh)
 
 
 def _causal(p: int, device: torch.device) -> Tensor:
@@ -209,6 +261,7 @@ _ACTS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
     "relu": F.relu,
     "silu": F.silu,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
 }
 
 
@@ -240,13 +293,22 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One residual block: `ln1` -> attention (-> `ln1_post`) and `ln2` -> MLP (-> `ln2_post`);
+    the post-sublayer norms exist only with `cfg.post_norm`, and `ln1`/`ln2` are identities
+    without `cfg.pre_norm` (OLMo-2). `hook_attn_out` / `hook_mlp_out` see what is added to the
+    residual stream, after any post-sublayer norm (as in TransformerLens)."""
+
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.layer = layer
-        self.ln1 = Norm(cfg, cfg.d_model)
+        none = replace(cfg, normalization="none", qk_norm="none", post_norm=False)
+        pre = cfg if cfg.pre_norm else none
+        self.ln1 = Norm(pre, cfg.d_model)
+        self.ln1_post = Norm(cfg, cfg.d_model) if cfg.post_norm else None
         self.attn = Attention(cfg, layer)
-        self.ln2 = Norm(cfg, cfg.d_model) if not cfg.attn_only else None
+        self.ln2 = Norm(pre, cfg.d_model) if not cfg.attn_only else None
+        self.ln2_post = Norm(cfg, cfg.d_model) if cfg.post_norm and not cfg.attn_only else None
         self.mlp = MLP(cfg) if not cfg.attn_only else None
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
             setattr(self, f"hook_{name}", HookPoint())
@@ -264,15 +326,24 @@ class Block(nn.Module):
         kv: KVSlot | None = None,
     ) -> Tensor:
         x = self.hook_resid_pre.run(x)
-        attn_out = self.hook_attn_out.run(self.attn(self.ln1(x), rot, mask, kv))
+        attn_out = self.attn(self.ln1(x), rot, mask, kv)
+        if self.ln1_post is not None:
+            attn_out = self.ln1_post(attn_out)
+        attn_out = self.hook_attn_out.run(attn_out)
         if self.mlp is None or self.ln2 is None:
             return self.hook_resid_post.run(x + attn_out)
         if self.cfg.parallel_attn_mlp:
             mlp_out = self.hook_mlp_out.run(self.mlp(self.ln2(x)))
             return self.hook_resid_post.run(x + attn_out + mlp_out)
         mid = self.hook_resid_mid.run(x + attn_out)
-        mlp_out = self.hook_mlp_out.run(self.mlp(self.ln2(mid)))
+        mlp_out = self.mlp(self.ln2(mid))
+        if self.ln2_post is not None:
+            mlp_out = self.ln2_post(mlp_out)
+        mlp_out = self.hook_mlp_out.run(mlp_out)
         return self.hook_resid_post.run(mid + mlp_out)
+
+
+_NORM_WEIGHTS = ("ln1.w", "ln2.w", "ln_final.w", "ln1_post.w", "ln2_post.w", "_norm.w")
 
 
 def init_weights(module: nn.Module, cfg: ModelConfig, seed: int | None = None) -> None:
@@ -282,7 +353,7 @@ def init_weights(module: nn.Module, cfg: ModelConfig, seed: int | None = None) -
     out_std = std / math.sqrt(2 * max(cfg.n_layers, 1))
     for name, p in module.named_parameters():
         with torch.no_grad():
-            if name.endswith(("ln1.w", "ln2.w", "ln_final.w")):
+            if name.endswith(_NORM_WEIGHTS):
                 p.fill_(1.0)
             elif p.ndim == 1:
                 p.zero_()

@@ -17,7 +17,7 @@ from lenscope.model.cache import ActivationCache
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookFn, HookPoint, HookSpec
 from lenscope.model.kv import KVCache
-from lenscope.model.layers import Block, Norm, init_weights
+from lenscope.model.layers import Block, Norm, init_weights, soft_cap
 from lenscope.model.sampling import ONE_PROMPT, check_sampling, describe, next_token
 from lenscope.model.tl_compat import Input, TransformerLensMethods
 
@@ -254,12 +254,14 @@ class HookedTransformer(TransformerLensMethods, nn.Module):
         x = self.hook_embed.run(F.embedding(tokens, self.W_E))
         if self.W_pos is not None:
             x = x + self.hook_pos_embed.run(F.embedding(positions, self.W_pos))
-        rot = None
-        rotary = self._blocks()[0].attn.rotary if self.cfg.n_layers else None
-        if rotary is not None:
-            rot = rotary.cos_sin(positions, x.dtype)
+        rots: dict[float, tuple[Tensor, Tensor]] = {}  # one cos/sin per rotary base
         end = self.cfg.n_layers if stop_at_layer is None else stop_at_layer
-        for i, block in enumerate(self.blocks[:end]):
+        for i, block in enumerate(self._blocks()[:end]):
+            rotary, rot = block.attn.rotary, None
+            if rotary is not None:
+                if rotary.base not in rots:
+                    rots[rotary.base] = rotary.cos_sin(positions, x.dtype)
+                rot = rots[rotary.base]
             x = block(x, rot, mask4, kv_cache.slots[i] if kv_cache is not None else None)
         if kv_cache is not None:
             kv_cache.length += tokens.shape[1]
@@ -271,7 +273,10 @@ class HookedTransformer(TransformerLensMethods, nn.Module):
         return self.loss(logits, tokens, attention_mask)
 
     def unembed_resid(self, x: Tensor) -> Tensor:
-        return linear(x, self.W_U, self.b_U)
+        """Logits of a normalised residual: `x @ W_U + b_U`, soft-capped where the config says."""
+        logits = linear(x, self.W_U, self.b_U)
+        cap = self.cfg.output_logits_soft_cap
+        return soft_cap(logits, cap) if cap > 0 else logits
 
     @staticmethod
     def loss(logits: Tensor, tokens: Tensor, attention_mask: Tensor | None = None) -> Tensor:
