@@ -22,7 +22,7 @@ from lenscope.errors import CheckpointError, UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
 
 StateDict = dict[str, Tensor]
-SUPPORTED = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2")
+SUPPORTED = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "phi3", "gptj")
 
 
 def hf_cache_dirs() -> list[Path]:
@@ -340,14 +340,26 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def _registered() -> dict[str, Family]:
+    """FAMILIES plus those in `lenscope.model.families` (Phi-3, GPT-J), imported here because
+    their modules import this one's helpers."""
+    from lenscope.model.families import gptj, phi3
+
+    return FAMILIES | {
+        "phi3": (phi3.phi3_config, phi3.phi3_weights),
+        "gptj": (gptj.gptj_config, gptj.gptj_weights),
+    }
+
+
 def family_of(c: dict[str, Any], directory: Path) -> Family:
     arch = c.get("model_type")
-    if arch not in FAMILIES:
+    families = _registered()
+    if arch not in families:
         raise UnsupportedArchitectureError(
             f"{directory}: model_type {arch!r} is not supported; lenscope converts "
             f"{', '.join(SUPPORTED)}"
         )
-    return FAMILIES[arch]
+    return families[arch]
 
 
 class _Getter:

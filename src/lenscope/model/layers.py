@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lenscope.linalg import linear
-from lenscope.model.config import ModelConfig
+from lenscope.errors import UnsupportedArchitectureError
+from lenscope.model.config import Activation, ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.kv import KVSlot
 from lenscope.model.norms import Norm as Norm  # re-exported: its home was here
@@ -210,6 +212,16 @@ _ACTS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
     "silu": F.silu,
 }
+
+
+def activation_named(name: str, family: str) -> Activation:
+    """`name` (a checkpoint's activation) when lenscope's MLP has it, else a one-line refusal."""
+    if name not in _ACTS:
+        raise UnsupportedArchitectureError(
+            f"{family} with activation {name!r} is not supported; lenscope's MLP runs "
+            f"{', '.join(sorted(_ACTS))}"
+        )
+    return cast(Activation, name)
 
 
 class MLP(nn.Module):
