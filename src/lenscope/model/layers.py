@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lenscope.linalg import linear
 from lenscope.errors import UnsupportedArchitectureError
+from lenscope.linalg import linear
 from lenscope.model.config import Activation, ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.kv import KVSlot
