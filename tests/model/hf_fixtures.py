@@ -107,6 +107,21 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
             **common,
         )
         model = tf.GPTJForCausalLM(cfg)
+    elif family in ("mixtral", "mixtral-sliding"):
+        kw = dict(
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=64,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            **common,
+        )
+        if family == "mixtral-sliding":
+            kw |= dict(sliding_window=WINDOW, attn_implementation="eager")
+        model = tf.MixtralForCausalLM(tf.MixtralConfig(**kw))
     else:
         raise ValueError(family)
     # Random init is small; perturb so that every weight matters to the comparison.

@@ -56,6 +56,10 @@ class ModelConfig:
     default_prepend_bos: bool = True
     architecture: str = "lenscope"
     name: str = "model"
+    # Mixture of experts (Mixtral): each block's MLP is `num_experts` gated MLPs of width d_mlp, of
+    # which a router picks `experts_per_token` per position. 0 means one dense MLP.
+    num_experts: int = 0
+    experts_per_token: int = 0
 
     def __post_init__(self) -> None:
         if self.d_head == 0:
@@ -100,6 +104,9 @@ class ModelConfig:
         bound("sliding_window", self.sliding_window, 0, MAX_CTX)
         for i in self.sliding_layers or []:
             bound("sliding_layers entry", i, 0, self.n_layers - 1)
+        if self.num_experts:
+            bound("num_experts", self.num_experts, 1, 1024)
+            bound("experts_per_token", self.experts_per_token, 1, self.num_experts)
 
     def window(self, layer: int) -> int:
         """The sliding window of `layer`'s attention, or 0 when it attends to every earlier key."""
@@ -112,6 +119,8 @@ class ModelConfig:
         """Parameters excluding embeddings and unembedding (TransformerLens' convention)."""
         attn = self.d_model * self.d_head * (2 * self.n_heads + 2 * self.n_kv_heads)
         mlp = 0 if self.attn_only else self.d_model * self.d_mlp * (3 if self.gated_mlp else 2)
+        if self.num_experts:
+            mlp = mlp * self.num_experts + self.d_model * self.num_experts
         return self.n_layers * (attn + mlp)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +129,8 @@ class ModelConfig:
         # windows existed read and hash exactly as they did.
         if self.sliding_window == 0:
             del d["sliding_window"], d["sliding_layers"]
+        if self.num_experts == 0:  # likewise for configs from before mixtures of experts
+            del d["num_experts"], d["experts_per_token"]
         return d
 
     @classmethod

@@ -22,7 +22,7 @@ from lenscope.errors import CheckpointError, UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
 
 StateDict = dict[str, Tensor]
-SUPPORTED = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "phi3", "gptj")
+SUPPORTED = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "phi3", "gptj", "mixtral")
 
 
 def hf_cache_dirs() -> list[Path]:
@@ -341,13 +341,14 @@ FAMILIES: dict[str, Family] = {
 
 
 def _registered() -> dict[str, Family]:
-    """FAMILIES plus those in `lenscope.model.families` (Phi-3, GPT-J), imported here because
-    their modules import this one's helpers."""
-    from lenscope.model.families import gptj, phi3
+    """FAMILIES plus those in `lenscope.model.families` (Phi-3, GPT-J, Mixtral), imported here
+    because their modules import this one's helpers."""
+    from lenscope.model.families import gptj, mixtral, phi3
 
     return FAMILIES | {
         "phi3": (phi3.phi3_config, phi3.phi3_weights),
         "gptj": (gptj.gptj_config, gptj.gptj_weights),
+        "mixtral": (mixtral.mixtral_config, mixtral.mixtral_weights),
     }
 
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lenscope.errors import UnsupportedArchitectureError
+from lenscope.errors import InputError, UnsupportedArchitectureError
 from lenscope.linalg import linear
 from lenscope.model.config import Activation, ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.kv import KVSlot
 from lenscope.model.norms import Norm as Norm  # re-exported: its home was here
+
+if TYPE_CHECKING:
+    from lenscope.model.moe import MoE
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -259,7 +262,9 @@ class Block(nn.Module):
         self.ln1 = Norm(cfg, cfg.d_model)
         self.attn = Attention(cfg, layer)
         self.ln2 = Norm(cfg, cfg.d_model) if not cfg.attn_only else None
-        self.mlp = MLP(cfg) if not cfg.attn_only else None
+        self.mlp: MLP | MoE | None = (
+            None if cfg.attn_only else _moe(cfg) if cfg.num_experts else MLP(cfg)
+        )
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
             setattr(self, f"hook_{name}", HookPoint())
         self.hook_resid_pre: HookPoint
@@ -267,6 +272,16 @@ class Block(nn.Module):
         self.hook_resid_post: HookPoint
         self.hook_attn_out: HookPoint
         self.hook_mlp_out: HookPoint
+
+    def dense_mlp(self) -> MLP | None:
+        """This block's MLP (None when attention-only); a mixture of experts has no single MLP
+        whose neurons instruments could read, and is refused in one line."""
+        if self.mlp is None or isinstance(self.mlp, MLP):
+            return self.mlp
+        raise InputError(
+            f"{self.cfg.name} is a mixture of experts: block {self.layer} has no dense MLP; "
+            f"read its experts at blocks.{self.layer}.mlp.experts.{{e}}"
+        )
 
     def forward(
         self,
@@ -285,6 +300,13 @@ class Block(nn.Module):
         mid = self.hook_resid_mid.run(x + attn_out)
         mlp_out = self.hook_mlp_out.run(self.mlp(self.ln2(mid)))
         return self.hook_resid_post.run(mid + mlp_out)
+
+
+def _moe(cfg: ModelConfig) -> MoE:
+    """A mixture-of-experts MLP (`lenscope.model.moe`, which builds on this module's MLP)."""
+    from lenscope.model.moe import MoE
+
+    return MoE(cfg)
 
 
 def init_weights(module: nn.Module, cfg: ModelConfig, seed: int | None = None) -> None:
