@@ -205,3 +205,20 @@ def test_a_missing_fused_tensor_is_named(tmp_path: Path) -> None:
     save_file(sd, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"gate_up_proj\.weight' has shape \(191, 64\)"):
         load_model(tmp_path)
+
+
+def test_the_debuggers_direct_effects_add_up_to_the_logit(pair: Any) -> None:
+    """The debugger on these blocks: every node's direct effect plus the bias terms (GPT-J's
+    unembedding bias among them) is the logit itself, as a plain forward pass computes it."""
+    from lenscope.attribution.api import Debugger
+    from lenscope.attribution.questions import Logit
+    from lenscope.nodes import NodeKind
+
+    _, ours = pair
+    ids = torch.randint(1, VOCAB, (9,), generator=torch.Generator().manual_seed(10)).tolist()
+    r = Debugger(ours).why(ids, Logit(token=3), measure=0)
+    with torch.no_grad():
+        expected = float(ours(torch.tensor([ids]))[0, -1, 3])
+    nodes = sum(s.direct_effect for s in r.table.sums if s.kind is not NodeKind.LATENT)
+    assert r.value == pytest.approx(expected, abs=1e-4)
+    assert float(nodes + sum(t.value for t in r.table.terms)) == pytest.approx(expected, abs=1e-4)
