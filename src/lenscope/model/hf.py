@@ -340,27 +340,14 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def _registered() -> dict[str, Family]:
-    """FAMILIES plus those in `lenscope.model.families` (Phi-3, GPT-J, Mixtral), imported here
-    because their modules import this one's helpers."""
-    from lenscope.model.families import gptj, mixtral, phi3
-
-    return FAMILIES | {
-        "phi3": (phi3.phi3_config, phi3.phi3_weights),
-        "gptj": (gptj.gptj_config, gptj.gptj_weights),
-        "mixtral": (mixtral.mixtral_config, mixtral.mixtral_weights),
-    }
-
-
 def family_of(c: dict[str, Any], directory: Path) -> Family:
     arch = c.get("model_type")
-    families = _registered()
-    if arch not in families:
+    if arch not in FAMILIES:
         raise UnsupportedArchitectureError(
             f"{directory}: model_type {arch!r} is not supported; lenscope converts "
             f"{', '.join(SUPPORTED)}"
         )
-    return families[arch]
+    return FAMILIES[arch]
 
 
 class _Getter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +20,8 @@ from lenscope.linalg import linear
 from lenscope.model.config import Activation, ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.kv import KVSlot
+from lenscope.model.moe import MoE
 from lenscope.model.norms import Norm as Norm  # re-exported: its home was here
-
-if TYPE_CHECKING:
-    from lenscope.model.moe import MoE
 
 
 def rotate_half(x: Tensor) -> Tensor:
@@ -262,9 +260,11 @@ class Block(nn.Module):
         self.ln1 = Norm(cfg, cfg.d_model)
         self.attn = Attention(cfg, layer)
         self.ln2 = Norm(cfg, cfg.d_model) if not cfg.attn_only else None
-        self.mlp: MLP | MoE | None = (
-            None if cfg.attn_only else _moe(cfg) if cfg.num_experts else MLP(cfg)
-        )
+        self.mlp: MLP | MoE | None = None
+        if cfg.num_experts and not cfg.attn_only:
+            self.mlp = MoE(cfg, [MLP(cfg) for _ in range(cfg.num_experts)])
+        elif not cfg.attn_only:
+            self.mlp = MLP(cfg)
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
             setattr(self, f"hook_{name}", HookPoint())
         self.hook_resid_pre: HookPoint
@@ -300,13 +300,6 @@ class Block(nn.Module):
         mid = self.hook_resid_mid.run(x + attn_out)
         mlp_out = self.hook_mlp_out.run(self.mlp(self.ln2(mid)))
         return self.hook_resid_post.run(mid + mlp_out)
-
-
-def _moe(cfg: ModelConfig) -> MoE:
-    """A mixture-of-experts MLP (`lenscope.model.moe`, which builds on this module's MLP)."""
-    from lenscope.model.moe import MoE
-
-    return MoE(cfg)
 
 
 def init_weights(module: nn.Module, cfg: ModelConfig, seed: int | None = None) -> None:

@@ -2,7 +2,8 @@
 
 A router `W_gate` [d_model, num_experts] (TransformerLens' name) scores the experts at each
 position; the softmax of the scores, kept at the `experts_per_token` best and renormalised to sum
-to 1, weighs the outputs of those experts, each a gated MLP (`lenscope.model.layers.MLP`).
+to 1, weighs the outputs of those experts, each a gated MLP (`lenscope.model.layers.MLP`, which
+the block builds and hands over, so that this module does not import the layers).
 
 Hook points, under `blocks.{l}.mlp.`:
 - `hook_router_logits` [batch, pos, num_experts]: the router's scores;
@@ -17,26 +18,40 @@ An expert with none of its hooks active runs only at the positions that weigh it
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import torch
 from torch import Tensor, nn
 
+from lenscope.errors import CheckpointError
 from lenscope.linalg import linear
 from lenscope.model.config import ModelConfig
 from lenscope.model.hooks import HookPoint
-from lenscope.model.layers import MLP
+
+
+class Expert(Protocol):
+    """What the block hands over as an expert: a gated MLP with its three hook points."""
+
+    hook_pre: HookPoint
+    hook_pre_linear: HookPoint
+    hook_post: HookPoint
+
+    def __call__(self, x: Tensor) -> Tensor: ...
 
 
 class MoE(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, experts: list[nn.Module]) -> None:
         super().__init__()
+        if len(experts) != cfg.num_experts:
+            raise CheckpointError(f"{len(experts)} experts given, config has {cfg.num_experts}")
         self.cfg = cfg
         self.W_gate = nn.Parameter(torch.empty(cfg.d_model, cfg.num_experts))
-        self.experts = nn.ModuleList(MLP(cfg) for _ in range(cfg.num_experts))
+        self.experts = nn.ModuleList(experts)
         self.hook_router_logits = HookPoint()
         self.hook_expert_weights = HookPoint()
 
-    def _experts(self) -> list[MLP]:
-        return list(self.experts)  # type: ignore[arg-type]
+    def _experts(self) -> list[Expert]:
+        return [cast(Expert, e) for e in self.experts]
 
     def expert_weights(self, x: Tensor) -> Tensor:
         """x [..., d_model] -> each expert's weight [..., num_experts] (zero unless chosen)."""
@@ -68,5 +83,5 @@ class MoE(nn.Module):
         return out
 
 
-def _hooked(expert: MLP) -> bool:
+def _hooked(expert: Expert) -> bool:
     return expert.hook_pre.active or expert.hook_pre_linear.active or expert.hook_post.active
