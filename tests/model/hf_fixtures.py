@@ -82,6 +82,52 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
         model = cls[1](cfg)
     elif family.startswith(("gemma", "qwen3", "olmo2")):
         model = _newer_family(family, common)
+    elif family in ("phi3", "phi3-partial", "phi3-sliding"):
+        kw = dict(
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=96,
+            max_position_embeddings=64,
+            pad_token_id=0,
+            bos_token_id=0,
+            eos_token_id=0,
+            **common,
+        )
+        if family == "phi3-partial":  # rotary on half of each head, another base
+            kw |= dict(rope_parameters=dict(partial_rotary_factor=0.5, rope_theta=500.0))
+        if family == "phi3-sliding":
+            kw |= dict(sliding_window=WINDOW, attn_implementation="eager")
+        model = tf.Phi3ForCausalLM(tf.Phi3Config(**kw))
+    elif family in ("gptj", "gptj-tied"):
+        cfg = tf.GPTJConfig(
+            n_embd=64,
+            n_layer=3,
+            n_head=4,
+            n_positions=64,
+            rotary_dim=8,  # of d_head 16: the interleaved pairs turn, the rest pass
+            tie_word_embeddings=family == "gptj-tied",
+            bos_token_id=0,
+            eos_token_id=0,
+            **common,
+        )
+        model = tf.GPTJForCausalLM(cfg)
+    elif family in ("mixtral", "mixtral-sliding"):
+        kw = dict(
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=64,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            **common,
+        )
+        if family == "mixtral-sliding":
+            kw |= dict(sliding_window=WINDOW, attn_implementation="eager")
+        model = tf.MixtralForCausalLM(tf.MixtralConfig(**kw))
     else:
         raise ValueError(family)
     # Random init is small; perturb so that every weight matters to the comparison.

@@ -43,6 +43,11 @@ class Debugger:
     """Ask why a model does something, on one model with optional SAEs spliced in as nodes."""
 
     def __init__(self, model: HookedTransformer, saes: Sequence[Any] = ()) -> None:
+        if model.cfg.num_experts:
+            raise InputError(
+                f"{model.cfg.name} is a mixture of experts, whose experts are not debugger nodes "
+                "yet; hook blocks.{l}.mlp.experts.{e} or its router directly"
+            )
         self.model = model
         self.latents: dict[str, Dictionary] = {}
         for sae in saes:

@@ -52,7 +52,7 @@ class Weights:
         return self._t(self.blocks[layer].attn.b_V)
 
     def b_in(self, layer: int) -> Tensor | None:
-        m = self.blocks[layer].mlp
+        m = self.blocks[layer].dense_mlp()
         return None if m is None or m.b_in is None else self._t(m.b_in)
 
     def b_Q(self, layer: int) -> Tensor:  # [H, dh]
@@ -63,7 +63,7 @@ class Weights:
 
     def mlp(self, layer: int) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         """(W_in [d, m], W_gate [d, m] | None, W_out [m, d], b_out [d] | None)."""
-        m = self.blocks[layer].mlp
+        m = self.blocks[layer].dense_mlp()
         assert m is not None
         gate = None if m.W_gate is None else self._t(m.W_gate)
         b_out = None if m.b_out is None else self._t(m.b_out)

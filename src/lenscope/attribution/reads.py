@@ -153,7 +153,7 @@ def head_read(cap: Capture, layer: int, g: tuple[Tensor, Tensor, Tensor], via: s
 def neuron_input_grads(cap: Capture, layer: int, g_post: Tensor) -> tuple[Tensor, Tensor | None]:
     """(gradient at hook_pre, gradient at hook_pre_linear or None) from one at hook_post."""
     acts = cap.layers[layer]
-    mlp = cap.w.blocks[layer].mlp
+    mlp = cap.w.blocks[layer].dense_mlp()
     assert acts.pre is not None and mlp is not None
     with torch.enable_grad():
         p = acts.pre.detach().requires_grad_(True)

@@ -31,6 +31,8 @@ _LATER_DEFAULTS: dict[str, Any] = {
     "qk_norm": "none",
     "pre_norm": True,
     "post_norm": False,
+    "num_experts": 0,
+    "experts_per_token": 0,
 }
 
 
@@ -79,6 +81,10 @@ class ModelConfig:
     default_prepend_bos: bool = True
     architecture: str = "lenscope"
     name: str = "model"
+    # Mixture of experts (Mixtral): each block's MLP is `num_experts` gated MLPs of width d_mlp, of
+    # which a router picks `experts_per_token` per position. 0 means one dense MLP.
+    num_experts: int = 0
+    experts_per_token: int = 0
 
     def __post_init__(self) -> None:
         if self.d_head == 0:
@@ -130,6 +136,9 @@ class ModelConfig:
             raise CheckpointError("post_norm needs sequential blocks with a normalization")
         for i in self.sliding_layers or []:
             bound("sliding_layers entry", i, 0, self.n_layers - 1)
+        if self.num_experts:
+            bound("num_experts", self.num_experts, 1, 1024)
+            bound("experts_per_token", self.experts_per_token, 1, self.num_experts)
 
     def window(self, layer: int) -> int:
         """The sliding window of `layer`'s attention, or 0 when it attends to every earlier key."""
@@ -148,6 +157,8 @@ class ModelConfig:
         """Parameters excluding embeddings and unembedding (TransformerLens' convention)."""
         attn = self.d_model * self.d_head * (2 * self.n_heads + 2 * self.n_kv_heads)
         mlp = 0 if self.attn_only else self.d_model * self.d_mlp * (3 if self.gated_mlp else 2)
+        if self.num_experts:
+            mlp = mlp * self.num_experts + self.d_model * self.num_experts
         return self.n_layers * (attn + mlp)
 
     def to_dict(self) -> dict[str, Any]:

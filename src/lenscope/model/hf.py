@@ -20,8 +20,6 @@ from torch import Tensor
 
 from lenscope.errors import CheckpointError, UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
-from lenscope.model.families.gemma import gemma_config, gemma_weights
-from lenscope.model.families.qk import qk_config, qk_weights
 
 StateDict = dict[str, Tensor]
 SUPPORTED = (
@@ -35,6 +33,9 @@ SUPPORTED = (
     "gemma3_text",
     "qwen3",
     "olmo2",
+    "phi3",
+    "gptj",
+    "mixtral",
 )
 
 
@@ -350,11 +351,6 @@ FAMILIES: dict[str, Family] = {
     "llama": (llama_config, llama_weights),
     "mistral": (llama_config, llama_weights),
     "qwen2": (llama_config, llama_weights),
-    "gemma": (gemma_config, gemma_weights),
-    "gemma2": (gemma_config, gemma_weights),
-    "gemma3_text": (gemma_config, gemma_weights),
-    "qwen3": (qk_config, qk_weights),
-    "olmo2": (qk_config, qk_weights),
 }
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lenscope.errors import InputError, UnsupportedArchitectureError
 from lenscope.linalg import linear
-from lenscope.model.config import ModelConfig
+from lenscope.model.config import Activation, ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.kv import KVSlot
+from lenscope.model.moe import MoE
 from lenscope.model.norms import Norm as Norm  # re-exported: its home was here
 
 
@@ -265,6 +268,16 @@ _ACTS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+def activation_named(name: str, family: str) -> Activation:
+    """`name` (a checkpoint's activation) when lenscope's MLP has it, else a one-line refusal."""
+    if name not in _ACTS:
+        raise UnsupportedArchitectureError(
+            f"{family} with activation {name!r} is not supported; lenscope's MLP runs "
+            f"{', '.join(sorted(_ACTS))}"
+        )
+    return cast(Activation, name)
+
+
 class MLP(nn.Module):
     """GELU MLP or gated (SwiGLU-style) MLP with `hook_pre`, `hook_pre_linear`, `hook_post`."""
 
@@ -309,7 +322,11 @@ class Block(nn.Module):
         self.attn = Attention(cfg, layer)
         self.ln2 = Norm(pre, cfg.d_model) if not cfg.attn_only else None
         self.ln2_post = Norm(cfg, cfg.d_model) if cfg.post_norm and not cfg.attn_only else None
-        self.mlp = MLP(cfg) if not cfg.attn_only else None
+        self.mlp: MLP | MoE | None = None
+        if cfg.num_experts and not cfg.attn_only:
+            self.mlp = MoE(cfg, [MLP(cfg) for _ in range(cfg.num_experts)])
+        elif not cfg.attn_only:
+            self.mlp = MLP(cfg)
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):
             setattr(self, f"hook_{name}", HookPoint())
         self.hook_resid_pre: HookPoint
@@ -317,6 +334,16 @@ class Block(nn.Module):
         self.hook_resid_post: HookPoint
         self.hook_attn_out: HookPoint
         self.hook_mlp_out: HookPoint
+
+    def dense_mlp(self) -> MLP | None:
+        """This block's MLP (None when attention-only); a mixture of experts has no single MLP
+        whose neurons instruments could read, and is refused in one line."""
+        if self.mlp is None or isinstance(self.mlp, MLP):
+            return self.mlp
+        raise InputError(
+            f"{self.cfg.name} is a mixture of experts: block {self.layer} has no dense MLP; "
+            f"read its experts at blocks.{self.layer}.mlp.experts.{{e}}"
+        )
 
     def forward(
         self,

@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+import lenscope.model.families  # noqa: F401  (enters Phi-3, GPT-J and Mixtral in hf.FAMILIES)
 from lenscope.artifacts import (
     Manifest,
     lenscope_home,

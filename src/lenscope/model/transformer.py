@@ -119,11 +119,10 @@ class HookedTransformer(TransformerLensMethods, nn.Module):
             raise InputError(f"{self.cfg.name} is attention-only: it has no {attr}")
         out = []
         for block in self._blocks():
-            assert block.mlp is not None
-            t = getattr(block.mlp, attr)
-            out.append(
-                t if t is not None else block.mlp.W_out.new_zeros(_bias_shape(attr, self.cfg))
-            )
+            mlp = block.dense_mlp()
+            assert mlp is not None
+            t = getattr(mlp, attr)
+            out.append(t if t is not None else mlp.W_out.new_zeros(_bias_shape(attr, self.cfg)))
         return torch.stack(out)
 
     @property

@@ -84,7 +84,7 @@ def _effects(
     if k == 0:
         return _no_effects(g.size, g.kind == "head")
     if g.kind == "neuron":
-        mlp = cast(Block, model.blocks[g.layer]).mlp
+        mlp = cast(Block, model.blocks[g.layer]).dense_mlp()
         assert mlp is not None
         return direction_effects(model, mlp.W_out, k)
     if g.kind == "latent":
