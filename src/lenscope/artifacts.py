@@ -16,7 +16,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -69,14 +69,7 @@ class Manifest:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "schema_version": self.schema_version,
-            "created": self.created,
-            "code_version": self.code_version,
-            "provenance": self.provenance,
-            "data": self.data,
-        }
+        return asdict(self)
 
 
 def read_manifest(path: Path | str, kind: str, schema_version: int | None = None) -> Manifest:

@@ -357,3 +357,36 @@ def test_a_record_renders_inline_as_its_page_in_a_frame(run: dict[str, Any]) -> 
     out = r._repr_html_()
     assert out.startswith("<iframe srcdoc=")
     assert _html.unescape(out.split('srcdoc="')[1].split('" style=')[0]) == render_html(r)
+
+
+def test_terminal_and_html_pages_show_the_same_statistics(run: dict[str, Any]) -> None:
+    """Both record pages list every statistic from one labelled list, with the record's numbers."""
+    import html as _html
+
+    from rich.console import Console
+
+    from lenscope.records.render import render_record
+    from lenscope.viz.record_html import render_html
+
+    r = run["nodes"]["L1.N3"]
+    s = r.stats
+    skew = "n/a" if s.skew is None else f"{s.skew:.3g}"
+    kurt = "n/a" if s.kurtosis is None else f"{s.kurtosis:.3g}"
+    expected = [
+        ("tokens", f"{s.count:,}"),
+        ("mean", f"{s.mean:.4g}"),
+        ("std", f"{s.std:.4g}"),
+        ("skew", skew),
+        ("excess kurtosis", kurt),
+        ("density > 0", f"{s.density:.2%}"),
+        ("max", f"{s.max:.4g}"),
+        ("min", f"{s.min:.4g}"),
+    ]
+    assert s.labelled() == expected
+    page = render_html(r)
+    console = Console(record=True, width=200, color_system=None)
+    render_record(console, r)
+    text = console.export_text()
+    for k, v in expected:
+        assert f"<tr><th>{_html.escape(k)}</th><td class=num>{v}</td></tr>" in page
+        assert any(k in line and v in line for line in text.splitlines()), k

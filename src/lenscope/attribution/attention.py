@@ -12,7 +12,7 @@ from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import bias_terms
 from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.reads import question_reads
-from lenscope.attribution.results import PromptInfo, Term
+from lenscope.attribution.results import NodeColumns, PromptInfo, Term, node_fields, token_at
 from lenscope.attribution.table import str_tokens
 from lenscope.attribution.trace_edges import upstream_chunks
 from lenscope.errors import InputError
@@ -21,13 +21,7 @@ from lenscope.nodes import Granularity, NodeId, NodeKind, head_node_id
 
 
 @dataclass(kw_only=True)
-class SideRow(JsonResult):
-    node: str
-    component: str
-    kind: NodeKind
-    granularity: Granularity
-    layer: int | None = None
-    index: int | None = None
+class SideRow(NodeColumns):
     position: int | None = None
     key_position: int | None = None
     token: str | None = None
@@ -145,20 +139,10 @@ def pair_view(cap: Capture, query: int, row: int = 0) -> list[HeadAttention]:
 
 
 def _row(node: NodeId, values: dict[str, float], tokens: list[str]) -> SideRow:
-    def tok(p: int | None) -> str | None:
-        return tokens[p] if p is not None and p < len(tokens) else None
-
     return SideRow(
-        node=str(node),
-        component=str(node.component),
-        kind=node.kind,
-        granularity=node.granularity,
-        layer=node.layer,
-        index=node.index,
-        position=node.position,
-        key_position=node.key_position,
-        token=tok(node.position),
-        key_token=tok(node.key_position),
+        **node_fields(node),
+        token=token_at(tokens, node.position),
+        key_token=token_at(tokens, node.key_position),
         query_side=values.get("q", 0.0),
         key_side=values.get("k", 0.0),
     )

@@ -14,13 +14,22 @@ from lenscope.attribution.columns import COLUMNS, Chunk, writer_chunks
 from lenscope.attribution.measure import measure_ablations
 from lenscope.attribution.ranking import Ranker, component_of
 from lenscope.attribution.reads import combined, question_reads
-from lenscope.attribution.results import COLUMN_NAMES, Candidate, Column, PromptInfo, Ranking
+from lenscope.attribution.results import (
+    COLUMN_NAMES,
+    Candidate,
+    Column,
+    NodeColumns,
+    PromptInfo,
+    Ranking,
+    node_fields,
+    token_at,
+)
 from lenscope.attribution.table import str_tokens
 from lenscope.interventions.plan import Plan
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
-from lenscope.nodes import Granularity, NodeId, NodeKind
+from lenscope.nodes import NodeId
 from lenscope.sae.dictionary import Dictionary
 
 
@@ -38,13 +47,7 @@ class Cell(JsonResult):
 
 
 @dataclass(kw_only=True)
-class CompareRow(JsonResult):
-    node: str
-    component: str
-    kind: NodeKind
-    granularity: Granularity
-    layer: int | None = None
-    index: int | None = None
+class CompareRow(NodeColumns):
     position: int | None = None
     key_position: int | None = None
     left_token: str | None = None
@@ -166,20 +169,10 @@ def _row(node: NodeId, v: dict[str, float], lt: list[str], rt: list[str]) -> Com
     def cell(c: str) -> Cell:
         return Cell(left=v.get(f"l:{c}"), right=v.get(f"r:{c}"), diff=v.get(f"d:{c}"))
 
-    def tok(tokens: list[str], p: int | None) -> str | None:
-        return tokens[p] if p is not None and p < len(tokens) else None
-
     col: dict[str, Column] = COLUMN_NAMES
     return CompareRow(
-        node=str(node),
-        component=str(node.component),
-        kind=node.kind,
-        granularity=node.granularity,
-        layer=node.layer,
-        index=node.index,
-        position=node.position,
-        key_position=node.key_position,
-        left_token=tok(lt, node.position),
-        right_token=tok(rt, node.position),
+        **node_fields(node),
+        left_token=token_at(lt, node.position),
+        right_token=token_at(rt, node.position),
         **{col[c]: cell(c) for c in COLUMNS},
     )

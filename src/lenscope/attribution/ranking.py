@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import COLUMNS, Chunk
-from lenscope.attribution.results import KindSum, NodeRow, TokenRow
+from lenscope.attribution.results import KindSum, NodeRow, TokenRow, node_fields, token_at
 from lenscope.nodes import Granularity, NodeId, NodeKind
 
 Values = dict[str, float]
@@ -186,21 +186,11 @@ class Ranker:
 
 
 def make_row(node: NodeId, values: Values, tokens: list[str]) -> NodeRow:
-    def tok(p: int | None) -> str | None:
-        return tokens[p] if p is not None and p < len(tokens) else None
-
     return NodeRow(
-        node=str(node),
-        component=str(node.component),
-        kind=node.kind,
-        granularity=node.granularity,
-        layer=node.layer,
-        index=node.index,
+        **node_fields(node),
         site=node.site,
-        position=node.position,
-        key_position=node.key_position,
-        token=tok(node.position),
-        key_token=tok(node.key_position),
+        token=token_at(tokens, node.position),
+        key_token=token_at(tokens, node.key_position),
         activation=values.get("activation"),
         write_norm=values.get("write_norm"),
         direct_effect=values.get("read", 0.0),

@@ -9,7 +9,7 @@ comparable with `total_effect` (activation x gradient, its first-order estimate)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -27,14 +27,52 @@ COLUMN_NAMES: dict[str, Column] = {
 }
 
 
+class _NodeFields(TypedDict):
+    """The columns every row type (node table, side, comparison, edge) takes from its node id."""
+
+    node: str
+    component: str
+    kind: NodeKind
+    granularity: Granularity
+    layer: int | None
+    index: int | None
+    position: int | None
+    key_position: int | None
+
+
+def node_fields(node: NodeId) -> _NodeFields:
+    """A row's node columns: the id with and without positions, and its parts."""
+    return _NodeFields(
+        node=str(node),
+        component=str(node.component),
+        kind=node.kind,
+        granularity=node.granularity,
+        layer=node.layer,
+        index=node.index,
+        position=node.position,
+        key_position=node.key_position,
+    )
+
+
+def token_at(tokens: list[str], position: int | None) -> str | None:
+    """The token at a row's position, or None where the row has none (or the prompt is shorter)."""
+    return tokens[position] if position is not None and position < len(tokens) else None
+
+
 @dataclass(kw_only=True)
-class NodeRow(JsonResult):
+class NodeColumns(JsonResult):
+    """The leading columns of every row type keyed by a node (tables, sides, comparisons, edges)."""
+
     node: str  # canonical id with positions, e.g. "L1.H2@14:7"
     component: str  # the id without positions, e.g. "L1.H2"
     kind: NodeKind
     granularity: Granularity
     layer: int | None = None
     index: int | None = None
+
+
+@dataclass(kw_only=True)
+class NodeRow(NodeColumns):
     site: str | None = None
     position: int | None = None  # for heads: the query position
     key_position: int | None = None
@@ -178,13 +216,7 @@ class Hop(BaseModel):
 
 
 @dataclass(kw_only=True)
-class EdgeRow(JsonResult):
-    node: str
-    component: str
-    kind: NodeKind
-    granularity: Granularity
-    layer: int | None = None
-    index: int | None = None
+class EdgeRow(NodeColumns):
     site: str | None = None
     position: int | None = None
     key_position: int | None = None

@@ -18,6 +18,8 @@ from lenscope.attribution.results import (
     PromptInfo,
     Term,
     TraceResult,
+    node_fields,
+    token_at,
 )
 from lenscope.attribution.table import str_tokens
 from lenscope.attribution.trace_edges import (
@@ -117,21 +119,11 @@ def trace_result(
 
 
 def _row(node: NodeId, values: dict[str, float], tokens: list[str]) -> EdgeRow:
-    def tok(p: int | None) -> str | None:
-        return tokens[p] if p is not None and p < len(tokens) else None
-
     return EdgeRow(
-        node=str(node),
-        component=str(node.component),
-        kind=node.kind,
-        granularity=node.granularity,
-        layer=node.layer,
-        index=node.index,
+        **node_fields(node),
         site=node.site,
-        position=node.position,
-        key_position=node.key_position,
-        token=tok(node.position),
-        key_token=tok(node.key_position),
+        token=token_at(tokens, node.position),
+        key_token=token_at(tokens, node.key_position),
         edge=values.get("edge", 0.0),
         via_q=values.get("q"),
         via_k=values.get("k"),

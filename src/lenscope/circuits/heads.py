@@ -21,10 +21,10 @@ import torch
 from lenscope.circuits.composition import CompositionScores, composition_scores
 from lenscope.circuits.folding import CircuitWeights, circuit_weights
 from lenscope.circuits.tables import head_id
-from lenscope.data.repeated import repeated_tokens
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
+from lenscope.train.probes import repeat_scores
 
 INDUCTION_THRESHOLD = 0.3
 PREV_TOKEN_THRESHOLD = 0.3
@@ -68,27 +68,7 @@ def head_scores(
 ) -> HeadScores:
     """Previous-token, duplicate-token and induction scores of every head, plus the two losses."""
     seq_len = max(1, min(seq_len, (model.cfg.n_ctx - 1) // 2))
-    toks = repeated_tokens(model, seq_len, n_seqs, seed).to(model.device)
-    logits, cache = model.run_with_cache(toks, names_filter=lambda n: n.endswith("hook_pattern"))
-    q_all = torch.arange(1, 2 * seq_len + 1)
-    q_rep = torch.arange(seq_len + 1, 2 * seq_len + 1)
-    prev, dup, ind = [], [], []
-    for layer in range(model.cfg.n_layers):
-        pat = cache[f"blocks.{layer}.attn.hook_pattern"].float()  # [b, h, q, k]
-        prev.append(pat[:, :, q_all, q_all - 1].mean((0, 2)).tolist())
-        dup.append(pat[:, :, q_rep, q_rep - seq_len].mean((0, 2)).tolist())
-        ind.append(pat[:, :, q_rep, q_rep - seq_len + 1].mean((0, 2)).tolist())
-    lp = logits[:, :-1].float().log_softmax(-1)
-    nll = -lp.gather(-1, toks[:, 1:, None])[..., 0]  # nll[:, i] predicts position i + 1
-    return HeadScores(
-        previous_token=prev,
-        duplicate_token=dup,
-        induction=ind,
-        loss_first_half=float(nll[:, 1:seq_len].mean()),
-        loss_repeat_half=float(nll[:, seq_len + 1 :].mean()),
-        seq_len=seq_len,
-        n_seqs=n_seqs,
-    )
+    return HeadScores(*repeat_scores(model, seq_len, n_seqs, seed), seq_len, n_seqs)
 
 
 @dataclass(frozen=True)

@@ -68,23 +68,6 @@ class TokenTable(JsonResult):
     layernorm: str
     rows: list[TopRow]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "head": self.head,
-            "description": self.description,
-            "layernorm": self.layernorm,
-            "rows": [
-                {
-                    "token": r.token,
-                    "text": r.text,
-                    "top": [vars(s) for s in r.top],
-                    "bottom": [vars(s) for s in r.bottom],
-                }
-                for r in self.rows
-            ],
-        }
-
 
 def token_labeler(model: HookedTransformer) -> Labeler:
     """Readable text of a token id (the id itself when the model has no tokenizer)."""

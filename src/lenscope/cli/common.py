@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from lenscope.jsonable import to_jsonable
 
@@ -30,3 +33,32 @@ def token_text(tok: str | None) -> str:
     from lenscope.viz.lens_heatmaps import quoted_token
 
     return "" if tok is None else escape(quoted_token(tok))
+
+
+class LoadableEntry(Protocol):
+    """One artifact that loads by name (a model, an SAE): what `print_loadable` shows of it."""
+
+    name: str
+    source: str
+    path: Path
+    summary: str
+    shadowed: bool
+
+
+def print_loadable(entries: Sequence[LoadableEntry], what: str, trained: str) -> None:
+    """The table of `lenscope models` / `lenscope sae list`: `what` names the artifacts ("SAEs"),
+    `trained` one trained artifact ("an SAE"), for the note on shadowed shipped names."""
+    t = Table(title=f"{what} lenscope can load by name")
+    t.add_column("name", overflow="fold")  # the thing to copy: never cut with an ellipsis
+    t.add_column("source")
+    t.add_column("summary", overflow="fold")
+    t.add_column("path", overflow="fold")
+    for e in entries:
+        source = f"{e.source} (shadowed)" if e.shadowed else e.source
+        t.add_row(e.name, source, e.summary, str(e.path), style="dim" if e.shadowed else None)
+    console.print(t)
+    if any(e.shadowed for e in entries):
+        console.print(
+            f"shadowed: {trained} you trained has this name and loads instead; the shipped one "
+            "loads by its path."
+        )

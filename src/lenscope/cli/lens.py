@@ -224,22 +224,29 @@ def _eval_table(ev: Any) -> Table:
     return t
 
 
+# options `train-tuned` and `eval-tuned` share
+CORPUS_OPTION = typer.Option(
+    [], "--corpus", help="Text files/dirs (default: the stdlib token dataset)."
+)
+LIMIT_BYTES_OPTION = typer.Option(None, help="Read at most this much corpus text.")
+CTX_OPTION = typer.Option(None, "--ctx", help="Window length (default ≤ 128).")
+TUNED_OUT_OPTION = typer.Option(Path("lenscope-out/lens-tuned"), help="Where the plot goes.")
+
+
 def train_tuned(
     model: str = typer.Argument(..., help="Model name or checkpoint dir."),
-    corpus: list[str] = typer.Option(
-        [], "--corpus", help="Text files/dirs (default: the stdlib token dataset)."
-    ),
-    limit_bytes: int | None = typer.Option(None, help="Read at most this much corpus text."),
+    corpus: list[str] = CORPUS_OPTION,
+    limit_bytes: int | None = LIMIT_BYTES_OPTION,
     steps: int = typer.Option(400, help="Optimizer steps."),
     batch_size: int = typer.Option(8, help="Windows per step."),
-    ctx_len: int | None = typer.Option(None, "--ctx", help="Window length (default ≤ 128)."),
+    ctx_len: int | None = CTX_OPTION,
     lr: float = typer.Option(2e-3, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Seed of the batch order."),
     dest: Path | None = typer.Option(
         None, "--dest", help="Artifact dir (default LENSCOPE_HOME/lenses/<model>-tuned)."
     ),
     eval_batches: int = typer.Option(16, help="Held-out batches for the evaluation."),
-    out: Path = typer.Option(Path("lenscope-out/lens-tuned"), help="Where the plot goes."),
+    out: Path = TUNED_OUT_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a tuned lens (one affine translator per layer, loss KL(final ‖ lens)) and save it."""
@@ -304,14 +311,12 @@ def eval_tuned(
     tuned: str = typer.Option(
         "auto", help="Tuned lens: a directory, a name (mini-tuned), or 'auto' (the model's own)."
     ),
-    corpus: list[str] = typer.Option(
-        [], "--corpus", help="Text files/dirs (default: the stdlib token dataset)."
-    ),
-    limit_bytes: int | None = typer.Option(None, help="Read at most this much corpus text."),
+    corpus: list[str] = CORPUS_OPTION,
+    limit_bytes: int | None = LIMIT_BYTES_OPTION,
     batches: int = typer.Option(16, help="Held-out batches."),
     batch_size: int = typer.Option(8, help="Windows per batch."),
-    ctx_len: int | None = typer.Option(None, "--ctx", help="Window length (default ≤ 128)."),
-    out: Path = typer.Option(Path("lenscope-out/lens-tuned"), help="Where the plot goes."),
+    ctx_len: int | None = CTX_OPTION,
+    out: Path = TUNED_OUT_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Per-layer cross-entropy, entropy and KL of the logit lens vs the tuned lens."""

@@ -63,20 +63,10 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_tokens(text: str) -> list[int]:
-    """'111101111011110' -> digits; '3 1 4' or '3,1,4' -> ids."""
-    raw = text.strip()
-    if not raw:
-        raise InputError("the training sequence is empty; give e.g. --train 111101111011110")
-    parts = raw.replace(",", " ").split() if any(c in raw for c in ", \t") else list(raw)
-    out = []
-    for pos, p in enumerate(parts):
-        if not p.isdigit():
-            raise InputError(
-                f"symbol {p!r} at position {pos} is not a token id; write digits "
-                "('0110') or space-separated ids ('3 11 0')"
-            )
-        out.append(int(p))
-    return out
+    """The --train sequence's token ids (see `lenscope.markov.states.parse_token_text`)."""
+    from lenscope.markov.states import parse_token_text
+
+    return parse_token_text(text, "--train 111101111011110")
 
 
 def _baby(

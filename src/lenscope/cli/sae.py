@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lenscope.cli.common import JSON_OPTION, console, err_console, print_json
+from lenscope.cli.common import JSON_OPTION, console, err_console, print_json, print_loadable
 from lenscope.errors import InputError
 
 sub = typer.Typer(
@@ -296,20 +296,7 @@ def list_(json: bool = JSON_OPTION) -> None:
     if json:
         print_json(entries)
         return
-    t = Table(title="SAEs lenscope can load by name")
-    t.add_column("name", overflow="fold")  # the thing to copy: never cut with an ellipsis
-    t.add_column("source")
-    t.add_column("summary", overflow="fold")
-    t.add_column("path", overflow="fold")
-    for e in entries:
-        source = f"{e.source} (shadowed)" if e.shadowed else e.source
-        t.add_row(e.name, source, e.summary, str(e.path), style="dim" if e.shadowed else None)
-    console.print(t)
-    if any(e.shadowed for e in entries):
-        console.print(
-            "shadowed: an SAE you trained has this name and loads instead; the shipped one "
-            "loads by its path."
-        )
+    print_loadable(entries, "SAEs", "an SAE")
 
 
 @sub.command()

@@ -28,25 +28,31 @@ class PromptBatch:
         return int(self.tokens.shape[1])
 
 
+def read_prompt(model: HookedTransformer, prompt: Prompt, what: str = "the prompt") -> list[int]:
+    """Token ids of one prompt (text through the model's tokenizer, or ids checked against the
+    vocabulary); `InputError` naming `what` when it cannot be read or is empty."""
+    if isinstance(prompt, str):
+        if model.tokenizer is None:
+            raise InputError(f"{model.cfg.name} has no tokenizer; give token ids, not text")
+        ids = model.tokenizer.encode(prompt, prepend_bos=model.cfg.default_prepend_bos)
+    else:
+        ids = [int(t) for t in prompt]
+        bad = [t for t in ids if not 0 <= t < model.cfg.d_vocab]
+        if bad:
+            raise InputError(
+                f"{what}: token id {bad[0]} is outside the vocabulary (0..{model.cfg.d_vocab - 1})"
+            )
+    if not ids:
+        raise InputError(f"{what} is empty: give some text")
+    return ids
+
+
 def encode_prompts(model: HookedTransformer, prompts: Sequence[Prompt]) -> PromptBatch:
     if not prompts:
         raise InputError("no prompts given: give at least one prompt")
     rows: list[list[int]] = []
     for i, p in enumerate(prompts):
-        if isinstance(p, str):
-            if model.tokenizer is None:
-                raise InputError(f"{model.cfg.name} has no tokenizer; give token ids, not text")
-            bos = model.cfg.default_prepend_bos
-            ids = model.tokenizer.encode(p, prepend_bos=bos)
-        else:
-            ids = [int(t) for t in p]
-            bad = [t for t in ids if not 0 <= t < model.cfg.d_vocab]
-            if bad:
-                raise InputError(
-                    f"prompt {i}: token id {bad[0]} is outside the vocabulary [0, {model.cfg.d_vocab})"
-                )
-        if not ids:
-            raise InputError(f"prompt {i} is empty: give some text")
+        ids = read_prompt(model, p, f"prompt {i}")
         if len(ids) > model.cfg.n_ctx:
             raise InputError(
                 f"prompt {i} has {len(ids)} tokens but {model.cfg.name} reads at most "

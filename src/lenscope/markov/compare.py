@@ -24,16 +24,6 @@ class ComparisonRow(JsonResult):
     empirical: list[float] | None
     total_variation: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "seen": self.seen,
-            "count": self.count,
-            "model": list(self.model),
-            "empirical": None if self.empirical is None else list(self.empirical),
-            "total_variation": self.total_variation,
-        }
-
 
 @dataclass(frozen=True)
 class ChainComparison(JsonResult):

@@ -77,6 +77,24 @@ def state_index(state: Sequence[int], V: int, C: int, include_short: bool = Fals
     return _offsets(V, lengths)[k] + value
 
 
+def parse_token_text(text: str, example: str = "111101111011110") -> list[int]:
+    """Token ids written as text: '111101111011110' -> digits; '3 1 4' or '3,1,4' -> ids (what
+    `lenscope markov --train` and the server's Markov page take). `example` is shown when empty."""
+    raw = text.strip()
+    if not raw:
+        raise InputError(f"the training sequence is empty; give e.g. {example}")
+    parts = raw.replace(",", " ").split() if any(c in raw for c in ", \t\n") else list(raw)
+    out = []
+    for pos, p in enumerate(parts):
+        if not p.isdigit() or len(p) > 3:
+            raise InputError(
+                f"symbol {p[:10]!r} at position {pos} is not a token id; write digits ('0110') "
+                "or space-separated ids ('3 11 0')"
+            )
+        out.append(int(p))
+    return out
+
+
 def parse_sequence(sequence: str | Sequence[int], V: int, C: int) -> list[int]:
     """Token ids of a training sequence: a digit string ('111101111011110') or a list of ids."""
     check_size(V, C)

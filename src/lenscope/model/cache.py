@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Literal, overload
 
 from torch import Tensor
 
 import lenscope.model.stacks as stacks
 from lenscope.errors import InputError
-from lenscope.model.stacks import Mode, PosSlice, StackModel
+from lenscope.model.stacks import StackModel
 
 _BLOCK_HOOKS = {
     "resid_pre": "hook_resid_pre",
@@ -128,111 +127,8 @@ class ActivationCache:
     def __repr__(self) -> str:
         return f"ActivationCache({len(self._acts)} activations)"
 
-    # ---- stacks of residual-stream pieces (lenscope.model.stacks) ------------------------------
-    @overload
-    def accumulated_resid(
-        self,
-        layer: int | None = ...,
-        incl_mid: bool = ...,
-        apply_ln: bool = ...,
-        pos_slice: PosSlice = ...,
-        return_labels: Literal[False] = ...,
-    ) -> Tensor: ...
-    @overload
-    def accumulated_resid(
-        self,
-        layer: int | None = ...,
-        incl_mid: bool = ...,
-        apply_ln: bool = ...,
-        pos_slice: PosSlice = ...,
-        *,
-        return_labels: Literal[True],
-    ) -> tuple[Tensor, list[str]]: ...
-    def accumulated_resid(
-        self,
-        layer: int | None = None,
-        incl_mid: bool = False,
-        apply_ln: bool = False,
-        pos_slice: PosSlice = None,
-        return_labels: bool = False,
-    ) -> Tensor | tuple[Tensor, list[str]]:
-        """The residual at every boundary up to `layer` [n, batch, pos, d_model]; apply_ln puts
-        each through the final norm, recomputed from it (the logit lens)."""
-        return stacks.accumulated_resid(self, layer, incl_mid, apply_ln, pos_slice, return_labels)
-
-    @overload
-    def decompose_resid(
-        self,
-        layer: int | None = ...,
-        mode: Mode = ...,
-        incl_embeds: bool = ...,
-        apply_ln: bool = ...,
-        pos_slice: PosSlice = ...,
-        return_labels: Literal[False] = ...,
-    ) -> Tensor: ...
-    @overload
-    def decompose_resid(
-        self,
-        layer: int | None = ...,
-        mode: Mode = ...,
-        incl_embeds: bool = ...,
-        apply_ln: bool = ...,
-        pos_slice: PosSlice = ...,
-        *,
-        return_labels: Literal[True],
-    ) -> tuple[Tensor, list[str]]: ...
-    def decompose_resid(
-        self,
-        layer: int | None = None,
-        mode: Mode = "all",
-        incl_embeds: bool = True,
-        apply_ln: bool = False,
-        pos_slice: PosSlice = None,
-        return_labels: bool = False,
-    ) -> Tensor | tuple[Tensor, list[str]]:
-        """Embeddings and each block's attention and MLP output, summing to the residual at
-        `layer` [n, batch, pos, d_model]; apply_ln uses that residual's cached norm scale."""
-        return stacks.decompose_resid(
-            self, layer, mode, incl_embeds, apply_ln, pos_slice, return_labels
-        )
-
-    @overload
-    def stack_head_results(
-        self,
-        layer: int | None = ...,
-        pos_slice: PosSlice = ...,
-        return_labels: Literal[False] = ...,
-        apply_ln: bool = ...,
-        incl_remainder: bool = ...,
-    ) -> Tensor: ...
-    @overload
-    def stack_head_results(
-        self,
-        layer: int | None = ...,
-        pos_slice: PosSlice = ...,
-        *,
-        return_labels: Literal[True],
-        apply_ln: bool = ...,
-        incl_remainder: bool = ...,
-    ) -> tuple[Tensor, list[str]]: ...
-    def stack_head_results(
-        self,
-        layer: int | None = -1,
-        pos_slice: PosSlice = None,
-        return_labels: bool = False,
-        apply_ln: bool = False,
-        incl_remainder: bool = False,
-    ) -> Tensor | tuple[Tensor, list[str]]:
-        """Each head's output `z @ W_O[h]` in the blocks before `layer`, labelled `L{l}H{h}`
-        [layer * n_heads, batch, pos, d_model]; needs `blocks.*.attn.hook_z`."""
-        return stacks.stack_head_results(
-            self, layer, pos_slice, return_labels, apply_ln, incl_remainder
-        )
-
-    def apply_ln_to_stack(
-        self, stack: Tensor, layer: int | None = None, pos_slice: PosSlice = None
-    ) -> Tensor:
-        """The norm reading the residual at `layer` (ln1, or ln_final for the last boundary)
-        applied to each row of `stack` with the cached scale: centred for LayerNorm, divided by
-        the scale, times the norm's weight."""
-        return stacks.apply_ln_to_stack(self, stack, layer, pos_slice)
+    # ---- stacks of residual-stream pieces (lenscope.model.stacks: the signatures and semantics)
+    accumulated_resid = stacks.accumulated_resid
+    decompose_resid = stacks.decompose_resid
+    stack_head_results = stacks.stack_head_results
+    apply_ln_to_stack = stacks.apply_ln_to_stack

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from typing import Literal, Protocol, overload
 
 import torch
 from torch import Tensor
@@ -189,7 +189,26 @@ def _labelled(
     return (stack, labels) if return_labels else stack
 
 
-# ---- the helpers -------------------------------------------------------------------------------
+# ---- the helpers (also `ActivationCache` methods) ---------------------------------------------
+@overload
+def accumulated_resid(
+    cache: StackCache,
+    layer: int | None = ...,
+    incl_mid: bool = ...,
+    apply_ln: bool = ...,
+    pos_slice: PosSlice = ...,
+    return_labels: Literal[False] = ...,
+) -> Tensor: ...
+@overload
+def accumulated_resid(
+    cache: StackCache,
+    layer: int | None = ...,
+    incl_mid: bool = ...,
+    apply_ln: bool = ...,
+    pos_slice: PosSlice = ...,
+    *,
+    return_labels: Literal[True],
+) -> tuple[Tensor, list[str]]: ...
 def accumulated_resid(
     cache: StackCache,
     layer: int | None = None,
@@ -227,6 +246,27 @@ def accumulated_resid(
     return _labelled(stack, labels, return_labels)
 
 
+@overload
+def decompose_resid(
+    cache: StackCache,
+    layer: int | None = ...,
+    mode: Mode = ...,
+    incl_embeds: bool = ...,
+    apply_ln: bool = ...,
+    pos_slice: PosSlice = ...,
+    return_labels: Literal[False] = ...,
+) -> Tensor: ...
+@overload
+def decompose_resid(
+    cache: StackCache,
+    layer: int | None = ...,
+    mode: Mode = ...,
+    incl_embeds: bool = ...,
+    apply_ln: bool = ...,
+    pos_slice: PosSlice = ...,
+    *,
+    return_labels: Literal[True],
+) -> tuple[Tensor, list[str]]: ...
 def decompose_resid(
     cache: StackCache,
     layer: int | None = None,
@@ -258,6 +298,25 @@ def decompose_resid(
     return _labelled(stack, labels, return_labels)
 
 
+@overload
+def stack_head_results(
+    cache: StackCache,
+    layer: int | None = ...,
+    pos_slice: PosSlice = ...,
+    return_labels: Literal[False] = ...,
+    apply_ln: bool = ...,
+    incl_remainder: bool = ...,
+) -> Tensor: ...
+@overload
+def stack_head_results(
+    cache: StackCache,
+    layer: int | None = ...,
+    pos_slice: PosSlice = ...,
+    *,
+    return_labels: Literal[True],
+    apply_ln: bool = ...,
+    incl_remainder: bool = ...,
+) -> tuple[Tensor, list[str]]: ...
 def stack_head_results(
     cache: StackCache,
     layer: int | None = -1,

@@ -82,16 +82,7 @@ def render_record(console: Console, r: NodeRecord, n_examples: int = 6) -> None:
     if not r.explanations:
         console.print("[dim]no explanation yet (lenscope explain)[/]")
     stats = Table(show_header=False, box=None)
-    for k, v in (
-        ("tokens", f"{s.count:,}"),
-        ("mean", f"{s.mean:.4g}"),
-        ("std", f"{s.std:.4g}"),
-        ("skew", "n/a" if s.skew is None else f"{s.skew:.3g}"),
-        ("excess kurtosis", "n/a" if s.kurtosis is None else f"{s.kurtosis:.3g}"),
-        ("density > 0", f"{s.density:.2%}"),
-        ("max", f"{s.max:.4g}"),
-        ("min", f"{s.min:.4g}"),
-    ):
+    for k, v in s.labelled():
         stats.add_row(k, v)
     spark = sparkline(r.histogram.counts)
     half = len(spark) // 2

@@ -36,6 +36,19 @@ class Stats(JsonResult):
     max: float
     min: float
 
+    def labelled(self) -> list[tuple[str, str]]:
+        """(label, formatted value) of each figure, as the terminal and HTML record pages show them."""
+        return [
+            ("tokens", f"{self.count:,}"),
+            ("mean", f"{self.mean:.4g}"),
+            ("std", f"{self.std:.4g}"),
+            ("skew", "n/a" if self.skew is None else f"{self.skew:.3g}"),
+            ("excess kurtosis", "n/a" if self.kurtosis is None else f"{self.kurtosis:.3g}"),
+            ("density > 0", f"{self.density:.2%}"),
+            ("max", f"{self.max:.4g}"),
+            ("min", f"{self.min:.4g}"),
+        ]
+
 
 @dataclass
 class Histogram(JsonResult):

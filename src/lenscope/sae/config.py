@@ -8,17 +8,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import torch
 
 from lenscope.errors import InputError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16}
 
 
+class _DictForm:
+    """`to_dict` / `from_dict` of a config dataclass: its fields as a JSON-ready dict, and back
+    (keys the class does not know, from other versions, are dropped)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(cast("DataclassInstance", self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cast("type[DataclassInstance]", cls))}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
 @dataclass(frozen=True)
-class SAEConfig:
+class SAEConfig(_DictForm):
     """What an SAE is: architecture, sizes, sparsity and where in which model it reads.
 
     architecture: one of `lenscope.sae.ARCHITECTURES` (topk, batchtopk, relu, jumprelu).
@@ -54,20 +70,12 @@ class SAEConfig:
                     "use a smaller k or more latents"
                 )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
     def with_(self, **kw: Any) -> SAEConfig:
         return replace(self, **kw)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_DictForm):
     """How an SAE is trained. Defaults follow the TopK paper (Adam, eps 6.25e-10, AuxK 1/32).
 
     lr None: 2e-4 / sqrt(d_sae / 2**14), the 1/sqrt(latents) scaling of the paper and sparsify.
@@ -134,11 +142,3 @@ class TrainConfig:
             return self.dead_tokens
         total = self.steps * self.batch_size
         return min(10_000_000, max(self.batch_size, total // 10))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})

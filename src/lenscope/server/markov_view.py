@@ -20,7 +20,7 @@ from lenscope.markov import (
     transition_matrix,
 )
 from lenscope.markov.graph import MAX_DRAWN_STATES
-from lenscope.markov.states import check_size
+from lenscope.markov.states import check_size, parse_token_text
 from lenscope.server.schemas import BabyRequest
 from lenscope.server.state import ServerState
 
@@ -101,28 +101,11 @@ def served_chain(state: ServerState, threshold: float) -> MarkovView:
     return MarkovView(model=cfg.name, chains=[chain_view(chain, cfg.name, None, threshold)])
 
 
-def parse_sequence(text: str) -> list[int]:
-    """'111101111011110' -> digits; '3 1 4' or '3,1,4' -> ids (as `lenscope markov --train`)."""
-    raw = text.strip()
-    if not raw:
-        raise InputError("the training sequence is empty; give e.g. 111101111011110")
-    parts = raw.replace(",", " ").split() if any(c in raw for c in ", \t\n") else list(raw)
-    out = []
-    for pos, p in enumerate(parts):
-        if not p.isdigit() or len(p) > 3:
-            raise InputError(
-                f"symbol {p[:10]!r} at position {pos} is not a token id; write digits ('0110') "
-                "or space-separated ids ('3 11 0')"
-            )
-        out.append(int(p))
-    return out
-
-
 def baby_chain(req: BabyRequest) -> MarkovView:
     """Train the baby GPT on `req.sequence` and show its chain at random init and trained."""
     from lenscope.train.baby import BabySettings, train_baby
 
-    tokens = parse_sequence(req.sequence)
+    tokens = parse_token_text(req.sequence)
     V = req.vocab if req.vocab is not None else max(2, max(tokens) + 1)
     C = req.context
     check_size(V, C)

@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from lenscope.viz.heatmap import Heatmap, HeatmapSet, token_label
+from lenscope.viz.heatmap import FloatGrid, Heatmap, HeatmapSet, token_label
 
 if TYPE_CHECKING:
     from lenscope.lens.result import GenerationLens, LensResult
@@ -29,67 +30,83 @@ def quoted_token(tok: str) -> str:
     return f"{q}{label}{q}"
 
 
+_PREDICTED = "token being predicted"
+
+
 def _title(res: LensResult, what: str) -> str:
     return f"{res.model} · {res.lens} lens · {what}"
 
 
-def rank_heatmap(res: LensResult) -> Heatmap:
+@dataclass(frozen=True)
+class _Scale:
+    """How one kind of per-boundary figure is coloured and captioned."""
+
+    better: Literal["high", "low"]
+    colorbar_label: str
+    vmin: float
+    vmax: float | None = None
+    log_scale: bool = False
+    value_format: str = "{:.2g}"
+
+
+_RANK = _Scale("low", "rank", 1.0, log_scale=True, value_format="{:.0f}")  # 1 = top
+_PROB = _Scale("high", "probability", 0.0, 1.0, value_format="{:.2f}")
+_ENTROPY = _Scale("low", "entropy (nats)", 0.0)
+_KL = _Scale("low", "KL (nats)", 0.0, value_format="{:.1f}")
+_INPUT = "input token (the lens predicts the one after it)"
+
+
+def _boundary_map(
+    res: LensResult,
+    scale: _Scale,
+    values: FloatGrid,
+    cols: list[str],
+    what: str,
+    x_label: str,
+    *,
+    cell_text: list[list[str]] | None = None,
+    tooltips: list[list[str]] | None = None,
+) -> Heatmap:
+    """A figure with one row per boundary of the lens `res`, coloured on `scale`."""
     return Heatmap(
-        values=res.next_rank.double().numpy(),
+        values=values,
         row_labels=list(res.boundaries),
-        col_labels=res.tokens[1:],
-        title=_title(res, "rank of the actual next token (1 = top)"),
-        better="low",
-        log_scale=True,
-        vmin=1.0,
-        value_format="{:.0f}",
-        x_label="token being predicted",
-        colorbar_label="rank",
+        col_labels=cols,
+        title=_title(res, what),
+        better=scale.better,
+        log_scale=scale.log_scale,
+        value_format=scale.value_format,
+        cell_text=cell_text,
+        vmin=scale.vmin,
+        vmax=scale.vmax,
+        x_label=x_label,
+        colorbar_label=scale.colorbar_label,
+        tooltips=tooltips,
     )
+
+
+def rank_heatmap(res: LensResult) -> Heatmap:
+    what = "rank of the actual next token (1 = top)"
+    ranks = res.next_rank.double().numpy()
+    return _boundary_map(res, _RANK, ranks, res.tokens[1:], what, _PREDICTED)
 
 
 def prob_heatmap(res: LensResult) -> Heatmap:
-    return Heatmap(
-        values=res.next_prob.double().numpy(),
-        row_labels=list(res.boundaries),
-        col_labels=res.tokens[1:],
-        title=_title(res, "probability of the actual next token"),
-        better="high",
-        vmin=0.0,
-        vmax=1.0,
-        value_format="{:.2f}",
-        x_label="token being predicted",
-        colorbar_label="probability",
-    )
+    what = "probability of the actual next token"
+    probs = res.next_prob.double().numpy()
+    return _boundary_map(res, _PROB, probs, res.tokens[1:], what, _PREDICTED)
 
 
 def entropy_heatmap(res: LensResult) -> Heatmap:
     top = [[layer[t][0] for t in range(len(res.tokens))] for layer in res.top_tokens]
-    return Heatmap(
-        values=res.entropy.double().numpy(),
-        row_labels=list(res.boundaries),
-        col_labels=list(res.tokens),
-        title=_title(res, "entropy (nats); cells: the lens's top token"),
-        better="low",
-        vmin=0.0,
-        cell_text=top,
-        x_label="input token (the lens predicts the one after it)",
-        colorbar_label="entropy (nats)",
-    )
+    what = "entropy (nats); cells: the lens's top token"
+    ent = res.entropy.double().numpy()
+    return _boundary_map(res, _ENTROPY, ent, list(res.tokens), what, _INPUT, cell_text=top)
 
 
 def kl_heatmap(res: LensResult) -> Heatmap:
-    return Heatmap(
-        values=res.kl.double().numpy(),
-        row_labels=list(res.boundaries),
-        col_labels=list(res.tokens),
-        title=_title(res, "KL(final ‖ lens), nats"),
-        better="low",
-        vmin=0.0,
-        value_format="{:.1f}",
-        x_label="input token (the lens predicts the one after it)",
-        colorbar_label="KL (nats)",
-    )
+    what = "KL(final ‖ lens), nats"
+    return _boundary_map(res, _KL, res.kl.double().numpy(), list(res.tokens), what, _INPUT)
 
 
 def layer_predictions_heatmap(res: LensResult, position: int = -1) -> Heatmap:
@@ -101,18 +118,9 @@ def layer_predictions_heatmap(res: LensResult, position: int = -1) -> Heatmap:
         [f"{token_label(tok)} {_pct(pr)}" for tok, pr in zip(p.tokens, p.probs, strict=True)]
         for p in preds
     ]
-    return Heatmap(
-        values=probs,
-        row_labels=list(res.boundaries),
-        col_labels=[f"#{i + 1}" for i in range(k)],
-        title=_title(res, f"top tokens after {quoted_token(res.tokens[t])} (position {t})"),
-        better="high",
-        vmin=0.0,
-        vmax=1.0,
-        cell_text=text,
-        x_label="rank",
-        colorbar_label="probability",
-    )
+    what = f"top tokens after {quoted_token(res.tokens[t])} (position {t})"
+    cols = [f"#{i + 1}" for i in range(k)]
+    return _boundary_map(res, _PROB, probs, cols, what, "rank", cell_text=text)
 
 
 def rankings_watch_heatmap(res: LensResult, position: int = -1) -> Heatmap | None:
@@ -127,36 +135,15 @@ def rankings_watch_heatmap(res: LensResult, position: int = -1) -> Heatmap | Non
         ]
         for b, rr, pp in zip(w.boundaries, w.rank, w.prob, strict=True)
     ]
-    return Heatmap(
-        values=ranks,
-        row_labels=list(res.boundaries),
-        col_labels=[quoted_token(x.token) for x in res.watched],  # " is" and "is" differ
-        title=_title(
-            res, f"rank of watched tokens after {quoted_token(w.after)} (position {w.position})"
-        ),
-        better="low",
-        log_scale=True,
-        vmin=1.0,
-        value_format="{:.0f}",
-        x_label="watched token",
-        colorbar_label="rank",
-        tooltips=tips,
-    )
+    cols = [quoted_token(x.token) for x in res.watched]  # " is" and "is" differ
+    what = f"rank of watched tokens after {quoted_token(w.after)} (position {w.position})"
+    return _boundary_map(res, _RANK, ranks, cols, what, "watched token", tooltips=tips)
 
 
 def rankings_heatmap(gen: GenerationLens) -> Heatmap:
-    return Heatmap(
-        values=np.array(gen.rankings, dtype=np.float64).reshape(len(gen.lens.boundaries), -1),
-        row_labels=list(gen.lens.boundaries),
-        col_labels=list(gen.generated),
-        title=_title(gen.lens, "rank of each generated token where it was chosen"),
-        better="low",
-        log_scale=True,
-        vmin=1.0,
-        value_format="{:.0f}",
-        x_label="generated token",
-        colorbar_label="rank",
-    )
+    ranks = np.array(gen.rankings, dtype=np.float64).reshape(len(gen.lens.boundaries), -1)
+    what = "rank of each generated token where it was chosen"
+    return _boundary_map(gen.lens, _RANK, ranks, list(gen.generated), what, "generated token")
 
 
 def lens_heatmaps(res: LensResult, position: int = -1) -> HeatmapSet:

@@ -110,17 +110,7 @@ def render_html(r: NodeRecord) -> str:
     s = r.stats
     scale = r.shade_scale
     floor = r.shade_floor
-    stats = [
-        ("tokens", f"{s.count:,}"),
-        ("mean", f"{s.mean:.4g}"),
-        ("std", f"{s.std:.4g}"),
-        ("skew", "n/a" if s.skew is None else f"{s.skew:.3g}"),
-        ("excess kurtosis", "n/a" if s.kurtosis is None else f"{s.kurtosis:.3g}"),
-        ("density (> 0)", f"{s.density:.2%}"),
-        ("max", f"{s.max:.4g}"),
-        ("min", f"{s.min:.4g}"),
-    ]
-    st = "".join(f"<tr><th>{k}</th><td class=num>{v}</td></tr>" for k, v in stats)
+    st = "".join(f"<tr><th>{_e(k)}</th><td class=num>{v}</td></tr>" for k, v in s.labelled())
     quant = ""
     for q in r.quantiles:
         rng = f"{q.level_lo:g}-{q.level_hi:g}" if q.level_hi is not None else f"&ge; {q.level_lo:g}"
