@@ -267,9 +267,9 @@ def _assign(
                 mapped.release(src)
             del src
     for mod in model.modules():
-        for leaf, p in list(mod._parameters.items()):
-            if p is not None and id(p) in new:
-                mod._parameters[leaf] = new[id(p)]
+        for leaf, old in list(mod._parameters.items()):
+            if old is not None and id(old) in new:
+                mod._parameters[leaf] = new[id(old)]
 
 
 def save_model(

@@ -84,17 +84,17 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
         try:
             dtype = DTYPES[meta["dtype"]]
             shape = tuple(int(s) for s in meta["shape"])
-            b, e = (int(x) for x in meta["data_offsets"])
+            lo, hi = (int(x) for x in meta["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise bad(f"tensor {name!r} has an unreadable entry {meta!r}") from None
         numel = 1
         for s in shape:
             numel *= s
-        if min(shape, default=0) < 0 or not 0 <= b <= e or e - b != numel * dtype.itemsize:
-            raise bad(f"tensor {name!r}: offsets {b}..{e} do not fit shape {list(shape)}")
-        if start + e > size:
-            raise bad(f"tensor {name!r} ends at byte {start + e}, the file has {size}")
-        out[name] = TensorInfo(dtype, shape, start + b, start + e)
+        if min(shape, default=0) < 0 or not 0 <= lo <= hi or hi - lo != numel * dtype.itemsize:
+            raise bad(f"tensor {name!r}: offsets {lo}..{hi} do not fit shape {list(shape)}")
+        if start + hi > size:
+            raise bad(f"tensor {name!r} ends at byte {start + hi}, the file has {size}")
+        out[name] = TensorInfo(dtype, shape, start + lo, start + hi)
     return out
 
 
