@@ -30,6 +30,7 @@ from lenscope.model.hf import (
     map_hf_tensors,
     read_hf_config,
 )
+from lenscope.model.hf_cache import scan_hf_cache
 from lenscope.model.mapped import Mapped
 from lenscope.model.tokenizer import Tokenizer
 from lenscope.model.transformer import HookedTransformer
@@ -59,11 +60,15 @@ class ModelEntry:
     path: Path
     summary: str
     shadowed: bool = False  # a trained model of the same name loads instead of this shipped one
+    family: str = ""  # the architecture (config.json's model_type for a Hugging Face checkpoint)
+    problem: str = ""  # why it cannot load; "" when it can
 
 
 def list_models() -> list[ModelEntry]:
     """Every model `load_model` can open by name, without loading weights. A shipped model whose
-    name a trained one also has is listed with `shadowed=True`: the name loads the trained one."""
+    name a trained one also has is listed with `shadowed=True`: the name loads the trained one.
+    Checkpoints in the local Hugging Face cache follow, by family; one lenscope cannot load says
+    why in `problem`."""
     out: list[ModelEntry] = []
     trained = trained_models_dir()
     for source, root in (("shipped", shipped_models_dir()), ("trained", trained)):
@@ -71,10 +76,12 @@ def list_models() -> list[ModelEntry]:
             continue
         for d in sorted(root.iterdir()):
             if (d / "manifest.json").is_file():
+                family = ""
                 try:
                     m = read_manifest(d, MODEL_KIND)
                     c = m.data.get("config", {})
                     ev = m.data.get("eval", {})
+                    family = str(c.get("architecture") or "")
                     summary = (
                         f"{c.get('n_layers')}L d{c.get('d_model')} {c.get('n_heads')}h "
                         f"vocab {c.get('d_vocab')}"
@@ -83,21 +90,12 @@ def list_models() -> list[ModelEntry]:
                 except Exception as e:  # listing never fails on one bad entry
                     summary = f"unreadable: {e}"
                 shadowed = source == "shipped" and (trained / d.name).is_dir()
-                out.append(ModelEntry(d.name, source, d, summary, shadowed))
-    for root in _hf_roots():
-        for d in sorted(root.glob("models--*")):
-            name = d.name.removeprefix("models--").replace("--", "/")
-            snap = find_in_hf_cache(name)
-            if snap is not None:
-                arch = read_hf_config(snap).get("model_type", "?")
-                out.append(ModelEntry(name, "hf-cache", snap, f"{arch} checkpoint"))
+                out.append(ModelEntry(d.name, source, d, summary, shadowed, family))
+    for c in scan_hf_cache():
+        out.append(
+            ModelEntry(c.name, "hf-cache", c.path, c.summary, family=c.family, problem=c.problem)
+        )
     return out
-
-
-def _hf_roots() -> list[Path]:
-    from lenscope.model.hf import hf_cache_dirs
-
-    return [r for r in hf_cache_dirs() if r.is_dir()]
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
@@ -117,7 +115,11 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     snap = find_in_hf_cache(s)
     if snap is not None:
         return snap
-    names = sorted({m.name for m in list_models()})
+    entries = list_models()
+    for e in entries:
+        if e.source == "hf-cache" and e.name == s and e.problem:
+            raise CheckpointError(f"{s} is in the local HF cache but cannot load: {e.problem}")
+    names = sorted({m.name for m in entries if not m.problem})
     raise ModelNotFoundError(
         f"no model named {s!r}: not a directory, a shipped or trained model, or in the local "
         f"HF cache. Available: {', '.join(names) or 'none'} (see `lenscope models`)"
