@@ -112,3 +112,18 @@ def test_the_model_owns_its_weights(
     with torch.no_grad():
         assert torch.equal(m2(PROMPT), want)
         assert m(PROMPT).isfinite().all()
+
+
+def test_a_pytorch_model_bin_loads_like_its_safetensors(tmp_path: Path) -> None:
+    """The pickle fallback (read with weights_only, memory-mapped when in zip format)."""
+    from safetensors.torch import load_file
+
+    make_checkpoint("gpt2", tmp_path / "st")
+    (tmp_path / "bin").mkdir()
+    for f in ("config.json", "tokenizer.json"):
+        (tmp_path / "bin" / f).write_bytes((tmp_path / "st" / f).read_bytes())
+    sd = load_file(str(tmp_path / "st" / "model.safetensors"))
+    torch.save(sd, tmp_path / "bin" / "pytorch_model.bin")
+    a, b = load_model(tmp_path / "st"), load_model(tmp_path / "bin")
+    with torch.no_grad():
+        assert torch.equal(a(PROMPT), b(PROMPT))

@@ -79,7 +79,10 @@ def load_hf_tensors(directory: Path) -> StateDict:
     binf = directory / "pytorch_model.bin"
     if binf.is_file():
         try:
-            sd = torch.load(binf, map_location="cpu", weights_only=True)
+            try:  # the zip format maps (copy-on-write); the legacy one must be read whole
+                sd = torch.load(binf, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:
+                sd = torch.load(binf, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a bad pickle
             raise CheckpointError(f"{binf} cannot be loaded safely: {e}") from None
         return {k: v for k, v in sd.items() if isinstance(v, Tensor)}
