@@ -127,3 +127,22 @@ def test_a_pytorch_model_bin_loads_like_its_safetensors(tmp_path: Path) -> None:
     a, b = load_model(tmp_path / "st"), load_model(tmp_path / "bin")
     with torch.no_grad():
         assert torch.equal(a(PROMPT), b(PROMPT))
+
+
+def test_the_model_is_built_without_memory_then_filled(
+    checkpoints: tuple[torch.nn.Module, dict[str, Path]],
+) -> None:
+    """The empty model has meta parameters and real buffers; building it leaves every other
+    module alone; the loaded model's parameters are real, trainable, and none is left on meta."""
+    from lenscope.model.load import empty_model
+
+    _, paths = checkpoints
+    m = load_model(paths["bfloat16-sharded"])
+    empty = empty_model(m.cfg, None)
+    assert all(p.is_meta for p in empty.parameters())
+    assert not any(b.is_meta for b in empty.buffers())
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"  # the patch is gone
+    assert not any(p.is_meta for p in m.parameters())
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in m.parameters())
+    names = [n for n, _ in m.named_parameters()]
+    assert names == [n for n, _ in empty.named_parameters()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,22 +215,28 @@ def stored_dtype(sd: dict[str, Tensor], where: Path) -> torch.dtype:
     return best
 
 
+_BUILDING = threading.Lock()
+
+
 def empty_model(cfg: ModelConfig, tok: Tokenizer | None) -> HookedTransformer:
     """A model whose parameters are on the `meta` device (no memory, no random init) and whose
-    buffers are real: `_assign` puts the checkpoint's tensors in place of the parameters."""
-    original = nn.Module.register_parameter
+    buffers are real: `_assign` puts the checkpoint's tensors in place of the parameters. Only
+    this thread's modules are built so, while it builds; other threads' are untouched."""
+    with _BUILDING:
+        original = nn.Module.register_parameter
+        me = threading.get_ident()
 
-    def to_meta(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        original(self, name, param)
-        if param is not None:
-            meta = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-            self._parameters[name] = meta
+        def to_meta(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+            original(self, name, param)
+            if param is not None and threading.get_ident() == me:
+                meta = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+                self._parameters[name] = meta
 
-    nn.Module.register_parameter = to_meta  # type: ignore[method-assign]
-    try:
-        return HookedTransformer(cfg, tok)
-    finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
+        nn.Module.register_parameter = to_meta  # type: ignore[method-assign]
+        try:
+            return HookedTransformer(cfg, tok)
+        finally:
+            nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
 def _assign(
