@@ -1,12 +1,14 @@
-"""`lenscope models`: what can be loaded by name."""
+"""`lenscope models`: what can be loaded by name, and what in the HF cache cannot and why."""
 
 from __future__ import annotations
+
+from itertools import groupby
 
 import typer
 from rich.table import Table
 
 from lenscope.cli.common import JSON_OPTION, console, print_json
-from lenscope.model.load import list_models
+from lenscope.model.load import ModelEntry, list_models
 
 
 def register(app: typer.Typer) -> None:
@@ -17,18 +19,39 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(entries)
             return
+        own = [e for e in entries if e.source != "hf-cache"]
+        cached = [e for e in entries if e.source == "hf-cache"]
         t = Table(title="models lenscope can load by name")
         t.add_column("name", overflow="fold")  # the thing to copy: never cut with an ellipsis
         t.add_column("source")
         t.add_column("summary")
         t.add_column("path", overflow="fold")
-        for e in entries:
+        for e in own:
             source = f"{e.source} (shadowed)" if e.shadowed else e.source
             t.add_row(e.name, source, e.summary, str(e.path), style="dim" if e.shadowed else None)
         console.print(t)
-        if any(e.shadowed for e in entries):
+        if any(e.shadowed for e in own):
             console.print(
                 "shadowed: a model you trained has this name and loads instead; the shipped "
                 "one loads by its path."
             )
+        if cached:
+            console.print(_cache_table(cached))
         console.print("Any local Hugging Face checkpoint directory loads by its path too.")
+
+
+def _cache_table(entries: list[ModelEntry]) -> Table:
+    """The local Hugging Face cache, one section per family; an entry that cannot load says why."""
+    t = Table(title="local Hugging Face cache, by family")
+    t.add_column("family")
+    t.add_column("name", overflow="fold")
+    t.add_column("status", overflow="fold")
+    t.add_column("path", overflow="fold")
+    groups = groupby(sorted(entries, key=lambda e: (e.family, e.name)), key=lambda e: e.family)
+    for i, (family, group) in enumerate(groups):
+        if i:
+            t.add_section()
+        for e in group:
+            status = f"[red]cannot load: {e.problem}[/]" if e.problem else e.summary
+            t.add_row(family, e.name, status, str(e.path))
+    return t

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor
 
 from lenscope.errors import CheckpointError, UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
+from lenscope.model.mapped import Mapped, open_safetensors
 
 StateDict = dict[str, Tensor]
 SUPPORTED = (
@@ -86,36 +85,39 @@ def read_hf_config(directory: Path) -> dict[str, Any]:
 
 
 def load_hf_tensors(directory: Path) -> StateDict:
-    """Read all weight tensors of a checkpoint directory (safetensors first, then a .bin)."""
-    single = directory / "model.safetensors"
-    index = directory / "model.safetensors.index.json"
-    try:
-        if single.is_file():
-            return dict(load_file(str(single)))
-        if index.is_file():
-            files = sorted(set(json.loads(index.read_text("utf-8"))["weight_map"].values()))
-            out: StateDict = {}
-            for name in files:
-                out.update(load_file(str(directory / name)))
-            return out
-    except SafetensorError as e:
-        raise CheckpointError(
-            f"the safetensors files in {directory} are corrupt or truncated ({e}); "
-            "re-save or re-download the checkpoint"
-        ) from None
-    except (OSError, KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read the weights in {directory}: {e}") from None
+    """All weight tensors of a checkpoint directory: views into memory-mapped safetensors (single
+    or sharded, every header checked first), else a `pytorch_model.bin` read with weights_only."""
+    mapped = map_hf_tensors(directory)
+    if mapped is not None:
+        return mapped.tensors
     binf = directory / "pytorch_model.bin"
     if binf.is_file():
         try:
-            sd = torch.load(binf, map_location="cpu", weights_only=True)
+            try:  # the zip format maps (copy-on-write); the legacy one must be read whole
+                sd = torch.load(binf, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:
+                sd = torch.load(binf, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a bad pickle
             raise CheckpointError(f"{binf} cannot be loaded safely: {e}") from None
         return {k: v for k, v in sd.items() if isinstance(v, Tensor)}
+    if (directory / "pytorch_model.bin.index.json").is_file():
+        raise CheckpointError(f"{directory} {SHARDED_BIN}")
     raise CheckpointError(
         f"no weights in {directory}: expected model.safetensors, a sharded "
         "model.safetensors.index.json, or pytorch_model.bin"
     )
+
+
+SHARDED_BIN = (
+    "holds only sharded pytorch_model-*.bin weights (pickles); convert them to safetensors once: "
+    'python -c "import sys, transformers as t; t.AutoModelForCausalLM.from_pretrained(sys.argv[1])'
+    '.save_pretrained(sys.argv[2])" DIR OUT'
+)
+
+
+def map_hf_tensors(directory: Path) -> Mapped | None:
+    """The checkpoint's safetensors, checked and memory-mapped; None when it has none."""
+    return open_safetensors(directory)
 
 
 def _rope(c: dict[str, Any]) -> tuple[float, float, dict[str, Any] | None]:
@@ -357,11 +359,18 @@ FAMILIES: dict[str, Family] = {
 def family_of(c: dict[str, Any], directory: Path) -> Family:
     arch = c.get("model_type")
     if arch not in FAMILIES:
-        raise UnsupportedArchitectureError(
-            f"{directory}: model_type {arch!r} is not supported; lenscope converts "
-            f"{', '.join(SUPPORTED)}"
-        )
+        raise UnsupportedArchitectureError(unsupported_reason(c, directory))
     return FAMILIES[arch]
+
+
+def unsupported_reason(c: dict[str, Any], directory: Path | str) -> str:
+    """One line naming the checkpoint's architecture and the ones lenscope converts."""
+    classes = c.get("architectures")
+    named = f" ({', '.join(map(str, classes))})" if isinstance(classes, list) and classes else ""
+    return (
+        f"{directory}: model_type {c.get('model_type')!r} is not supported{named}; lenscope "
+        f"converts {', '.join(sorted(FAMILIES))}"
+    )
 
 
 class _Getter:

@@ -379,6 +379,8 @@ def init_weights(module: nn.Module, cfg: ModelConfig, seed: int | None = None) -
     std = 0.02
     out_std = std / math.sqrt(2 * max(cfg.n_layers, 1))
     for name, p in module.named_parameters():
+        if p.is_meta:  # a loader is about to assign the real weights (lenscope.model.load)
+            continue
         with torch.no_grad():
             if name.endswith(_NORM_WEIGHTS):
                 p.fill_(1.0)

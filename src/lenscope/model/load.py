@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 import lenscope.model.families  # noqa: F401  (enters Phi-3, GPT-J and Mixtral in hf.FAMILIES)
 from lenscope.artifacts import (
@@ -22,9 +23,17 @@ from lenscope.artifacts import (
     shipped_dir,
     writing_artifact,
 )
-from lenscope.errors import CheckpointError, ModelNotFoundError
+from lenscope.errors import CheckpointError, InputError, ModelNotFoundError
 from lenscope.model.config import ModelConfig
-from lenscope.model.hf import family_of, find_in_hf_cache, load_hf_tensors, read_hf_config
+from lenscope.model.hf import (
+    family_of,
+    find_in_hf_cache,
+    load_hf_tensors,
+    map_hf_tensors,
+    read_hf_config,
+)
+from lenscope.model.hf_cache import scan_hf_cache
+from lenscope.model.mapped import Mapped
 from lenscope.model.tokenizer import Tokenizer
 from lenscope.model.transformer import HookedTransformer
 
@@ -53,11 +62,15 @@ class ModelEntry:
     path: Path
     summary: str
     shadowed: bool = False  # a trained model of the same name loads instead of this shipped one
+    family: str = ""  # the architecture (config.json's model_type for a Hugging Face checkpoint)
+    problem: str = ""  # why it cannot load; "" when it can
 
 
 def list_models() -> list[ModelEntry]:
     """Every model `load_model` can open by name, without loading weights. A shipped model whose
-    name a trained one also has is listed with `shadowed=True`: the name loads the trained one."""
+    name a trained one also has is listed with `shadowed=True`: the name loads the trained one.
+    Checkpoints in the local Hugging Face cache follow, by family; one lenscope cannot load says
+    why in `problem`."""
     out: list[ModelEntry] = []
     trained = trained_models_dir()
     for source, root in (("shipped", shipped_models_dir()), ("trained", trained)):
@@ -65,10 +78,12 @@ def list_models() -> list[ModelEntry]:
             continue
         for d in sorted(root.iterdir()):
             if (d / "manifest.json").is_file():
+                family = ""
                 try:
                     m = read_manifest(d, MODEL_KIND)
                     c = m.data.get("config", {})
                     ev = m.data.get("eval", {})
+                    family = str(c.get("architecture") or "")
                     summary = (
                         f"{c.get('n_layers')}L d{c.get('d_model')} {c.get('n_heads')}h "
                         f"vocab {c.get('d_vocab')}"
@@ -77,21 +92,12 @@ def list_models() -> list[ModelEntry]:
                 except Exception as e:  # listing never fails on one bad entry
                     summary = f"unreadable: {e}"
                 shadowed = source == "shipped" and (trained / d.name).is_dir()
-                out.append(ModelEntry(d.name, source, d, summary, shadowed))
-    for root in _hf_roots():
-        for d in sorted(root.glob("models--*")):
-            name = d.name.removeprefix("models--").replace("--", "/")
-            snap = find_in_hf_cache(name)
-            if snap is not None:
-                arch = read_hf_config(snap).get("model_type", "?")
-                out.append(ModelEntry(name, "hf-cache", snap, f"{arch} checkpoint"))
+                out.append(ModelEntry(d.name, source, d, summary, shadowed, family))
+    for c in scan_hf_cache():
+        out.append(
+            ModelEntry(c.name, "hf-cache", c.path, c.summary, family=c.family, problem=c.problem)
+        )
     return out
-
-
-def _hf_roots() -> list[Path]:
-    from lenscope.model.hf import hf_cache_dirs
-
-    return [r for r in hf_cache_dirs() if r.is_dir()]
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
@@ -111,7 +117,11 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     snap = find_in_hf_cache(s)
     if snap is not None:
         return snap
-    names = sorted({m.name for m in list_models()})
+    entries = list_models()
+    for e in entries:
+        if e.source == "hf-cache" and e.name == s and e.problem:
+            raise CheckpointError(f"{s} is in the local HF cache but cannot load: {e.problem}")
+    names = sorted({m.name for m in entries if not m.problem})
     raise ModelNotFoundError(
         f"no model named {s!r}: not a directory, a shipped or trained model, or in the local "
         f"HF cache. Available: {', '.join(names) or 'none'} (see `lenscope models`)"
@@ -121,15 +131,40 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
 def load_model(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> HookedTransformer:
-    """Load a shipped/trained lenscope model or a local Hugging Face checkpoint, offline."""
+    """Load a shipped/trained lenscope model or a local Hugging Face checkpoint, offline.
+
+    `dtype=None` keeps a Hugging Face checkpoint's own dtype (bf16 weights stay bf16) and loads
+    lenscope's artifacts in float32; a given dtype converts. Safetensors are memory-mapped and
+    copied into the model one tensor at a time, so loading holds about one copy of the weights.
+    A dtype the device cannot run is refused before any weight is read."""
     d = resolve_model_path(name_or_path)
+    if dtype is not None:
+        check_dtype_runs(dtype, device)
     if (d / "manifest.json").is_file():
         model = _load_lenscope(d)
-    else:
-        model = _load_hf(d, Path(str(name_or_path)).name)
-    return model.to(device=device, dtype=dtype)
+        return model.to(device=device, dtype=dtype)
+    model = _load_hf(d, Path(str(name_or_path)).name, dtype, device)
+    return model.to(device=device)
+
+
+RUNNABLE = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def check_dtype_runs(dtype: torch.dtype, device: str | torch.device) -> None:
+    """Refuse, in one line, a dtype the device truly cannot run: a tiny matmul + softmax probe."""
+    if dtype not in RUNNABLE:
+        names = ", ".join(str(t).removeprefix("torch.") for t in RUNNABLE)
+        raise InputError(f"lenscope runs models in {names}; {dtype} is not one of them")
+    try:
+        x = torch.ones(4, 4, dtype=dtype, device=device)
+        (x @ x).softmax(-1).sum().item()
+    except Exception as e:  # torch raises RuntimeError, AssertionError, ... by backend
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(
+            f"{str(dtype).removeprefix('torch.')} cannot run on device {str(device)!r}: {why}"
+        ) from None
 
 
 def _load_lenscope(d: Path) -> HookedTransformer:
@@ -140,24 +175,80 @@ def _load_lenscope(d: Path) -> HookedTransformer:
     except (SafetensorError, FileNotFoundError, OSError) as e:
         raise CheckpointError(f"cannot read {d / WEIGHTS}: {e}; the artifact is corrupt") from None
     tok = Tokenizer.from_file(d) if (d / "tokenizer.json").is_file() else None
-    model = HookedTransformer(cfg, tok)
-    _assign(model, {k: v.float() for k, v in sd.items()}, str(d))
+    model = empty_model(cfg, tok)
+    _assign(model, sd, str(d), torch.float32)
     model.manifest = m  # type: ignore[assignment]
     return model.eval()
 
 
-def _load_hf(d: Path, name: str) -> HookedTransformer:
+def _load_hf(
+    d: Path, name: str, dtype: torch.dtype | None, device: str | torch.device
+) -> HookedTransformer:
     raw = read_hf_config(d)
     to_cfg, to_weights = family_of(raw, d)
     cfg = to_cfg(raw, name)
-    sd = to_weights(load_hf_tensors(d), cfg)
+    mapped = map_hf_tensors(d)  # every header and shard checked; nothing read yet
+    sd = to_weights(mapped.tensors if mapped else load_hf_tensors(d), cfg)
+    target = dtype or stored_dtype(sd, d)
+    check_dtype_runs(target, device)
     tok = Tokenizer.from_file(d) if (d / "tokenizer.json").is_file() else None
-    model = HookedTransformer(cfg, tok)
-    _assign(model, {k: v.float() for k, v in sd.items()}, str(d))
+    model = empty_model(cfg, tok)
+    if mapped is not None:
+        mapped.release_all()  # the pages the conversion read (fused q/k/v and the like)
+    _assign(model, sd, str(d), target, mapped)
     return model.eval()
 
 
-def _assign(model: HookedTransformer, sd: dict[str, Tensor], where: str) -> None:
+def stored_dtype(sd: dict[str, Tensor], where: Path) -> torch.dtype:
+    """The floating dtype that holds most of a checkpoint's bytes."""
+    sizes: dict[torch.dtype, int] = {}
+    for t in sd.values():
+        if t.is_floating_point():
+            sizes[t.dtype] = sizes.get(t.dtype, 0) + t.numel() * t.element_size()
+    if not sizes:
+        return torch.float32
+    best = max(sizes, key=lambda k: sizes[k])
+    if best not in RUNNABLE:
+        raise CheckpointError(
+            f"{where}: weights are stored as {best}, which lenscope cannot run; "
+            "pass dtype=torch.bfloat16 (or float32) to convert them"
+        )
+    return best
+
+
+_BUILDING = threading.Lock()
+
+
+def empty_model(cfg: ModelConfig, tok: Tokenizer | None) -> HookedTransformer:
+    """A model whose parameters are on the `meta` device (no memory, no random init) and whose
+    buffers are real: `_assign` puts the checkpoint's tensors in place of the parameters. Only
+    this thread's modules are built so, while it builds; other threads' are untouched."""
+    with _BUILDING:
+        original = nn.Module.register_parameter
+        me = threading.get_ident()
+
+        def to_meta(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+            original(self, name, param)
+            if param is not None and threading.get_ident() == me:
+                meta = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+                self._parameters[name] = meta
+
+        nn.Module.register_parameter = to_meta  # type: ignore[method-assign]
+        try:
+            return HookedTransformer(cfg, tok)
+        finally:
+            nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def _assign(
+    model: HookedTransformer,
+    sd: dict[str, Tensor],
+    where: str,
+    dtype: torch.dtype,
+    mapped: Mapped | None = None,
+) -> None:
+    """Check every name and shape first, then copy each tensor into a fresh parameter of `dtype`
+    and give its mapped pages back, so at most one tensor is held twice."""
     own = dict(model.named_parameters())
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
@@ -173,9 +264,22 @@ def _assign(model: HookedTransformer, sd: dict[str, Tensor], where: str) -> None
                 f"{where}: tensor {k} has shape {tuple(sd[k].shape)}, the config implies "
                 f"{tuple(p.shape)}"
             )
+    # Tensors the conversion built (not views of the files) first: they are freed as they go.
+    order = sorted(own, key=lambda k: mapped is not None and mapped.holds(sd[k]))
+    new: dict[int, nn.Parameter] = {}
     with torch.no_grad():
-        for k, p in own.items():
-            p.copy_(sd[k])
+        for k in order:
+            src = sd.pop(k)
+            t = torch.empty(tuple(src.shape), dtype=dtype)
+            t.copy_(src)
+            new[id(own[k])] = nn.Parameter(t, requires_grad=own[k].requires_grad)
+            if mapped is not None:
+                mapped.release(src)
+            del src
+    for mod in model.modules():
+        for leaf, old in list(mod._parameters.items()):
+            if old is not None and id(old) in new:
+                mod._parameters[leaf] = new[id(old)]
 
 
 def save_model(
