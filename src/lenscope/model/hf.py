@@ -18,24 +18,8 @@ from torch import Tensor
 
 from lenscope.errors import CheckpointError, UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
+from lenscope.model.convert import Getter, StateDict, llama_shape, need
 from lenscope.model.mapped import Mapped, open_safetensors
-
-StateDict = dict[str, Tensor]
-SUPPORTED = (
-    "gpt2",
-    "gpt_neox",
-    "llama",
-    "mistral",
-    "qwen2",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "qwen3",
-    "olmo2",
-    "phi3",
-    "gptj",
-    "mixtral",
-)
 
 
 def hf_cache_dirs() -> list[Path]:
@@ -140,24 +124,17 @@ def _rope(c: dict[str, Any]) -> tuple[float, float, dict[str, Any] | None]:
     return theta, partial, scaling
 
 
-def _need(c: dict[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if k in c and c[k] is not None:
-            return c[k]
-    raise CheckpointError(f"config.json lacks {' / '.join(keys)}")
-
-
 # ---- GPT-2 -------------------------------------------------------------------------------------
 def gpt2_config(c: dict[str, Any], name: str) -> ModelConfig:
     if c.get("scale_attn_by_inverse_layer_idx"):
         raise UnsupportedArchitectureError("GPT-2 with scale_attn_by_inverse_layer_idx")
-    d = int(_need(c, "n_embd", "hidden_size"))
+    d = int(need(c, "n_embd", "hidden_size"))
     return ModelConfig(
-        n_layers=int(_need(c, "n_layer", "num_hidden_layers")),
+        n_layers=int(need(c, "n_layer", "num_hidden_layers")),
         d_model=d,
-        n_heads=int(_need(c, "n_head", "num_attention_heads")),
-        d_vocab=int(_need(c, "vocab_size")),
-        n_ctx=int(_need(c, "n_positions", "n_ctx")),
+        n_heads=int(need(c, "n_head", "num_attention_heads")),
+        d_vocab=int(need(c, "vocab_size")),
+        n_ctx=int(need(c, "n_positions", "n_ctx")),
         d_mlp=int(c.get("n_inner") or 4 * d),
         act_fn=c.get("activation_function", "gelu_new"),
         eps=float(c.get("layer_norm_epsilon", 1e-5)),
@@ -169,7 +146,7 @@ def gpt2_config(c: dict[str, Any], name: str) -> ModelConfig:
 
 def gpt2_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
     sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
-    g = _Getter(sd)
+    g = Getter(sd)
     out: StateDict = {"W_E": g("wte.weight"), "W_pos": g("wpe.weight")}
     for i in range(cfg.n_layers):
         h, o = f"h.{i}.", f"blocks.{i}."
@@ -196,14 +173,14 @@ def gpt2_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
 # ---- GPT-NeoX / Pythia ---------------------------------------------------------------------------
 def neox_config(c: dict[str, Any], name: str) -> ModelConfig:
     theta, partial, _ = _rope(c)
-    d, h = int(_need(c, "hidden_size")), int(_need(c, "num_attention_heads"))
+    d, h = int(need(c, "hidden_size")), int(need(c, "num_attention_heads"))
     return ModelConfig(
-        n_layers=int(_need(c, "num_hidden_layers")),
+        n_layers=int(need(c, "num_hidden_layers")),
         d_model=d,
         n_heads=h,
-        d_vocab=int(_need(c, "vocab_size")),
-        n_ctx=int(_need(c, "max_position_embeddings")),
-        d_mlp=int(_need(c, "intermediate_size")),
+        d_vocab=int(need(c, "vocab_size")),
+        n_ctx=int(need(c, "max_position_embeddings")),
+        d_mlp=int(need(c, "intermediate_size")),
         act_fn=c.get("hidden_act", "gelu"),
         eps=float(c.get("layer_norm_eps", 1e-5)),
         positional="rotary",
@@ -219,7 +196,7 @@ def neox_config(c: dict[str, Any], name: str) -> ModelConfig:
 
 
 def neox_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    g = _Getter({k.removeprefix("gpt_neox."): v for k, v in sd.items()})
+    g = Getter({k.removeprefix("gpt_neox."): v for k, v in sd.items()})
     h, dh, d = cfg.n_heads, cfg.d_head, cfg.d_model
     out: StateDict = {"W_E": g("embed_in.weight")}
     for i in range(cfg.n_layers):
@@ -253,20 +230,13 @@ def neox_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
 def llama_config(c: dict[str, Any], name: str) -> ModelConfig:
     arch = str(c.get("model_type"))
     theta, partial, _ = _rope(c)
-    d, h = int(_need(c, "hidden_size")), int(_need(c, "num_attention_heads"))
+    d, h = int(need(c, "hidden_size")), int(need(c, "num_attention_heads"))
     dh = int(c.get("head_dim") or d // h)
     qkv_bias = arch == "qwen2" or bool(c.get("attention_bias", False))
-    n_layers, n_ctx = int(_need(c, "num_hidden_layers")), int(_need(c, "max_position_embeddings"))
+    n_layers, n_ctx = int(need(c, "num_hidden_layers")), int(need(c, "max_position_embeddings"))
     window, windowed = _sliding_window(c, arch, n_layers, n_ctx)
     return ModelConfig(
-        n_layers=n_layers,
-        d_model=d,
-        n_heads=h,
-        d_head=dh,
-        n_kv_heads=int(c.get("num_key_value_heads") or h),
-        d_vocab=int(_need(c, "vocab_size")),
-        n_ctx=n_ctx,
-        d_mlp=int(_need(c, "intermediate_size")),
+        **llama_shape(c),
         act_fn=c.get("hidden_act", "silu"),
         gated_mlp=True,
         normalization="RMS",
@@ -316,7 +286,7 @@ def _sliding_window(
 
 
 def llama_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    g = _Getter({k.removeprefix("model."): v for k, v in sd.items()})
+    g = Getter({k.removeprefix("model."): v for k, v in sd.items()})
     out: StateDict = {"W_E": g("embed_tokens.weight")}
     for i in range(cfg.n_layers):
         p, o = f"layers.{i}.", f"blocks.{i}."
@@ -371,22 +341,3 @@ def unsupported_reason(c: dict[str, Any], directory: Path | str) -> str:
         f"{directory}: model_type {c.get('model_type')!r} is not supported{named}; lenscope "
         f"converts {', '.join(sorted(FAMILIES))}"
     )
-
-
-class _Getter:
-    """Fetch a checkpoint tensor by name with a clear error when it is missing or misshapen."""
-
-    def __init__(self, sd: StateDict) -> None:
-        self.sd = sd
-
-    def __call__(self, key: str, shape: tuple[int, ...] | None = None) -> Tensor:
-        if key not in self.sd:
-            near = [k for k in self.sd if k.split(".")[-2:] == key.split(".")[-2:]][:2]
-            hint = f" (found {', '.join(near)})" if near else ""
-            raise CheckpointError(f"checkpoint is missing tensor {key!r}{hint}")
-        t = self.sd[key]
-        if shape is not None and tuple(t.shape) != shape:
-            raise CheckpointError(
-                f"tensor {key!r} has shape {tuple(t.shape)}, config implies {shape}"
-            )
-        return t

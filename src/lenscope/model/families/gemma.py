@@ -21,11 +21,12 @@ from torch import Tensor
 
 from lenscope.errors import UnsupportedArchitectureError
 from lenscope.model.config import Activation, ModelConfig
-from lenscope.model.families.common import (
+from lenscope.model.convert import (
     Getter,
     StateDict,
     attention_and_mlp,
     layer_types,
+    llama_shape,
     need,
     rope_theta,
     window_of,
@@ -89,14 +90,7 @@ def gemma_config(c: dict[str, Any], name: str) -> ModelConfig:
     scalar = float(c.get("query_pre_attn_scalar") or dh) if later else float(dh)
     attn_cap = float(c.get("attn_logit_softcapping") or 0.0) if arch == "gemma2" else 0.0
     return ModelConfig(
-        n_layers=n_layers,
-        d_model=d,
-        n_heads=h,
-        d_head=dh,
-        n_kv_heads=int(c.get("num_key_value_heads") or h),
-        d_vocab=int(need(c, "vocab_size")),
-        n_ctx=int(need(c, "max_position_embeddings")),
-        d_mlp=int(need(c, "intermediate_size")),
+        **llama_shape(c),
         act_fn=_activation(c, arch),
         gated_mlp=True,
         normalization="RMS",

@@ -15,21 +15,21 @@ from typing import Any
 import torch
 
 from lenscope.model.config import ModelConfig
-from lenscope.model.hf import StateDict, _Getter, _need
+from lenscope.model.convert import Getter, StateDict, need
 from lenscope.model.layers import activation_named
 
 
 def gptj_config(c: dict[str, Any], name: str) -> ModelConfig:
-    d = int(_need(c, "n_embd", "hidden_size"))
-    h = int(_need(c, "n_head", "num_attention_heads"))
+    d = int(need(c, "n_embd", "hidden_size"))
+    h = int(need(c, "n_head", "num_attention_heads"))
     # transformers rotates the whole head when rotary_dim is null
     rotary = c.get("rotary_dim")
     return ModelConfig(
-        n_layers=int(_need(c, "n_layer", "num_hidden_layers")),
+        n_layers=int(need(c, "n_layer", "num_hidden_layers")),
         d_model=d,
         n_heads=h,
-        d_vocab=int(_need(c, "vocab_size")),
-        n_ctx=int(_need(c, "n_positions", "max_position_embeddings")),
+        d_vocab=int(need(c, "vocab_size")),
+        n_ctx=int(need(c, "n_positions", "max_position_embeddings")),
         d_mlp=int(c.get("n_inner") or 4 * d),
         act_fn=activation_named(str(c.get("activation_function", "gelu_new")), "gptj"),
         eps=float(c.get("layer_norm_epsilon", 1e-5)),
@@ -49,7 +49,7 @@ def gptj_config(c: dict[str, Any], name: str) -> ModelConfig:
 
 
 def gptj_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    g = _Getter({k.removeprefix("transformer."): v for k, v in sd.items()})
+    g = Getter({k.removeprefix("transformer."): v for k, v in sd.items()})
     d = cfg.d_model
     out: StateDict = {"W_E": g("wte.weight")}
     for i in range(cfg.n_layers):

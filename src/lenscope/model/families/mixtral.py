@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from lenscope.model.config import ModelConfig
-from lenscope.model.hf import StateDict, _Getter, _need, llama_config, llama_weights
+from lenscope.model.convert import Getter, StateDict, need
+from lenscope.model.hf import llama_config, llama_weights
 
 
 def mixtral_config(c: dict[str, Any], name: str) -> ModelConfig:
@@ -25,8 +26,8 @@ def mixtral_config(c: dict[str, Any], name: str) -> ModelConfig:
     base = llama_config({**c, "model_type": "mistral"}, name)
     return replace(
         base,
-        num_experts=int(_need(c, "num_local_experts", "num_experts")),
-        experts_per_token=int(_need(c, "num_experts_per_tok")),
+        num_experts=int(need(c, "num_local_experts", "num_experts")),
+        experts_per_token=int(need(c, "num_experts_per_tok")),
         architecture="mixtral",
     )
 
@@ -39,7 +40,7 @@ def mixtral_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
         for x in ("gate", "up", "down"):
             dense[f"model.layers.{i}.mlp.{x}_proj.weight"] = torch.empty(0, 0)
     out = {k: v for k, v in llama_weights(dense, cfg).items() if ".mlp." not in k}
-    g = _Getter({k.removeprefix("model."): v for k, v in sd.items()})
+    g = Getter({k.removeprefix("model."): v for k, v in sd.items()})
     for i in range(cfg.n_layers):
         p, o = f"layers.{i}.", f"blocks.{i}.mlp."
         legacy = p + "block_sparse_moe.gate.weight" in g.sd

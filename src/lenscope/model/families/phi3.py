@@ -15,7 +15,8 @@ from typing import Any
 
 from lenscope.errors import UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
-from lenscope.model.hf import StateDict, _Getter, _need, _rope, _sliding_window
+from lenscope.model.convert import Getter, StateDict, llama_shape, need
+from lenscope.model.hf import _rope, _sliding_window
 from lenscope.model.layers import activation_named
 
 _LONGROPE = ("longrope", "su", "yarn")
@@ -35,20 +36,13 @@ def _refuse_longrope(c: dict[str, Any]) -> None:
 def phi3_config(c: dict[str, Any], name: str) -> ModelConfig:
     _refuse_longrope(c)
     theta, partial, _ = _rope(c)
-    d, h = int(_need(c, "hidden_size")), int(_need(c, "num_attention_heads"))
+    d, h = int(need(c, "hidden_size")), int(need(c, "num_attention_heads"))
     dh = int(c.get("head_dim") or d // h)
-    n_layers, n_ctx = int(_need(c, "num_hidden_layers")), int(_need(c, "max_position_embeddings"))
+    n_layers, n_ctx = int(need(c, "num_hidden_layers")), int(need(c, "max_position_embeddings"))
     # Phi-3 windows every layer when `sliding_window` is set: Mistral's rule.
     window, windowed = _sliding_window(c, "mistral", n_layers, n_ctx)
     return ModelConfig(
-        n_layers=n_layers,
-        d_model=d,
-        n_heads=h,
-        d_head=dh,
-        n_kv_heads=int(c.get("num_key_value_heads") or h),
-        d_vocab=int(_need(c, "vocab_size")),
-        n_ctx=n_ctx,
-        d_mlp=int(_need(c, "intermediate_size")),
+        **llama_shape(c),
         act_fn=activation_named(str(c.get("hidden_act", "silu")), "phi3"),
         gated_mlp=True,
         normalization="RMS",
@@ -68,7 +62,7 @@ def phi3_config(c: dict[str, Any], name: str) -> ModelConfig:
 
 
 def phi3_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
-    g = _Getter({k.removeprefix("model."): v for k, v in sd.items()})
+    g = Getter({k.removeprefix("model."): v for k, v in sd.items()})
     d, m = cfg.d_model, cfg.d_mlp
     n_qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.d_head
     out: StateDict = {"W_E": g("embed_tokens.weight")}

@@ -11,11 +11,12 @@ from typing import Any
 
 from lenscope.errors import UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
-from lenscope.model.families.common import (
+from lenscope.model.convert import (
     Getter,
     StateDict,
     attention_and_mlp,
     layer_types,
+    llama_shape,
     need,
     rope_theta,
     window_of,
@@ -41,8 +42,6 @@ def _qwen3_window(c: dict[str, Any], n_layers: int, n_ctx: int) -> tuple[int, li
 
 def qk_config(c: dict[str, Any], name: str) -> ModelConfig:
     arch = str(c.get("model_type"))
-    d, h = int(need(c, "hidden_size")), int(need(c, "num_attention_heads"))
-    dh = int(c.get("head_dim") or d // h)
     n_layers, n_ctx = int(need(c, "num_hidden_layers")), int(need(c, "max_position_embeddings"))
     params = c.get("rope_parameters") or c.get("rope_scaling")
     theta = rope_theta(params, float(c.get("rope_theta", 10_000.0)))
@@ -52,14 +51,7 @@ def qk_config(c: dict[str, Any], name: str) -> ModelConfig:
         raise UnsupportedArchitectureError(f"{arch} with hidden_act {act!r}")
     bias = bool(c.get("attention_bias", False))
     return ModelConfig(
-        n_layers=n_layers,
-        d_model=d,
-        n_heads=h,
-        d_head=dh,
-        n_kv_heads=int(c.get("num_key_value_heads") or h),
-        d_vocab=int(need(c, "vocab_size")),
-        n_ctx=n_ctx,
-        d_mlp=int(need(c, "intermediate_size")),
+        **llama_shape(c),
         act_fn="silu",
         gated_mlp=True,
         normalization="RMS",

@@ -1,9 +1,10 @@
-"""What every family's conversion needs: required config keys, rotary bases, per-layer windows
+"""What every Hugging Face family's conversion needs (`lenscope.model.hf` and
+`lenscope.model.families`): required config keys, rotary bases, per-layer windows
 and a tensor getter that names a missing or misshapen tensor."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor
@@ -19,6 +20,33 @@ def need(c: dict[str, Any], *keys: str) -> Any:
         if k in c and c[k] is not None:
             return c[k]
     raise CheckpointError(f"config.json lacks {' / '.join(keys)}")
+
+
+class LlamaShape(TypedDict):
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_head: int
+    n_kv_heads: int
+    d_vocab: int
+    n_ctx: int
+    d_mlp: int
+
+
+def llama_shape(c: dict[str, Any]) -> LlamaShape:
+    """The shape fields of a Llama-style `config.json` as `ModelConfig` keywords (layers, widths,
+    heads, grouped key/value heads, vocabulary, context), shared by every family built on it."""
+    d, h = int(need(c, "hidden_size")), int(need(c, "num_attention_heads"))
+    return LlamaShape(
+        n_layers=int(need(c, "num_hidden_layers")),
+        d_model=d,
+        n_heads=h,
+        d_head=int(c.get("head_dim") or d // h),
+        n_kv_heads=int(c.get("num_key_value_heads") or h),
+        d_vocab=int(need(c, "vocab_size")),
+        n_ctx=int(need(c, "max_position_embeddings")),
+        d_mlp=int(need(c, "intermediate_size")),
+    )
 
 
 def rope_theta(params: dict[str, Any] | None, default: float, where: str = "") -> float:
