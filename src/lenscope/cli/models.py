@@ -7,7 +7,7 @@ from itertools import groupby
 import typer
 from rich.table import Table
 
-from lenscope.cli.common import JSON_OPTION, console, print_json
+from lenscope.cli.common import JSON_OPTION, console, print_json, print_loadable
 from lenscope.model.load import ModelEntry, list_models
 
 
@@ -21,20 +21,7 @@ def register(app: typer.Typer) -> None:
             return
         own = [e for e in entries if e.source != "hf-cache"]
         cached = [e for e in entries if e.source == "hf-cache"]
-        t = Table(title="models lenscope can load by name")
-        t.add_column("name", overflow="fold")  # the thing to copy: never cut with an ellipsis
-        t.add_column("source")
-        t.add_column("summary")
-        t.add_column("path", overflow="fold")
-        for e in own:
-            source = f"{e.source} (shadowed)" if e.shadowed else e.source
-            t.add_row(e.name, source, e.summary, str(e.path), style="dim" if e.shadowed else None)
-        console.print(t)
-        if any(e.shadowed for e in own):
-            console.print(
-                "shadowed: a model you trained has this name and loads instead; the shipped "
-                "one loads by its path."
-            )
+        print_loadable(own, "models", "a model")
         if cached:
             console.print(_cache_table(cached))
         console.print("Any local Hugging Face checkpoint directory loads by its path too.")
