@@ -164,3 +164,28 @@ def test_sparsify_layout_loads_through_load_sae(tmp_path: Path) -> None:
     export_sparsify(sae, tmp_path / "again")
     back = import_sparsify(tmp_path / "again")
     assert torch.equal(back.W_enc, sae.W_enc) and torch.equal(back.W_dec, sae.W_dec)
+
+
+def test_cli_imports_gemma_scope_and_checks_the_model(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lenscope.cli.main import app
+    from lenscope.model import save_model
+
+    p = _jumprelu_params(seed=4)
+    d = _gemma_scope_dir(tmp_path, p)
+    runner = CliRunner()
+    r = runner.invoke(app, ["sae", "import", str(d), "--out", str(tmp_path / "ours")])
+    assert r.exit_code == 0, r.output
+    sae = load_sae(tmp_path / "ours")
+    assert sae.cfg.architecture == "jumprelu" and sae.cfg.hook_name == "blocks.1.hook_resid_post"
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            sae.encode(x).double().numpy(), _numpy_jumprelu(p, X, False)[0], atol=1e-5
+        )
+    save_model(tiny_model(d_model=32), tmp_path / "m")  # a 32-wide model: the SAE reads 16
+    args = ["sae", "import", str(d), "--out", str(tmp_path / "x"), "--model", str(tmp_path / "m")]
+    r = runner.invoke(app, args)
+    assert r.exit_code != 0 and isinstance(r.exception, InputError)
+    assert "reads d_in = 16" in str(r.exception) and not (tmp_path / "x").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,8 @@ def _circuit_tracer(root: Path, in_hook: str = "hook_resid_mid") -> dict[int, di
 
 
 def _capture(
-    model: Any, hooks: list[str], extra: list[Any] = ()
-) -> tuple[Tensor, dict[str, Tensor]]:  # type: ignore[assignment]
+    model: Any, hooks: list[str], extra: Sequence[Any] = ()
+) -> tuple[Tensor, dict[str, Tensor]]:
     got: dict[str, Tensor] = {}
 
     def keep(name: str) -> Any:
