@@ -189,3 +189,21 @@ def test_cli_imports_gemma_scope_and_checks_the_model(tmp_path: Path) -> None:
     r = runner.invoke(app, args)
     assert r.exit_code != 0 and isinstance(r.exception, InputError)
     assert "reads d_in = 16" in str(r.exception) and not (tmp_path / "x").exists()
+
+
+def test_saelens_reads_our_export_of_a_gemma_scope_sae(tmp_path: Path) -> None:
+    from sae_lens import SAE
+
+    from lenscope.sae.formats import export_saelens
+
+    p = _jumprelu_params(seed=6)
+    sae = import_sae(_gemma_scope_dir(tmp_path, p))
+    export_saelens(sae, tmp_path / "sl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = SAE.load_from_disk(tmp_path / "sl")
+    f, recon = _numpy_jumprelu(p, X, b_dec_to_input=False)
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(theirs.encode(x).double().numpy(), f, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(theirs(x).double().numpy(), recon, atol=1e-5, rtol=1e-5)

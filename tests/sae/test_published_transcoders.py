@@ -228,3 +228,23 @@ def test_transcoder_bad_input(tmp_path: Path) -> None:
         ArtifactError, match=r"no known transcoder layout: SAELens .*circuit-tracer"
     ):
         load_transcoders(tmp_path / "nothing")
+
+
+def test_saelens_reads_our_transcoder_export(tmp_path: Path) -> None:
+    from sae_lens import SAE
+
+    from lenscope.sae.transcoder_formats import export_saelens_transcoder
+
+    _circuit_tracer(tmp_path / "ct")
+    x = torch.randn(20, D, generator=torch.Generator().manual_seed(4))
+    for t in load_transcoders(tmp_path / "ct"):  # a ReLU and a JumpReLU transcoder
+        out = export_saelens_transcoder(t, tmp_path / f"sl{t.cfg.hook_in}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = SAE.load_from_disk(out)
+        (back,) = load_transcoders(out)
+        assert (back.cfg.hook_in, back.cfg.hook_out) == (t.cfg.hook_in, t.cfg.hook_out)
+        with torch.no_grad():
+            torch.testing.assert_close(theirs.encode(x), t.encode(x), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(theirs(x), t(x), atol=1e-5, rtol=1e-5)
+            assert torch.equal(back(x), t(x))

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from lenscope.errors import ArtifactError, InputError
@@ -122,6 +122,36 @@ def load_saelens_transcoder(
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{path}/cfg.json: invalid SAELens transcoder config ({e})") from None
     return _build(cfg, sd, str(path))
+
+
+def export_saelens_transcoder(t: Transcoder, dest: Path | str) -> Path:
+    """Write `cfg.json` + `sae_weights.safetensors` that `sae_lens.SAE.load_from_disk` reads as
+    a (JumpReLU) transcoder and `load_transcoders` reads back."""
+    arch = {v: k for k, v in SAELENS_ARCHS.items()}[t.cfg.activation]
+    names = ["W_enc", "b_enc", "W_dec", "b_dec"] + (["threshold"] if arch != "transcoder" else [])
+    sd = {n: getattr(t, n).detach().to("cpu", torch.float32).contiguous() for n in names}
+    cfg = {
+        "architecture": arch,
+        "d_in": t.cfg.d_in,
+        "d_sae": t.cfg.d_sae,
+        "d_out": t.cfg.d_out,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": False,
+        "normalize_activations": "none",
+        "hook_name_out": t.cfg.hook_out,
+        "metadata": {
+            "hook_name": t.cfg.hook_in,
+            "hook_name_out": t.cfg.hook_out,
+            "model_name": t.cfg.model_name,
+            "exported_by": "lenscope",
+        },
+    }
+    d = Path(dest)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(d / "sae_weights.safetensors"))
+    (d / "cfg.json").write_text(json.dumps(cfg, indent=2) + "\n", "utf-8")
+    return d
 
 
 # ---- circuit-tracer --------------------------------------------------------------------------
