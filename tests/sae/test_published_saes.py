@@ -207,3 +207,23 @@ def test_saelens_reads_our_export_of_a_gemma_scope_sae(tmp_path: Path) -> None:
     with torch.no_grad():
         np.testing.assert_allclose(theirs.encode(x).double().numpy(), f, atol=1e-5, rtol=1e-5)
         np.testing.assert_allclose(theirs(x).double().numpy(), recon, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("folder", "hook"),
+    [
+        ("layers.6", "blocks.6.hook_resid_post"),
+        ("gpt_neox.layers.2.mlp", "blocks.2.hook_mlp_out"),
+        ("h.3.attn", "blocks.3.hook_attn_out"),
+        ("encoder_out", ""),
+    ],
+)
+def test_sparsify_folder_names_its_hook(tmp_path: Path, folder: str, hook: str) -> None:
+    from lenscope.sae import SAEConfig, SparseAutoencoder
+
+    cfg = SAEConfig(d_in=D, d_sae=N, architecture="topk", k=4, hook_name="x")
+    export_sparsify(SparseAutoencoder(cfg, seed=2), tmp_path / "run" / folder)
+    assert load_sae(tmp_path / "run" / folder).cfg.hook_name == hook
+    assert import_sae(
+        tmp_path / "run" / folder, hook_name="blocks.0.hook_resid_pre"
+    ).cfg.hook_name == ("blocks.0.hook_resid_pre")

@@ -10,7 +10,8 @@ sparsify's layout (import; export for TopK).
   {"k": k}; TopK autoencoders normalise their input (their `from_state_dict` convention).
   Read from a local .pt (tensors and plain values only: `weights_only=True`) or .safetensors.
 - sparsify (EleutherAI): `cfg.json` (d_in, k, num_latents or expansion_factor, ...) and
-  `sae.safetensors` (encoder.weight [n, d], encoder.bias, W_dec [n, d], b_dec).
+  `sae.safetensors` (encoder.weight [n, d], encoder.bias, W_dec [n, d], b_dec), one folder per
+  hookpoint, named by it (`layers.6` -> blocks.6.hook_resid_post; see `sparsify_hook`).
 - Gemma Scope: `params.npz` (JumpReLU; see `lenscope.sae.gemmascope`).
 Transcoders (SAELens' transcoder cfg.json, circuit-tracer's config.yaml) are not SAEs: they load
 with `lenscope.sae.transcoder_formats.load_transcoders`.
@@ -19,6 +20,7 @@ with `lenscope.sae.transcoder_formats.load_transcoders`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,22 @@ def import_openai(
 
 
 # ---- sparsify ------------------------------------------------------------------------------------
+_SPARSIFY_HOOK = re.compile(r"^(?:.*\.)?(?:layers|h)\.(\d+)(?:\.(mlp|self_attn|attention|attn))?$")
+
+
+def sparsify_hook(folder: str) -> str:
+    """The hook of a sparsify folder named by its hookpoint (a module name): `layers.6` (a
+    layer's output) -> blocks.6.hook_resid_post, `layers.6.mlp` -> blocks.6.hook_mlp_out,
+    `layers.6.self_attn` -> blocks.6.hook_attn_out; "" for other names."""
+    m = _SPARSIFY_HOOK.match(folder)
+    if m is None:
+        return ""
+    site = "hook_resid_post" if m.group(2) is None else "hook_mlp_out"
+    if m.group(2) not in (None, "mlp"):
+        site = "hook_attn_out"
+    return f"blocks.{m.group(1)}.{site}"
+
+
 def import_sparsify(path: Path, hook_name: str | None = None, **_: Any) -> SparseAutoencoder:
     c = _read_json(path / "cfg.json")
     sd = _read_tensors(path / "sae.safetensors")
@@ -266,7 +284,11 @@ def import_sparsify(path: Path, hook_name: str | None = None, **_: Any) -> Spars
         d_in = int(c["d_in"])
         n = int(c.get("num_latents") or d_in * int(c["expansion_factor"]))
         cfg = SAEConfig(
-            d_in=d_in, d_sae=n, architecture="topk", k=int(c["k"]), hook_name=hook_name or ""
+            d_in=d_in,
+            d_sae=n,
+            architecture="topk",
+            k=int(c["k"]),
+            hook_name=hook_name or sparsify_hook(path.resolve().name),
         )
         ours = {
             "W_enc": sd["encoder.weight"].t(),
