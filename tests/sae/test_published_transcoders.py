@@ -248,3 +248,55 @@ def test_saelens_reads_our_transcoder_export(tmp_path: Path) -> None:
             torch.testing.assert_close(theirs.encode(x), t.encode(x), atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(theirs(x), t(x), atol=1e-5, rtol=1e-5)
             assert torch.equal(back(x), t(x))
+
+
+def _sparsify_transcoder(dest: Path, k: int, **extra: Any) -> dict[str, np.ndarray]:
+    p = _params(9, jump=False)
+    dest.mkdir(parents=True)
+    sd = {
+        "encoder.weight": torch.from_numpy(p["W_enc"].T.copy()),
+        "encoder.bias": torch.from_numpy(p["b_enc"]),
+        "W_dec": torch.from_numpy(p["W_dec"]),
+        "b_dec": torch.from_numpy(p["b_dec"]),
+    }
+    save_file(sd, str(dest / "sae.safetensors"))
+    cfg = {"d_in": D, "num_latents": N, "k": k, "transcode": True, **extra}
+    (dest / "cfg.json").write_text(json.dumps(cfg))
+    return p
+
+
+def test_sparsify_transcoder_reads_the_mlp_input(tmp_path: Path) -> None:
+    k = 5
+    folder = tmp_path / "run" / "layers.1.mlp"
+    p = _sparsify_transcoder(folder, k)
+    model = _model()
+    with pytest.raises(InputError, match="need the model"):
+        load_transcoders(folder)
+    with pytest.raises(ArtifactError, match="sparsify transcoders, not an SAE"):
+        import_sae(folder)
+    (t,) = load_transcoders(folder, model=model)
+    assert (t.cfg.hook_in, t.cfg.hook_out) == (
+        "blocks.1.ln2.hook_normalized",
+        "blocks.1.hook_mlp_out",
+    )
+    hooks = ["blocks.1.hook_resid_mid", "blocks.1.ln2.hook_normalized"]
+    clean, acts = _capture(model, hooks)
+    with torch.no_grad():  # sparsify: relu(encoder(mlp input)), the top k per token; no b_dec first
+        mlp_in = model.blocks[1].ln2(acts["blocks.1.hook_resid_mid"]).double().numpy()
+    pre = np.maximum(mlp_in @ p["W_enc"].astype(np.float64) + p["b_enc"], 0)
+    want = np.zeros_like(pre)
+    for idx in np.ndindex(pre.shape[:-1]):
+        top = np.argsort(-pre[idx])[:k]
+        want[idx][top] = pre[idx][top]
+    got = Dictionary.of(t).latents(acts["blocks.1.ln2.hook_normalized"])
+    np.testing.assert_allclose(got.double().numpy(), want, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        assert torch.equal(
+            model.run_with_hooks(TOKENS, fwd_hooks=splice(t, keep_error=True)), clean
+        )
+    _, out = _capture(model, ["blocks.1.hook_mlp_out"], extra=splice(t))
+    recon = want @ p["W_dec"].astype(np.float64) + p["b_dec"]
+    np.testing.assert_allclose(out["blocks.1.hook_mlp_out"].double().numpy(), recon, atol=1e-5)
+    _sparsify_transcoder(tmp_path / "skip" / "layers.0.mlp", k, skip_connection=True)
+    with pytest.raises(ArtifactError, match="skip connection"):
+        load_transcoders(tmp_path / "skip" / "layers.0.mlp", model=model)

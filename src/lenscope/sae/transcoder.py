@@ -1,6 +1,7 @@
 """`Transcoder`: a dictionary that reads one hook (an MLP's input) and writes another (its output).
 
-    latents = act(x @ W_enc + b_enc)       act: ReLU, or JumpReLU (pre where pre > threshold)
+    latents = act(x @ W_enc + b_enc)       act: ReLU, JumpReLU (pre where pre > threshold), or
+                                           TopK (each token's k largest, then ReLU: sparsify)
     out     = latents @ W_dec + b_dec
 
 Shapes follow SAELens and circuit-tracer: W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_out],
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from lenscope.errors import InputError
 from lenscope.sae.dictionary import Dictionary
 
-ACTIVATIONS = ("relu", "jumprelu")
+ACTIVATIONS = ("relu", "jumprelu", "topk")
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,11 @@ class TranscoderConfig:
     d_in: int
     d_sae: int
     d_out: int
-    activation: str  # relu | jumprelu
+    activation: str  # relu | jumprelu | topk
     hook_in: str
     hook_out: str
     model_name: str = ""
+    k: int | None = None  # topk only
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -40,6 +42,10 @@ class TranscoderConfig:
             )
         if min(self.d_in, self.d_sae, self.d_out) < 1:
             raise InputError("a transcoder's d_in, d_sae and d_out must be positive")
+        if (self.activation == "topk") != (self.k is not None):
+            raise InputError("a TopK transcoder needs k (and only TopK transcoders take one)")
+        if self.k is not None and not 1 <= self.k <= self.d_sae:
+            raise InputError(f"k = {self.k} must be between 1 and d_sae = {self.d_sae}")
 
 
 class Transcoder(nn.Module):
@@ -80,6 +86,10 @@ class Transcoder(nn.Module):
         acts = pre.relu()
         if self.cfg.activation == "jumprelu":
             acts = acts * (pre > self.threshold).to(acts.dtype)
+        if self.cfg.activation == "topk":
+            assert self.cfg.k is not None
+            vals, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
+            acts = torch.zeros_like(pre).scatter(-1, idx, vals.relu())
         return acts
 
     def decode(self, f: Tensor) -> Tensor:

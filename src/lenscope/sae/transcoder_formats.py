@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ CONFIGS = ("config.yaml", "config.yml")
 SAELENS_ARCHS = {"transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
 TRANSCODER_LAYOUTS = (
     "SAELens (cfg.json with a transcoder architecture + sae_weights.safetensors), "
-    "circuit-tracer (config.yaml listing per-layer files)"
+    "circuit-tracer (config.yaml listing per-layer files), "
+    "sparsify (cfg.json with transcode: true + sae.safetensors)"
 )
 _INPUTS = {"hook_resid_mid": "hook_resid_mid", "hook_mlp_in": "hook_resid_mid"}
 _OUTPUTS = {"hook_mlp_out": "hook_mlp_out", "mlp.hook_out": "hook_mlp_out"}
@@ -52,13 +54,17 @@ def transcoder_layout(path: Path) -> str | None:
     if any((path / n).is_file() for n in CONFIGS):
         return "circuit-tracer"
     cfg = path / "cfg.json"
-    if cfg.is_file() and (path / "sae_weights.safetensors").is_file():
-        try:
-            arch = json.loads(cfg.read_text("utf-8")).get("architecture")
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            return None
-        if isinstance(arch, str) and arch.endswith("transcoder"):
-            return "SAELens"
+    if not cfg.is_file():
+        return None
+    try:
+        c = json.loads(cfg.read_text("utf-8"))
+        arch, transcode = c.get("architecture"), c.get("transcode")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    if (path / "sae_weights.safetensors").is_file():
+        return "SAELens" if isinstance(arch, str) and arch.endswith("transcoder") else None
+    if (path / "sae.safetensors").is_file() and transcode is True:
+        return "sparsify"
     return None
 
 
@@ -79,6 +85,8 @@ def load_transcoders(
         return load_circuit_tracer(p, model=model)
     if layout == "SAELens":
         return [load_saelens_transcoder(p, hook_in=hook_in, hook_out=hook_out)]
+    if layout == "sparsify":
+        return [load_sparsify_transcoder(p, hook_in=hook_in, hook_out=hook_out, model=model)]
     raise ArtifactError(f"{p} is in no known transcoder layout: {TRANSCODER_LAYOUTS}")
 
 
@@ -152,6 +160,60 @@ def export_saelens_transcoder(t: Transcoder, dest: Path | str) -> Path:
     save_file(sd, str(d / "sae_weights.safetensors"))
     (d / "cfg.json").write_text(json.dumps(cfg, indent=2) + "\n", "utf-8")
     return d
+
+
+# ---- sparsify ---------------------------------------------------------------------------------
+_SPARSIFY_MLP = re.compile(r"^(?:.*\.)?(?:layers|h)\.(\d+)\.mlp$")
+
+
+def load_sparsify_transcoder(
+    path: Path,
+    hook_in: str | None = None,
+    hook_out: str | None = None,
+    model: HookedTransformer | None = None,
+) -> Transcoder:
+    try:
+        c = json.loads((path / "cfg.json").read_text("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"cannot read {path / 'cfg.json'}: {e}") from None
+    sd = _read_safetensors(path / "sae.safetensors")
+    if c.get("skip_connection") or "W_skip" in sd:
+        raise ArtifactError(f"{path}: transcoders with a skip connection are not supported")
+    if c.get("activation", "topk") != "topk":
+        raise ArtifactError(f"{path}: sparsify activation {c.get('activation')!r} is not supported")
+    _need(sd, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), path)
+    m = _SPARSIFY_MLP.match(path.resolve().name)
+    layer = int(m.group(1)) if m else None
+    if (hook_in is None or hook_out is None) and layer is None:
+        raise InputError(
+            f"{path}: the folder is not named by an MLP hookpoint (layers.{{l}}.mlp); pass both hooks"
+        )
+    if hook_in is None and model is None:
+        raise InputError(f"{path}: sparsify transcoders read the MLP's input and need the model")
+    try:
+        d_in = int(c["d_in"])
+        cfg = TranscoderConfig(
+            d_in=d_in,
+            d_sae=int(c.get("num_latents") or d_in * int(c["expansion_factor"])),
+            d_out=int(sd["W_dec"].shape[-1]),
+            activation="topk",
+            hook_in=hook_in or f"blocks.{layer}.mlp_input",
+            hook_out=hook_out or f"blocks.{layer}.hook_mlp_out",
+            k=int(c["k"]),
+        )
+    except (KeyError, TypeError, ValueError, InputError) as e:
+        raise ArtifactError(f"{path}: not a sparsify transcoder ({e})") from None
+    ours = {
+        "W_enc": sd["encoder.weight"].t(),
+        "b_enc": sd["encoder.bias"],
+        "W_dec": sd["W_dec"],
+        "b_dec": sd["b_dec"],
+    }
+    t = _build(cfg, ours, str(path))
+    if hook_in is None:
+        assert model is not None and layer is not None
+        t = _fold_ln2(t, model, layer)
+    return t
 
 
 # ---- circuit-tracer --------------------------------------------------------------------------
