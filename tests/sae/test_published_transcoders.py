@@ -206,7 +206,7 @@ def test_transcoder_bad_input(tmp_path: Path) -> None:
         .read_text()
         .replace("transcoder_set", "cross_layer_transcoder")
     )
-    with pytest.raises(ArtifactError, match="cross-layer transcoders are not supported"):
+    with pytest.raises(ArtifactError, match="a cross-layer transcoder; load its folder"):
         load_transcoders(tmp_path / "ct")
     cfg = tmp_path / "ct2" / "config.yaml"
     _circuit_tracer(tmp_path / "ct2", in_hook="hook_attn_out")
@@ -300,3 +300,55 @@ def test_sparsify_transcoder_reads_the_mlp_input(tmp_path: Path) -> None:
     _sparsify_transcoder(tmp_path / "skip" / "layers.0.mlp", k, skip_connection=True)
     with pytest.raises(ArtifactError, match="skip connection"):
         load_transcoders(tmp_path / "skip" / "layers.0.mlp", model=model)
+
+
+def test_cross_layer_transcoder_splices_exactly_and_reconstructs_every_mlp(tmp_path: Path) -> None:
+    from lenscope.sae.clt import load_cross_layer_transcoder
+
+    r = np.random.default_rng(11)
+    n_layers = 2
+    W_enc = [r.standard_normal((N, D)).astype(np.float32) / np.sqrt(D) for _ in range(n_layers)]
+    b_enc = [r.standard_normal(N).astype(np.float32) * 0.1 for _ in range(n_layers)]
+    b_dec = [r.standard_normal(D).astype(np.float32) * 0.1 for _ in range(n_layers)]
+    thr = [np.abs(r.standard_normal(N)).astype(np.float32) * 0.2 for _ in range(n_layers)]
+    W_dec = [
+        r.standard_normal((N, n_layers - i, D)).astype(np.float32) / np.sqrt(N)
+        for i in range(n_layers)
+    ]
+    (tmp_path / "clt").mkdir()
+    for i in range(n_layers):
+        enc = {f"W_enc_{i}": W_enc[i], f"b_enc_{i}": b_enc[i], f"b_dec_{i}": b_dec[i]}
+        enc[f"threshold_{i}"] = thr[i]
+        save_file(
+            {k: torch.from_numpy(v) for k, v in enc.items()},
+            str(tmp_path / "clt" / f"W_enc_{i}.safetensors"),
+        )
+        save_file(
+            {f"W_dec_{i}": torch.from_numpy(W_dec[i])},
+            str(tmp_path / "clt" / f"W_dec_{i}.safetensors"),
+        )
+    clt = load_cross_layer_transcoder(tmp_path / "clt")
+    dics = clt.dictionaries()
+    model = _model()
+    for d in dics:
+        check_compatible(model, d)
+    assert dics[0].hooks_out == ("blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out")
+    hooks = [f"blocks.{i}.hook_resid_mid" for i in range(n_layers)]
+    clean, acts = _capture(model, hooks)
+    specs = [s for d in dics for s in splice(d, keep_error=True)]
+    with torch.no_grad():
+        assert torch.equal(model.run_with_hooks(TOKENS, fwd_hooks=specs), clean)
+    # numpy: f_i = JumpReLU(x_i W_enc_i^T + b_enc_i); out_j = sum_{i<=j} f_i W_dec_i[:, j-i] + b_dec_j
+    xs = [acts[h].double().numpy() for h in hooks]
+    fs = []
+    for i in range(n_layers):
+        pre = xs[i] @ W_enc[i].T.astype(np.float64) + b_enc[i]
+        fs.append(pre * (pre > thr[i]) * (pre > 0))
+    assert all(0 < (f > 0).sum() < f.size for f in fs)
+    got = clt.reconstruct([acts[h] for h in hooks])
+    for j in range(n_layers):
+        want = sum(fs[i] @ W_dec[i][:, j - i].astype(np.float64) for i in range(j + 1)) + b_dec[j]
+        np.testing.assert_allclose(got[j].double().numpy(), want, atol=1e-5)
+    (tmp_path / "clt" / "W_dec_1.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="cannot read"):
+        load_cross_layer_transcoder(tmp_path / "clt")

@@ -223,7 +223,8 @@ def load_circuit_tracer(path: Path, model: HookedTransformer | None = None) -> l
     kind = c.get("model_kind", "transcoder_set")
     if kind == "cross_layer_transcoder":
         raise ArtifactError(
-            f"{f}: cross-layer transcoders are not supported yet (transcoder_set is)"
+            f"{f}: a cross-layer transcoder; load its folder of W_enc_*/W_dec_*.safetensors with "
+            "lenscope.sae.clt.load_cross_layer_transcoder"
         )
     if kind != "transcoder_set":
         raise ArtifactError(f"{f}: model_kind {kind!r} is not transcoder_set")
