@@ -242,7 +242,9 @@ def test_saelens_reads_our_transcoder_export(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theirs = SAE.load_from_disk(out)
-        (back,) = load_transcoders(out)
+        (back,) = load_transcoders(out, dtype=torch.float64)
+        assert back.W_enc.dtype == torch.float64
+        back = back.float()
         assert (back.cfg.hook_in, back.cfg.hook_out) == (t.cfg.hook_in, t.cfg.hook_out)
         with torch.no_grad():
             torch.testing.assert_close(theirs.encode(x), t.encode(x), atol=1e-5, rtol=1e-5)

@@ -74,19 +74,25 @@ def load_transcoders(
     hook_in: str | None = None,
     hook_out: str | None = None,
     model: HookedTransformer | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> list[Transcoder]:
-    """Every transcoder at `path` (one per layer), in layer order. `hook_in` / `hook_out`
-    override what a SAELens config says; `model` is needed for circuit-tracer's `mlp.hook_in`."""
+    """Every transcoder at `path` (one per layer), in layer order, on `device` in `dtype`.
+    `hook_in` / `hook_out` override what the files say; `model` is needed where the transcoder
+    reads the MLP's normalised input (circuit-tracer's `mlp.hook_in`, sparsify)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p} does not exist")
     layout = transcoder_layout(p)
+    ts: list[Transcoder] | None = None
     if layout == "circuit-tracer":
-        return load_circuit_tracer(p, model=model)
-    if layout == "SAELens":
-        return [load_saelens_transcoder(p, hook_in=hook_in, hook_out=hook_out)]
-    if layout == "sparsify":
-        return [load_sparsify_transcoder(p, hook_in=hook_in, hook_out=hook_out, model=model)]
+        ts = load_circuit_tracer(p, model=model)
+    elif layout == "SAELens":
+        ts = [load_saelens_transcoder(p, hook_in=hook_in, hook_out=hook_out)]
+    elif layout == "sparsify":
+        ts = [load_sparsify_transcoder(p, hook_in=hook_in, hook_out=hook_out, model=model)]
+    if ts is not None:
+        return [t.to(device=device, dtype=dtype).eval() for t in ts]
     raise ArtifactError(f"{p} is in no known transcoder layout: {TRANSCODER_LAYOUTS}")
 
 
