@@ -235,14 +235,24 @@ def export(
 
 @sub.command("import")
 def import_(
-    path: Path = typer.Argument(..., help="SAELens/sparsify directory or OpenAI .pt file."),
+    path: Path = typer.Argument(
+        ..., help="SAELens/sparsify/Gemma Scope directory, params.npz, or OpenAI .pt file."
+    ),
     out: Path = typer.Option(..., "--out", help="Destination SAE artifact directory."),
-    fmt: str | None = typer.Option(None, "--format", help="saelens | openai | sparsify"),
-    hook: str | None = typer.Option(None, "--hook", help="Hook point (if the file lacks it)."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="saelens | openai | sparsify | gemmascope"
+    ),
+    hook: str | None = typer.Option(
+        None,
+        "--hook",
+        help="Hook point (if the files lack it); for Gemma Scope a site such as resid_post "
+        "is completed by the layer_{l} folder.",
+    ),
     model: str | None = typer.Option(None, "--model", help="Check against and record this model."),
     k: int | None = typer.Option(None, "--k", help="TopK k for OpenAI safetensors files."),
 ) -> None:
-    """Import an SAE from SAELens, OpenAI's sparse_autoencoder or sparsify into a lenscope artifact."""
+    """Import an SAE from SAELens, OpenAI's sparse_autoencoder, sparsify or Gemma Scope into a
+    lenscope artifact."""
     from lenscope.model import fingerprint, load_model
     from lenscope.sae import Dictionary, check_compatible, save_sae
     from lenscope.sae.formats import import_sae

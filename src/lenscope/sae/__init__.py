@@ -19,6 +19,8 @@ from lenscope.sae.formats import export_saelens, export_sparsify, import_sae
 from lenscope.sae.io import list_saes, load_sae, saes_for_model, save_sae
 from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.train import sae_config_for, train_sae
+from lenscope.sae.transcoder import Transcoder
+from lenscope.sae.transcoder_formats import load_transcoders
 
 __all__ = [
     "ARCHITECTURES",
@@ -26,6 +28,7 @@ __all__ = [
     "SAEConfig",
     "SparseAutoencoder",
     "TrainConfig",
+    "Transcoder",
     "check_compatible",
     "evaluate_sae",
     "export_saelens",
@@ -33,6 +36,7 @@ __all__ = [
     "import_sae",
     "list_saes",
     "load_sae",
+    "load_transcoders",
     "sae_config_for",
     "saes_for_model",
     "save_sae",

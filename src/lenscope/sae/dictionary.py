@@ -12,8 +12,9 @@ needs of any of them:
                             (scale is 1, or each token's std for SAEs that normalise their input)
     decode(f, x, hook)      the reconstruction at an output hook from latents f (input x)
 
-`Dictionary.of` adapts lenscope's `SparseAutoencoder`, SAELens' `SAE`, or any object with
-`encode(x)` and `W_dec` (then pass `hook_name`). `check_compatible` is the one check that a
+`Dictionary.of` adapts lenscope's `SparseAutoencoder`, SAELens' `SAE`, anything with an
+`as_dictionary()` (lenscope's `Transcoder`), or any object with `encode(x)` and `W_dec` (then pass
+`hook_name`). `check_compatible` is the one check that a
 dictionary fits a model. `splice` is the one splice: forward hooks for one request (pass them to
 `run_with_hooks` or `model.hooks`), nothing is attached to the model itself.
 """
@@ -152,6 +153,9 @@ class Dictionary:
         and `W_dec` [d_sae, d_model] (then `hook_name` is required); a `Dictionary` is itself."""
         if isinstance(obj, Dictionary):
             return obj
+        as_dictionary = getattr(obj, "as_dictionary", None)  # e.g. a Transcoder
+        if callable(as_dictionary) and isinstance(dic := as_dictionary(), Dictionary):
+            return dic
         cfg = getattr(obj, "cfg", None)
         hook = hook_name or getattr(obj, "hook_name", None)
         hook = hook or getattr(cfg, "hook_name", None) or _saelens_hook(cfg)

@@ -10,12 +10,17 @@ sparsify's layout (import; export for TopK).
   {"k": k}; TopK autoencoders normalise their input (their `from_state_dict` convention).
   Read from a local .pt (tensors and plain values only: `weights_only=True`) or .safetensors.
 - sparsify (EleutherAI): `cfg.json` (d_in, k, num_latents or expansion_factor, ...) and
-  `sae.safetensors` (encoder.weight [n, d], encoder.bias, W_dec [n, d], b_dec).
+  `sae.safetensors` (encoder.weight [n, d], encoder.bias, W_dec [n, d], b_dec), one folder per
+  hookpoint, named by it (`layers.6` -> blocks.6.hook_resid_post; see `sparsify_hook`).
+- Gemma Scope: `params.npz` (JumpReLU; see `lenscope.sae.gemmascope`).
+Transcoders (SAELens' transcoder cfg.json, circuit-tracer's config.yaml) are not SAEs: they load
+with `lenscope.sae.transcoder_formats.load_transcoders`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,12 @@ from lenscope.sae.config import SAEConfig
 from lenscope.sae.io import assign_tensors
 from lenscope.sae.model import SparseAutoencoder
 
-FORMATS = ("saelens", "openai", "sparsify")
+FORMATS = ("saelens", "openai", "sparsify", "gemmascope")
+LAYOUTS = (
+    "SAELens (cfg.json + sae_weights.safetensors), sparsify (cfg.json + sae.safetensors), "
+    "Gemma Scope (params.npz), OpenAI (.pt/.safetensors file), circuit-tracer transcoders "
+    "(config.yaml)"
+)
 SAELENS_FORMAT_VERSION = "6.0.0"
 
 
@@ -52,13 +62,34 @@ def _read_tensors(f: Path) -> dict[str, Tensor]:
         raise ArtifactError(f"cannot read {f}: {e}") from None
 
 
+def is_foreign_sae(path: Path) -> bool:
+    """Whether `path` is another library's SAE (a file, or a folder without a lenscope manifest)."""
+    if path.is_file():
+        return path.suffix in (".npz", ".pt", ".pth", ".safetensors")
+    names = ("sae_weights.safetensors", "sae.safetensors", "params.npz")
+    return not (path / "manifest.json").is_file() and any((path / n).is_file() for n in names)
+
+
 def detect_format(path: Path) -> str:
+    from lenscope.sae.transcoder_formats import transcoder_layout
+
+    if (layout := transcoder_layout(path)) is not None:
+        raise ArtifactError(
+            f"{path} holds {layout} transcoders, not an SAE; load them with "
+            "lenscope.sae.load_transcoders"
+        )
     if path.is_dir():
         if (path / "sae_weights.safetensors").is_file():
             return "saelens"
         if (path / "sae.safetensors").is_file():
             return "sparsify"
-        raise ArtifactError(f"{path} holds neither SAELens nor sparsify SAE files")
+        if (path / "params.npz").is_file():
+            return "gemmascope"
+        raise ArtifactError(
+            f"{path} holds neither SAELens nor sparsify SAE files, nor any known layout: {LAYOUTS}"
+        )
+    if path.suffix == ".npz":
+        return "gemmascope"
     if path.suffix in (".pt", ".pth", ".safetensors"):
         return "openai"
     raise ArtifactError(f"cannot tell the SAE format of {path}; pass --format")
@@ -76,6 +107,10 @@ def import_sae(path: Path | str, fmt: str | None = None, **kw: Any) -> SparseAut
         return import_openai(p, **kw)
     if fmt == "sparsify":
         return import_sparsify(p, **kw)
+    if fmt == "gemmascope":
+        from lenscope.sae.gemmascope import import_gemmascope
+
+        return import_gemmascope(p, **kw)
     raise InputError(f"unknown SAE format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -130,8 +165,10 @@ def import_saelens(path: Path, hook_name: str | None = None, **_: Any) -> Sparse
     norm = c.get("normalize_activations", "none")
     if norm not in ("none", "layer_norm", "expected_average_only_in"):
         raise ArtifactError(f"{path}: SAELens normalize_activations={norm!r} is not supported")
-    if c.get("apply_b_dec_to_input", True) is False:
-        raise ArtifactError(f"{path}: SAEs with apply_b_dec_to_input=false are not supported")
+    if str(arch).endswith("transcoder"):
+        raise ArtifactError(
+            f"{path} holds a SAELens {arch}, not an SAE; load it with lenscope.sae.load_transcoders"
+        )
     ours = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu"}.get(str(arch))
     if ours is None:
         raise ArtifactError(
@@ -158,6 +195,10 @@ def import_saelens(path: Path, hook_name: str | None = None, **_: Any) -> Sparse
         sd["W_enc"] = sd["W_enc"] * norms
         sd["b_enc"] = sd["b_enc"] * norms
         sd["W_dec"] = sd["W_dec"] / norms[:, None]
+    if c.get("apply_b_dec_to_input", True) is False and {"W_enc", "b_enc", "b_dec"} <= set(sd):
+        from lenscope.sae.gemmascope import fold_b_dec_into_b_enc
+
+        sd = fold_b_dec_into_b_enc(sd, str(path))  # they encode x, we encode x - b_dec
     sae = SparseAutoencoder(cfg)
     assign_tensors(sae, sd, str(path))
     return sae.eval()
@@ -216,6 +257,22 @@ def import_openai(
 
 
 # ---- sparsify ------------------------------------------------------------------------------------
+_SPARSIFY_HOOK = re.compile(r"^(?:.*\.)?(?:layers|h)\.(\d+)(?:\.(mlp|self_attn|attention|attn))?$")
+
+
+def sparsify_hook(folder: str) -> str:
+    """The hook of a sparsify folder named by its hookpoint (a module name): `layers.6` (a
+    layer's output) -> blocks.6.hook_resid_post, `layers.6.mlp` -> blocks.6.hook_mlp_out,
+    `layers.6.self_attn` -> blocks.6.hook_attn_out; "" for other names."""
+    m = _SPARSIFY_HOOK.match(folder)
+    if m is None:
+        return ""
+    site = "hook_resid_post" if m.group(2) is None else "hook_mlp_out"
+    if m.group(2) not in (None, "mlp"):
+        site = "hook_attn_out"
+    return f"blocks.{m.group(1)}.{site}"
+
+
 def import_sparsify(path: Path, hook_name: str | None = None, **_: Any) -> SparseAutoencoder:
     c = _read_json(path / "cfg.json")
     sd = _read_tensors(path / "sae.safetensors")
@@ -227,7 +284,11 @@ def import_sparsify(path: Path, hook_name: str | None = None, **_: Any) -> Spars
         d_in = int(c["d_in"])
         n = int(c.get("num_latents") or d_in * int(c["expansion_factor"]))
         cfg = SAEConfig(
-            d_in=d_in, d_sae=n, architecture="topk", k=int(c["k"]), hook_name=hook_name or ""
+            d_in=d_in,
+            d_sae=n,
+            architecture="topk",
+            k=int(c["k"]),
+            hook_name=hook_name or sparsify_hook(path.resolve().name),
         )
         ours = {
             "W_enc": sd["encoder.weight"].t(),

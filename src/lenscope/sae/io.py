@@ -81,8 +81,16 @@ def load_sae(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    *,
+    hook_name: str | None = None,
 ) -> SparseAutoencoder:
-    """Load an SAE artifact by name or path; `ArtifactError` if it is not a valid one."""
+    """Load an SAE artifact by name or path; `ArtifactError` if it is not a valid one. A path in
+    another library's layout (SAELens, sparsify, Gemma Scope, OpenAI) is imported, reading
+    `hook_name` where its files name none."""
+    from lenscope.sae.formats import import_sae, is_foreign_sae
+
+    if is_foreign_sae(p := Path(name_or_path).expanduser()):
+        return import_sae(p, hook_name=hook_name).to(device=device, dtype=dtype).eval()
     d = resolve_sae_path(name_or_path)
     m = read_manifest(d, KIND, SCHEMA)
     try:
