@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -131,3 +134,21 @@ def test_second_derivatives_match_torch(onednn: None) -> None:
         return h
 
     torch.testing.assert_close(hvp(linear), hvp(lambda x, w: x @ w), rtol=1e-4, atol=1e-3)
+
+
+def test_onednn_default_follows_the_cpu_unless_the_environment_decides() -> None:
+    """oneDNN is the default only where the CPU has AVX-512 (measured faster there, slower on an
+    AVX2-only EPYC); LENSCOPE_ONEDNN overrides either way."""
+    from lenscope.linalg import _default_on
+
+    assert _default_on(None, "AVX512") and _default_on("", "AVX512")
+    assert not _default_on(None, "AVX2") and not _default_on(None, "DEFAULT")
+    assert _default_on("1", "AVX2") and _default_on("true", "AVX2") and _default_on(" ON ", "AVX2")
+    assert not _default_on("0", "AVX512") and not _default_on("false", "AVX512")
+    cap = torch.backends.cpu.get_cpu_capability()
+    want = linalg._AVAILABLE and _default_on(os.environ.get("LENSCOPE_ONEDNN"), cap)
+    script = "from lenscope import linalg; print(linalg.onednn_enabled())"
+    got = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert got == str(want)
