@@ -13,9 +13,10 @@ import pytest
 from lenscope import load_model
 from lenscope.attribution.api import Debugger
 from lenscope.attribution.questions import Logit
+from lenscope.data.repeated import repeated_tokens
 from lenscope.errors import ModelNotFoundError
 from lenscope.nodes import NodeKind
-from lenscope.train.probes import induction_probe, repeated_tokens
+from lenscope.train.probes import induction_probe
 
 SEQ_LEN = 30
 

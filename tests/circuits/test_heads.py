@@ -10,8 +10,9 @@ import torch
 from lenscope.circuits.folding import circuit_weights
 from lenscope.circuits.heads import find_induction_circuit, head_scores
 from lenscope.circuits.positional import offset_preference, positional_scores
+from lenscope.data.repeated import repeated_tokens
 from lenscope.errors import InputError
-from lenscope.train.probes import induction_probe, repeated_tokens
+from lenscope.train.probes import induction_probe
 from tests.circuits.models import induction_model, random_model
 
 

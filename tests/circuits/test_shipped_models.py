@@ -9,7 +9,7 @@ from lenscope import HookedTransformer, load_model
 from lenscope.circuits.folding import circuit_weights
 from lenscope.circuits.heads import find_induction_circuit
 from lenscope.circuits.paths import path_expansion
-from lenscope.train.probes import repeated_tokens
+from lenscope.data.repeated import repeated_tokens
 
 
 def shipped(name: str) -> HookedTransformer:

@@ -21,10 +21,10 @@ import torch
 from lenscope.circuits.composition import CompositionScores, composition_scores
 from lenscope.circuits.folding import CircuitWeights, circuit_weights
 from lenscope.circuits.tables import head_id
+from lenscope.data.repeated import repeat_scores
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import isolated
-from lenscope.train.probes import repeat_scores
 
 INDUCTION_THRESHOLD = 0.3
 PREV_TOKEN_THRESHOLD = 0.3

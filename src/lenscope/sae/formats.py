@@ -31,8 +31,7 @@ from torch import Tensor
 
 from lenscope.errors import ArtifactError, InputError
 from lenscope.sae.config import SAEConfig
-from lenscope.sae.io import assign_tensors
-from lenscope.sae.model import SparseAutoencoder
+from lenscope.sae.model import SparseAutoencoder, assign_tensors
 
 FORMATS = ("saelens", "openai", "sparsify", "gemmascope")
 LAYOUTS = (

@@ -27,8 +27,7 @@ from torch import Tensor
 
 from lenscope.errors import ArtifactError, InputError
 from lenscope.sae.config import SAEConfig
-from lenscope.sae.io import assign_tensors
-from lenscope.sae.model import SparseAutoencoder
+from lenscope.sae.model import SparseAutoencoder, assign_tensors
 
 PARAMS = "params.npz"
 GEMMA_SCOPE_TENSORS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")

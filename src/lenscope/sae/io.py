@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
 from lenscope.errors import ArtifactError, InputError
 from lenscope.sae.config import SAEConfig
-from lenscope.sae.model import SparseAutoencoder
+from lenscope.sae.model import SparseAutoencoder, assign_tensors
 
 KIND = "sae"
 SCHEMA = 1
@@ -107,28 +107,6 @@ def load_sae(
     assign_tensors(sae, sd, str(d))
     sae.manifest = m  # type: ignore[assignment]
     return sae.eval()
-
-
-def assign_tensors(sae: SparseAutoencoder, sd: dict[str, torch.Tensor], where: str) -> None:
-    """Copy W_enc/b_enc/W_dec/b_dec (and threshold, if given) in, checking every shape."""
-    needed = ("W_enc", "b_enc", "W_dec", "b_dec")
-    missing = [n for n in needed if n not in sd]
-    if missing:
-        raise ArtifactError(f"{where}: missing tensor(s) {', '.join(missing)}")
-    with torch.no_grad():
-        for n in (*needed, "threshold"):
-            if n not in sd:
-                continue
-            dst = getattr(sae, n)
-            src = sd[n]
-            if tuple(src.shape) != tuple(dst.shape):
-                raise ArtifactError(
-                    f"{where}: {n} has shape {tuple(src.shape)} but d_in {sae.d_in} and "
-                    f"d_sae {sae.d_sae} imply {tuple(dst.shape)}"
-                )
-            if src.is_floating_point() and not bool(torch.isfinite(src).all()):
-                raise ArtifactError(f"{where}: {n} contains NaN or infinite values")
-            dst.copy_(src.to(dst.dtype))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lenscope.errors import InputError
+from lenscope.errors import ArtifactError, InputError
 from lenscope.linalg import linear, linear_t
 from lenscope.model.hooks import HookPoint
 from lenscope.sae.architectures import get_architecture
@@ -241,3 +241,25 @@ def geometric_median(x: Tensor, iters: int = 100, eps: float = 1e-8) -> Tensor:
             break
         y = nxt
     return y.to(x.dtype)
+
+
+def assign_tensors(sae: SparseAutoencoder, sd: dict[str, torch.Tensor], where: str) -> None:
+    """Copy W_enc/b_enc/W_dec/b_dec (and threshold, if given) in, checking every shape."""
+    needed = ("W_enc", "b_enc", "W_dec", "b_dec")
+    missing = [n for n in needed if n not in sd]
+    if missing:
+        raise ArtifactError(f"{where}: missing tensor(s) {', '.join(missing)}")
+    with torch.no_grad():
+        for n in (*needed, "threshold"):
+            if n not in sd:
+                continue
+            dst = getattr(sae, n)
+            src = sd[n]
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ArtifactError(
+                    f"{where}: {n} has shape {tuple(src.shape)} but d_in {sae.d_in} and "
+                    f"d_sae {sae.d_sae} imply {tuple(dst.shape)}"
+                )
+            if src.is_floating_point() and not bool(torch.isfinite(src).all()):
+                raise ArtifactError(f"{where}: {n} contains NaN or infinite values")
+            dst.copy_(src.to(dst.dtype))
