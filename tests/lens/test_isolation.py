@@ -3,8 +3,6 @@ of a freshly built copy of the model), threads do not see each other, nothing is
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 
@@ -13,7 +11,7 @@ from lenscope.lens import evaluate_lenses, lens_generation, logit_lens
 from lenscope.lens.core import lens_logits
 from lenscope.lens.tuned import TunedLens
 from tests.lens.fixtures import tiny, tokens
-from tests.model.isolation import assert_same, clean, spoiled
+from tests.model.isolation import assert_same, clean, spoiled, while_hooking
 
 TEXT = "The keys to the cabinet are on the"
 
@@ -49,31 +47,13 @@ def test_threads_calling_the_lens_while_hooks_come_and_go() -> None:
     model = tiny(tokenizer=True)
     prompts = [tokens(model.cfg.d_vocab, n=9 + i, seed=i) for i in range(4)]
     want = [logit_lens(model, p, k=5) for p in prompts]
-    stop = threading.Event()
     results: dict[int, list[object]] = {i: [] for i in range(4)}
-    errors: list[BaseException] = []
 
-    def hooker() -> None:
-        while not stop.is_set():
-            with spoiled(model):
-                pass
+    def work(i: int) -> None:
+        for _ in range(6):
+            results[i].append(logit_lens(model, prompts[i], k=5))
 
-    def worker(i: int) -> None:
-        try:
-            for _ in range(6):
-                results[i].append(logit_lens(model, prompts[i], k=5))
-        except BaseException as e:
-            errors.append(e)
-
-    h = threading.Thread(target=hooker)
-    h.start()
-    ws = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for w in ws:
-        w.start()
-    for w in ws:
-        w.join()
-    stop.set()
-    h.join()
+    errors = while_hooking(model, work)
     assert not errors
     for i in range(4):
         assert len(results[i]) == 6

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -71,3 +72,37 @@ def differs(a: Any, b: Any) -> bool:
     except AssertionError:
         return True
     return False
+
+
+def while_hooking(
+    model: HookedTransformer,
+    work: Callable[[int], None],
+    hook: str = "blocks.*.attn.hook_z",
+    n_workers: int = 4,
+) -> list[BaseException]:
+    """Run `work(i)` in `n_workers` threads while another thread keeps attaching and removing a
+    spoiling hook at `hook` on `model`; return what the workers raised."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def hooker() -> None:
+        while not stop.is_set():
+            with spoiled(model, hook):
+                pass
+
+    def worker(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as e:
+            errors.append(e)
+
+    h = threading.Thread(target=hooker)
+    h.start()
+    ws = [threading.Thread(target=worker, args=(i,)) for i in range(n_workers)]
+    for w in ws:
+        w.start()
+    for w in ws:
+        w.join()
+    stop.set()
+    h.join()
+    return errors

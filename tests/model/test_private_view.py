@@ -13,7 +13,7 @@ from torch import Tensor
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.model.hooks import HookPoint
 from lenscope.model.view import isolated, origin, private_view
-from tests.model.isolation import clean, spoiled, zero
+from tests.model.isolation import clean, spoiled, while_hooking, zero
 
 
 def small(seed: int = 0) -> HookedTransformer:
@@ -144,29 +144,15 @@ def test_threads_hooking_views_while_the_model_is_hooked() -> None:
     for i in range(4):
         name = f"blocks.{i % 2}.attn.hook_z"
         expected[i] = fresh.run_with_hooks(TOKS, fwd_hooks=[(name, zero)]) * (i + 1)
-    stop = threading.Event()
     results: dict[int, list[Tensor]] = {i: [] for i in range(4)}
 
-    def hooker() -> None:
-        while not stop.is_set():
-            model.add_hook("blocks.*.hook_resid_pre", zero)
-            model.reset_hooks()
-
-    def worker(i: int) -> None:
+    def work(i: int) -> None:
         for _ in range(20):
             with private_view(model) as view:
                 name = f"blocks.{i % 2}.attn.hook_z"
                 results[i].append(view.run_with_hooks(TOKS, fwd_hooks=[(name, zero)]) * (i + 1))
 
-    h = threading.Thread(target=hooker)
-    h.start()
-    ws = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for w in ws:
-        w.start()
-    for w in ws:
-        w.join()
-    stop.set()
-    h.join()
+    assert not while_hooking(model, work, "blocks.*.hook_resid_pre")
     for i in range(4):
         assert len(results[i]) == 20
         for r in results[i]:
