@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lenscope.device import DEVICE_HELP
 from lenscope.jsonable import to_jsonable
 
 console = Console()
 err_console = Console(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON instead of tables.")
+DEVICE_OPTION = typer.Option("cpu", "--device", help=DEVICE_HELP)
 EMPTY_PROMPT = "the prompt is empty: give some text"  # as `lenscope run` says it
 
 
