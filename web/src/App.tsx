@@ -6,12 +6,16 @@ import { Link, useLocation } from "./lib/router";
 import { useAsync } from "./lib/useAsync";
 import { CircuitsPage } from "./pages/CircuitsPage";
 import { DebuggerPage } from "./pages/DebuggerPage";
+import { DiscoverPage } from "./pages/DiscoverPage";
+import { GraphPage } from "./pages/GraphPage";
 import { LensPage } from "./pages/LensPage";
 import { MarkovPage } from "./pages/MarkovPage";
 import { NodePage } from "./pages/NodePage";
 
 const PAGES = [
   { path: "/", label: "Debugger" },
+  { path: "/graph", label: "Graph" },
+  { path: "/discover", label: "Discover" },
   { path: "/lens", label: "Lens" },
   { path: "/circuits", label: "Circuits" },
   { path: "/markov", label: "Markov" },
@@ -57,6 +61,8 @@ export function App() {
 function Page({ path, params }: { path: string; params: URLSearchParams }) {
   if (path === "/" || path === "/debugger") return <DebuggerPage params={params} />;
   if (path.startsWith("/node/")) return <NodePage id={decodeURIComponent(path.slice(6))} params={params} />;
+  if (path === "/graph") return <GraphPage params={params} />;
+  if (path === "/discover") return <DiscoverPage params={params} />;
   if (path === "/lens") return <LensPage params={params} />;
   if (path === "/circuits") return <CircuitsPage params={params} />;
   if (path === "/markov") return <MarkovPage params={params} />;

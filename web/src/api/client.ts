@@ -114,3 +114,14 @@ export function fill(path: string, params: Record<string, string>): string {
     return encodeURIComponent(params[k]);
   });
 }
+
+/** POST to a route whose types are declared by hand (not yet in the generated schema); the caller
+ * checks the answer's shape. */
+export function postAs<T>(path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+  return send(path, { method: "POST", headers: headers(true), body: JSON.stringify(body), signal });
+}
+
+/** GET a route whose types are declared by hand (see postAs). */
+export function getAs<T>(path: string, signal?: AbortSignal): Promise<T> {
+  return send(path, { method: "GET", headers: headers(false), signal });
+}

@@ -3,7 +3,8 @@
 import { encodeIntervention, parseInterventions, toApi, type UiIntervention } from "./interventions";
 import type { Dir } from "./sort";
 
-export type QuestionKind = "logit_diff" | "logit" | "prob" | "attention";
+// "top" (the top logits, no question) is asked only by the graph page; the debugger never parses it.
+export type QuestionKind = "logit_diff" | "logit" | "prob" | "attention" | "top";
 export type Granularity = "component" | "position" | "pair";
 export type Column = "activation" | "write_norm" | "direct_effect" | "total_effect" | "ablation_effect";
 export type Side = "left" | "right" | "diff";

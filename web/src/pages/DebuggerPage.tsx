@@ -14,7 +14,8 @@ import {
 } from "../lib/debuggerState";
 import { ablatedNodes, patchHooks, residualHooks, steeredNodes, suggestedCoefficient, toggleAblation, toggleSteer } from "../lib/interventions";
 import { componentOf, parseNode } from "../lib/nodes";
-import { navigate, urlOf } from "../lib/router";
+import { graphLinkFor } from "../lib/graphState";
+import { Link, navigate, urlOf } from "../lib/router";
 import { useAsync } from "../lib/useAsync";
 import { AnswerPanel } from "./debugger/AnswerPanel";
 import { AttentionPanel } from "./debugger/AttentionPanel";
@@ -99,11 +100,20 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
     update({ kind: "attention", head: `L${n.layer}.H${n.index}`, qpos: n.position, kpos: n.key ?? 0, trace: [] });
   };
   const busy = why.loading || att.loading;
+  const graphLink = graphLinkFor(state);
 
   return (
     <div className="debugger">
       <QuestionForm state={state} onAsk={(patch) => update({ ...patch, trace: [] })} busy={busy} />
       {!ready && <p className="empty">Write a prompt and the tokens to compare, then Ask.</p>}
+      {ready && graphLink && (
+        <p className="hint graph-link">
+          <Link to={graphLink} data-action="graph">
+            graph
+          </Link>{" "}
+          this question: its attribution graph over the model&apos;s transcoders
+        </p>
+      )}
       <InterventionsPanel
         items={state.iv}
         prompt2={state.prompt2}

@@ -7,12 +7,26 @@ interface Props {
   state: DebuggerState;
   onAsk: (patch: Partial<DebuggerState>) => void;
   busy: boolean;
+  /** the questions offered (the graph page adds "top" and leaves out attention) */
+  kinds?: readonly QuestionKind[];
+  /** offer a second prompt to compare with */
+  compare?: boolean;
 }
+
+const KIND_LABELS: Record<QuestionKind, string> = {
+  logit_diff: "why target rather than distractor",
+  logit: "logit of a token",
+  prob: "probability of a token",
+  attention: "why a head attends",
+  top: "the top logits (95% of probability, at most 10)",
+};
+
+const DEBUGGER_KINDS: readonly QuestionKind[] = ["logit_diff", "logit", "prob", "attention"];
 
 const splitTokens = (s: string): string[] => (s === "" ? [] : s.split("|"));
 const joinTokens = (t: string[]): string => t.join("|");
 
-export function QuestionForm({ state, onAsk, busy }: Props) {
+export function QuestionForm({ state, onAsk, busy, kinds = DEBUGGER_KINDS, compare = true }: Props) {
   const [prompt, setPrompt] = useState(state.prompt);
   const [kind, setKind] = useState<QuestionKind>(state.kind);
   const [target, setTarget] = useState(joinTokens(state.target));
@@ -44,7 +58,7 @@ export function QuestionForm({ state, onAsk, busy }: Props) {
     head: head.trim(),
     qpos: qpos.trim() === "" ? null : Number(qpos),
     kpos: Number(kpos) || 0,
-    prompt2: showCompare ? prompt2 : "",
+    prompt2: compare && showCompare ? prompt2 : "",
   });
 
   const submit = (e?: FormEvent) => {
@@ -78,13 +92,14 @@ export function QuestionForm({ state, onAsk, busy }: Props) {
         <label>
           <span>Question</span>
           <select name="kind" value={kind} onChange={(e) => setKind(e.target.value as QuestionKind)}>
-            <option value="logit_diff">why target rather than distractor</option>
-            <option value="logit">logit of a token</option>
-            <option value="prob">probability of a token</option>
-            <option value="attention">why a head attends</option>
+            {kinds.map((k) => (
+              <option key={k} value={k}>
+                {KIND_LABELS[k]}
+              </option>
+            ))}
           </select>
         </label>
-        {kind !== "attention" ? (
+        {kind === "top" ? null : kind !== "attention" ? (
           <>
             <label>
               <span>Target</span>
@@ -118,14 +133,16 @@ export function QuestionForm({ state, onAsk, busy }: Props) {
             </label>
           </>
         )}
+        {compare && (
         <label className="check">
           <input type="checkbox" checked={showCompare} onChange={(e) => setShowCompare(e.target.checked)} /> compare with a second prompt
         </label>
+        )}
         <button type="submit" className="primary" disabled={busy}>
           {busy ? "Asking…" : "Ask"}
         </button>
       </div>
-      {showCompare && (
+      {compare && showCompare && (
         <label className="prompt">
           <span>Second prompt (right side; the first is left)</span>
           <textarea name="prompt2" value={prompt2} rows={2} onChange={(e) => setPrompt2(e.target.value)} onKeyDown={ctrlEnter} spellCheck={false} />
