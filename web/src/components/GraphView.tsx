@@ -169,7 +169,7 @@ export function GraphView({ graph, view, onView, summaries = {}, gap = 16, testI
               const b0 = at(l.target);
               if (!a || !b0) return null;
               const tgt = byId.get(l.target);
-              const b = l.receiver && tgt?.kind === "head" ? { x: b0.x + PORT_OFFSET[l.receiver], y: b0.y + 7 } : b0;
+              const b = l.receiver && tgt?.kind === "head" ? { x: b0.x + PORT_OFFSET[l.receiver], y: b0.y + 8 } : b0;
               const st = edgeStyle(l.weight, max);
               return (
                 <path
@@ -265,9 +265,9 @@ function Shape({ n }: { n: VNode }) {
     case "node":
       return (
         <>
-          <rect x={-16} y={-7} width={32} height={14} rx={3} />
-          <text y={-11} textAnchor="middle" className="glabel">
-            {n.label}
+          <rect x={-22} y={-8} width={44} height={16} rx={3} />
+          <text y={4} textAnchor="middle" className="glabel">
+            {short(n.label, 8)}
           </text>
         </>
       );

@@ -141,8 +141,8 @@ function CircuitView({ data, task, view, onView }: { data: Circuit; task: string
   const f = data.faithfulness;
   const method = METHODS.find((m) => m.value === data.method)?.label ?? data.method;
   const marks = [
-    ...(f.n80 !== null ? [{ x: f.n80, label: "80%" }] : []),
-    ...(f.n90 !== null ? [{ x: f.n90, label: "90%" }] : []),
+    ...(f.n80 !== null ? [{ x: f.n80, label: "n80" }] : []),
+    ...(f.n90 !== null ? [{ x: f.n90, label: "n90" }] : []),
   ];
   return (
     <section className="panel" data-testid="circuit-panel">

@@ -109,8 +109,8 @@ describe("DiscoverPage", () => {
     const plot = getByTestId("faithfulness-curve");
     expect(plot.querySelectorAll("circle.point")).toHaveLength(CIRCUIT.faithfulness.curve.length);
     expect([...plot.querySelectorAll("g.mark")].map((m) => [m.getAttribute("data-mark"), m.getAttribute("data-x")])).toEqual([
-      ["80%", "3"],
-      ["90%", "4"],
+      ["n80", "3"],
+      ["n90", "4"],
     ]);
   });
 });
