@@ -107,7 +107,7 @@ export interface DiscoverTask {
   model: string;
 }
 
-export type DiscoverMethod = "patch" | "eap" | "eap-ig" | "acdc";
+export type DiscoverMethod = "patch" | "eap" | "eap-ig" | "eap-ig-act" | "acdc";
 export type DiscoverAblation = "zero" | "mean" | "mean-pos" | "resample";
 
 export interface DiscoverRequest {
@@ -121,6 +121,7 @@ export interface DiscoverRequest {
 
 export interface CircuitNode {
   node_id: string;
+  /** embeddings -1, logits n_layers (or null) */
   layer: number | null;
   kind: string;
   node_page?: string | null;

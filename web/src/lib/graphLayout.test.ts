@@ -192,6 +192,20 @@ describe("fromCircuit", () => {
     expect(c.links.filter((l) => l.receiver === "k").map((l) => l.target)).toEqual(["L1.H3", "L1.H1"]);
   });
 
+  it("gives every layer of the model a row when the logits name its depth", () => {
+    const deep = fromCircuit({ ...CIRCUIT, nodes: CIRCUIT.nodes.map((n) => (n.node_id === "logits" ? { ...n, layer: 4 } : n)) });
+    expect(deep.rows).toEqual(["emb", "L0", "L1", "L2", "L3", "logits"]);
+    expect(deep.nodes.find((n) => n.id === "logits")!.row).toBe(5);
+    const bare = fromCircuit({ ...CIRCUIT, nodes: [{ node_id: "pos", layer: -1, kind: "pos" }, { node_id: "L0.mlp", layer: 0, kind: "mlp" }, { node_id: "L0.H1", layer: 0, kind: "head" }] });
+    expect(bare.nodes.map((n) => [n.id, n.kind, n.row, n.page])).toEqual([
+      ["pos", "embedding", 0, null],
+      ["L0.mlp", "mlp", 1, null],
+      ["L0.H1", "head", 1, "L0.H1"],
+    ]);
+    const lay = layout(bare);
+    expect(lay.pos.get("L0.H1")!.x).toBeLessThan(lay.pos.get("L0.mlp")!.x); // heads, then the MLP
+  });
+
   it("keeps a receiver's links apart when grouping", () => {
     const { graph } = collapseSupernodes(c, [{ name: "ind", members: ["L1.H3", "L1.H1"] }], layout(c).pos);
     const into = graph.links.filter((l) => l.target === SUPER_PREFIX + "ind");

@@ -117,7 +117,8 @@ function circuitKind(kind: string, id: string): VKind {
 /** A discovered circuit as the view's graph: one row per layer, heads then MLPs within it. */
 export function fromCircuit(c: Circuit): VGraph {
   const kinds = c.nodes.map((n) => circuitKind(String(n.kind), n.node_id));
-  const nLayers = c.nodes.reduce((m, n, i) => (kinds[i] !== "logit" && typeof n.layer === "number" ? Math.max(m, n.layer + 1) : m), 0);
+  // every layer gets a row: the logits' layer is the model's n_layers when the route says so
+  const nLayers = c.nodes.reduce((m, n, i) => (typeof n.layer !== "number" ? m : Math.max(m, kinds[i] === "logit" ? n.layer : n.layer + 1)), 0);
   const nodes: VNode[] = c.nodes.map((n, i) => {
     const kind = kinds[i];
     const layer = typeof n.layer === "number" ? n.layer : 0;

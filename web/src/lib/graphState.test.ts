@@ -109,6 +109,9 @@ describe("discover page URL", () => {
     const p = discoverPageParams(s);
     expect(p.has("steps")).toBe(false);
     expect(parseDiscoverPage(new URLSearchParams(p.toString()))).toEqual({ ...s, steps: null });
+    const act = { ...s, method: "eap-ig-act" as const, tau: null };
+    expect(discoverPageParams(act).get("steps")).toBe("8");
+    expect(parseDiscoverPage(discoverPageParams(act))).toEqual(act);
     const odd = parseDiscoverPage(new URLSearchParams("method=magic&ablation=x&steps=2.5&tau=-1&top_n=0"));
     expect(odd).toEqual({ task: "", method: "eap-ig", ablation: "resample", steps: null, tau: null, topN: null, view: VIEW_DEFAULTS });
   });

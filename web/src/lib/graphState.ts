@@ -175,7 +175,8 @@ export function graphLinkFor(d: Pick<DebuggerState, "prompt" | "kind" | "target"
 // ---------------------------------------------------------------- the discovery page
 
 export const METHODS: readonly { value: DiscoverMethod; label: string }[] = [
-  { value: "eap-ig", label: "EAP-IG (integrated gradients)" },
+  { value: "eap-ig", label: "EAP-IG (integrated gradients on the inputs)" },
+  { value: "eap-ig-act", label: "EAP-IG on the activations" },
   { value: "eap", label: "EAP (edge attribution patching)" },
   { value: "acdc", label: "ACDC (threshold τ)" },
   { value: "patch", label: "exact patching of every edge" },
@@ -187,6 +188,9 @@ export const ABLATIONS: readonly { value: DiscoverAblation; label: string }[] = 
   { value: "mean-pos", label: "mean per position" },
   { value: "zero", label: "zero" },
 ];
+
+/** The methods that integrate gradients along a path take a number of steps. */
+export const hasSteps = (m: DiscoverMethod): boolean => m === "eap-ig" || m === "eap-ig-act";
 
 export interface DiscoverPageState {
   task: string;
@@ -223,7 +227,7 @@ export function discoverPageParams(s: DiscoverPageState): URLSearchParams {
   if (s.task) p.set("task", s.task);
   p.set("method", s.method);
   p.set("ablation", s.ablation);
-  if (s.steps !== null && s.method === "eap-ig") p.set("steps", String(s.steps));
+  if (s.steps !== null && hasSteps(s.method)) p.set("steps", String(s.steps));
   if (s.tau !== null && s.method === "acdc") p.set("tau", String(s.tau));
   if (s.topN !== null) p.set("top_n", String(s.topN));
   writeView(p, s.view);

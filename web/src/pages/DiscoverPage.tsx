@@ -9,7 +9,7 @@ import { LinePlot } from "../components/LinePlot";
 import { ErrorBox, Loading } from "../components/Status";
 import { fmt, pct } from "../lib/format";
 import { fromCircuit } from "../lib/graphLayout";
-import { ABLATIONS, discoverPageParams, METHODS, parseDiscoverPage, VIEW_DEFAULTS, type DiscoverPageState, type ViewState } from "../lib/graphState";
+import { ABLATIONS, discoverPageParams, hasSteps, METHODS, parseDiscoverPage, VIEW_DEFAULTS, type DiscoverPageState, type ViewState } from "../lib/graphState";
 import { navigate, urlOf } from "../lib/router";
 import { useAsync } from "../lib/useAsync";
 
@@ -19,7 +19,7 @@ export function DiscoverPage({ params }: { params: URLSearchParams }) {
   const go = (s: DiscoverPageState, replace = false) => navigate(urlOf("/discover", discoverPageParams(s)), replace);
 
   const req: DiscoverRequest = { task: state.task, method: state.method, ablation: state.ablation };
-  if (state.steps !== null && state.method === "eap-ig") req.steps = state.steps;
+  if (state.steps !== null && hasSteps(state.method)) req.steps = state.steps;
   if (state.tau !== null && state.method === "acdc") req.tau = state.tau;
   if (state.topN !== null) req.top_n = state.topN;
   const key = state.task ? JSON.stringify(["discover", req]) : null;
@@ -111,7 +111,7 @@ function DiscoverForm({ state, tasks, busy, onRun }: { state: DiscoverPageState;
             ))}
           </select>
         </label>
-        {method === "eap-ig" && (
+        {hasSteps(method) && (
           <label>
             <span>Steps</span>
             <input name="steps" value={steps} onChange={(e) => setSteps(e.target.value)} placeholder="default" size={6} inputMode="numeric" aria-invalid={bad(steps, true)} />

@@ -41,14 +41,15 @@ export const GRAPH: AttributionGraph = {
   scores: { replacement: 0.8125, completeness: 0.9 },
 };
 
-/** attn2's induction circuit: the previous-token head feeds both induction heads through keys. */
+/** attn2's induction circuit: the previous-token head feeds both induction heads through keys
+ * (as lenscope.discover's graph_view writes it: embeddings at layer -1, logits at n_layers). */
 export const CIRCUIT: Circuit = {
   nodes: [
-    { node_id: "embed", layer: null, kind: "embed" },
+    { node_id: "embed", layer: -1, kind: "embed" },
     { node_id: "L0.H2", layer: 0, kind: "head" },
     { node_id: "L1.H3", layer: 1, kind: "head" },
     { node_id: "L1.H1", layer: 1, kind: "head" },
-    { node_id: "logits", layer: null, kind: "logits" },
+    { node_id: "logits", layer: 2, kind: "logits" },
   ],
   links: [
     { source: "embed", target: "L0.H2", weight: 0.7, receiver: "v" },
