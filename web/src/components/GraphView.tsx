@@ -238,17 +238,16 @@ function Shape({ n }: { n: VNode }) {
       return <rect x={-5} y={-5} width={10} height={10} />;
     case "embedding":
       return <rect x={-6} y={-6} width={12} height={12} rx={2} />;
-    case "logit": {
-      const w = Math.min(90, 10 + 7 * showToken(n.label).length);
+    case "logit":
+      // a small box with its token slanted above it: neighbouring logits never overlap
       return (
         <>
-          <rect x={-w / 2} y={-9} width={w} height={18} rx={4} />
-          <text y={4} textAnchor="middle">
+          <rect x={-7} y={-7} width={14} height={14} rx={3} />
+          <text x={2} y={-11} transform="rotate(-35 2 -11)" className="logit-label">
             {short(showToken(n.label), 12)}
           </text>
         </>
       );
-    }
     case "supernode": {
       const w = Math.min(160, 24 + 7 * n.label.length);
       return (

@@ -152,7 +152,7 @@ export interface Layout {
   left: number;
 }
 
-export const LAYOUT = { rowHeight: 72, left: 64, right: 16, top: 28, bottom: 56, minColWidth: 60, minWidth: 720 };
+export const LAYOUT = { rowHeight: 72, left: 64, right: 16, top: 64, bottom: 56, minColWidth: 60, minWidth: 720 };
 
 /** Node positions: y by row (row 0 at the bottom), x by column; nodes sharing a cell spread
  * evenly across it in `order`. `gap` is the room one node needs across. */

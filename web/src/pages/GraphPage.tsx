@@ -52,7 +52,9 @@ export function GraphPage({ params }: { params: URLSearchParams }) {
 
   // an edit of a group that was since ungrouped no longer applies
   const live = state.edits.filter((e) => !e.target.startsWith(SUPER_PREFIX) || state.view.supernodes.some((g) => SUPER_PREFIX + g.name === e.target));
-  const edits = editsToApi(live, state.view.supernodes);
+  // interventions set features: a group's error and embedding members stay as they are
+  const features = new Set(vg?.nodes.filter((n) => n.kind === "feature").map((n) => n.id) ?? []);
+  const edits = editsToApi(live, state.view.supernodes.map((g) => ({ ...g, members: g.members.filter((m) => features.has(m)) })));
   const ivKey = ready && edits.length ? JSON.stringify(["intervene", state.prompt, edits]) : null;
   const iv = useAsync(ivKey, (signal) => intervene({ prompt: state.prompt, edits }, signal));
 

@@ -58,17 +58,17 @@ describe("GraphPage", () => {
     act(() => fireEvent.click(panel.querySelector('li[data-candidate="supernode:args"] [data-action=ablate]')!));
     await findByTestId("before-after");
     expect(window.location.search).toContain("edit=ablate%7Esupernode%3Aargs");
-    expect(calls.at(-1)).toEqual({ url: "/api/graph/intervene", body: { prompt: "def f(x", edits: [{ node_id: "1_7_4", op: "ablate" }, { node_id: "0_-1_2", op: "ablate" }] } });
+    expect(calls.at(-1)).toEqual({ url: "/api/graph/intervene", body: { prompt: "def f(x", edits: [{ node_id: "1_7_4", op: "ablate" }] } }); // the group's error node is no feature
     const cells = (col: string) => [...container.querySelectorAll(`[data-testid=before-after] td[data-column=${col}]`)].map((td) => td.getAttribute("data-value"));
     expect([...container.querySelectorAll("[data-testid=before-after] tbody tr")].map((tr) => tr.getAttribute("data-token"))).toEqual([",", ")", " ="]);
     expect(cells("before")).toEqual(["0.2", "0.7", ""]);
     expect(cells("after")).toEqual(["0.55", "0.3", "0.05"]);
 
     act(() => fireEvent.click(panel.querySelector('li[data-candidate="0_12_2"] [data-action=steer]')!));
-    await waitFor(() => expect((calls.at(-1)!.body as { edits: unknown[] }).edits).toHaveLength(3));
+    await waitFor(() => expect((calls.at(-1)!.body as { edits: unknown[] }).edits).toHaveLength(2));
     expect(calls.at(-1)!.body).toEqual({
       prompt: "def f(x",
-      edits: [{ node_id: "0_12_2", op: "steer", value: 3 }, { node_id: "1_7_4", op: "ablate" }, { node_id: "0_-1_2", op: "ablate" }],
+      edits: [{ node_id: "0_12_2", op: "steer", value: 3 }, { node_id: "1_7_4", op: "ablate" }],
     });
   });
 

@@ -25,9 +25,9 @@ interface Candidate {
   suggested: number;
 }
 
-const EDITABLE = new Set(["feature", "error"]);
+const EDITABLE = new Set(["feature"]); // transcoder features; error nodes are no feature to set
 
-/** What the panel offers: pinned features and errors not in a group, and every group. */
+/** What the panel offers: pinned features not in a group, and every group holding one. */
 export function candidates(graph: VGraph, view: ViewState): Candidate[] {
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
   const grouped = new Set(view.supernodes.flatMap((s) => s.members));
