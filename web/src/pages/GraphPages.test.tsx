@@ -4,13 +4,16 @@ import type { ModelInfo } from "../api/types";
 import { InfoContext } from "../lib/modelInfo";
 import { useLocation } from "../lib/router";
 import { CIRCUIT, GRAPH, INTERVENED, TASKS } from "../test/graphFixtures";
+import { DebuggerPage } from "./DebuggerPage";
 import { DiscoverPage } from "./DiscoverPage";
 import { GraphPage } from "./GraphPage";
 
 const INFO = {
   name: "mini",
-  config: { n_layers: 2, n_heads: 4, d_mlp: 64, attn_only: false },
+  config: { n_layers: 2, n_heads: 4, d_mlp: 64, attn_only: false, positional: "learned" },
   saes: [],
+  node_kinds: ["head", "neuron"],
+  limits: { max_interventions: 8 },
   records: { available: false },
   demo: { prompt: "def f(x", target: ")", distractor: "," },
 } as unknown as ModelInfo;
@@ -79,8 +82,13 @@ describe("GraphPage", () => {
       return new Response(JSON.stringify({ error: "no transcoders for mini: pass --transcoders", type: "InputError" }), { status: 400 });
     }));
     window.history.replaceState(null, "", "/graph?prompt=abc&q=top&mfn=50");
-    const { findByRole } = render(<App page="graph" />);
+    const { container, findByRole } = render(<App page="graph" />);
     expect((await findByRole("alert")).textContent).toContain("no transcoders for mini: pass --transcoders");
+    // the debugger's question inputs, with the top logits and without attention or a second prompt
+    expect([...container.querySelectorAll("select[name=kind] option")].map((o) => o.getAttribute("value"))).toEqual(["logit_diff", "logit", "prob", "top"]);
+    expect((container.querySelector("select[name=kind]") as HTMLSelectElement).value).toBe("top");
+    expect(container.querySelector("input[name=target]")).toBeNull();
+    expect(container.textContent).not.toContain("compare with a second prompt");
     expect(calls[0]).toEqual({ url: "/api/graph", body: { prompt: "abc", max_feature_nodes: 50 } });
   });
 });
@@ -112,5 +120,30 @@ describe("DiscoverPage", () => {
       ["n80", "3"],
       ["n90", "4"],
     ]);
+  });
+});
+
+describe("the debugger's graph link", () => {
+  it("carries the prompt and question to the graph page, and attention questions have none", () => {
+    vi.stubGlobal("fetch", vi.fn(() => new Promise(() => {}))); // answers never come: only the link matters
+    const params = new URLSearchParams("prompt=def+f%28x&target=%29&distractor=%2C&distractor=+%3D&k=20");
+    const { container, unmount } = render(
+      <InfoContext.Provider value={INFO}>
+        <DebuggerPage params={params} />
+      </InfoContext.Provider>,
+    );
+    const href = container.querySelector("a[data-action=graph]")!.getAttribute("href")!;
+    const url = new URL(href, "http://x");
+    expect(url.pathname).toBe("/graph");
+    expect(url.searchParams.get("prompt")).toBe("def f(x");
+    expect(url.searchParams.getAll("target")).toEqual([")"]);
+    expect(url.searchParams.getAll("distractor")).toEqual([",", " ="]);
+    unmount();
+    const att = render(
+      <InfoContext.Provider value={INFO}>
+        <DebuggerPage params={new URLSearchParams("prompt=abc&q=attention&head=L1.H2&kpos=0")} />
+      </InfoContext.Provider>,
+    );
+    expect(att.container.querySelector("a[data-action=graph]")).toBeNull();
   });
 });
