@@ -25,6 +25,7 @@ const STATE: GraphPageState = {
   target: [")"],
   distractor: [",", " ="],
   maxFeatureNodes: 300,
+  transcoders: "mini-clt",
   edits: [
     { target: "0_12_2", op: "ablate", value: null },
     { target: SUPER_PREFIX + "paren & co", op: "steer", value: -2.5 },
@@ -41,7 +42,7 @@ describe("graph page URL", () => {
   });
 
   it("omits defaults and reads nonsense as defaults", () => {
-    const bare: GraphPageState = { prompt: "a", kind: "logit_diff", target: [], distractor: [], maxFeatureNodes: null, edits: [], view: VIEW_DEFAULTS };
+    const bare: GraphPageState = { prompt: "a", kind: "logit_diff", target: [], distractor: [], maxFeatureNodes: null, transcoders: null, edits: [], view: VIEW_DEFAULTS };
     expect(graphPageParams(bare).toString()).toBe("prompt=a");
     const odd = parseGraphPage(new URLSearchParams("prompt=a&q=attention&mfn=-3&nt=7&et=-1&supernodes=%5B1%2C%5B%22x%22%5D%5D&edit=steer~n~abc&edit=boost~n"));
     expect(odd.kind).toBe("logit_diff");

@@ -120,6 +120,8 @@ export interface GraphPageState {
   target: string[];
   distractor: string[];
   maxFeatureNodes: number | null;
+  /** a transcoder set by name or path (null: the server picks the model's own) */
+  transcoders: string | null;
   edits: GraphEdit[];
   view: ViewState;
 }
@@ -133,6 +135,7 @@ export function parseGraphPage(p: URLSearchParams): GraphPageState {
     target: p.getAll("target").filter(Boolean),
     distractor: p.getAll("distractor").filter(Boolean),
     maxFeatureNodes: p.get("mfn") !== null && Number.isInteger(mfn) && mfn > 0 ? mfn : null,
+    transcoders: p.get("transcoders") || null,
     edits: p.getAll("edit").map(parseEdit).filter((e): e is GraphEdit => e !== null),
     view: parseView(p),
   };
@@ -145,6 +148,7 @@ export function graphPageParams(s: GraphPageState): URLSearchParams {
   if (s.kind !== "top") s.target.forEach((t) => p.append("target", t));
   if (s.kind === "logit_diff") s.distractor.forEach((t) => p.append("distractor", t));
   if (s.maxFeatureNodes !== null) p.set("mfn", String(s.maxFeatureNodes));
+  if (s.transcoders) p.set("transcoders", s.transcoders);
   s.edits.forEach((e) => p.append("edit", encodeEdit(e)));
   writeView(p, s.view);
   return p;
@@ -168,7 +172,7 @@ export function graphReady(s: GraphPageState): boolean {
  * questions, which have no graph. */
 export function graphLinkFor(d: Pick<DebuggerState, "prompt" | "kind" | "target" | "distractor">): string | null {
   if (d.kind === "attention" || d.prompt === "") return null;
-  const s: GraphPageState = { prompt: d.prompt, kind: d.kind, target: d.target, distractor: d.distractor, maxFeatureNodes: null, edits: [], view: VIEW_DEFAULTS };
+  const s: GraphPageState = { prompt: d.prompt, kind: d.kind, target: d.target, distractor: d.distractor, maxFeatureNodes: null, transcoders: null, edits: [], view: VIEW_DEFAULTS };
   return urlOf("/graph", graphPageParams(s));
 }
 

@@ -38,6 +38,7 @@ export function GraphPage({ params }: { params: URLSearchParams }) {
   const req: GraphRequest = { prompt: state.prompt };
   if (question) req.question = question;
   if (state.maxFeatureNodes !== null) req.max_feature_nodes = state.maxFeatureNodes;
+  if (state.transcoders) req.transcoders = state.transcoders;
   const graph = useAsync(ready ? JSON.stringify(["graph", req]) : null, (signal) => fetchGraph(req, signal));
   const vg = useMemo(() => (graph.data ? fromAttribution(graph.data) : null), [graph.data]);
 

@@ -81,7 +81,7 @@ describe("GraphPage", () => {
       calls.push({ url, body: JSON.parse(String(init.body)) });
       return new Response(JSON.stringify({ error: "no transcoders for mini: pass --transcoders", type: "InputError" }), { status: 400 });
     }));
-    window.history.replaceState(null, "", "/graph?prompt=abc&q=top&mfn=50");
+    window.history.replaceState(null, "", "/graph?prompt=abc&q=top&mfn=50&transcoders=mini-clt");
     const { container, findByRole } = render(<App page="graph" />);
     expect((await findByRole("alert")).textContent).toContain("no transcoders for mini: pass --transcoders");
     // the debugger's question inputs, with the top logits and without attention or a second prompt
@@ -89,7 +89,7 @@ describe("GraphPage", () => {
     expect((container.querySelector("select[name=kind]") as HTMLSelectElement).value).toBe("top");
     expect(container.querySelector("input[name=target]")).toBeNull();
     expect(container.textContent).not.toContain("compare with a second prompt");
-    expect(calls[0]).toEqual({ url: "/api/graph", body: { prompt: "abc", max_feature_nodes: 50 } });
+    expect(calls[0]).toEqual({ url: "/api/graph", body: { prompt: "abc", max_feature_nodes: 50, transcoders: "mini-clt" } });
   });
 });
 
