@@ -108,10 +108,10 @@ export function GraphView({ graph, view, onView, summaries = {}, gap = 16, testI
           {shown.nodes.length} of {graph.nodes.length} nodes · {shown.links.length} of {graph.links.length} edges
         </span>
         <span className="tabs" role="group" aria-label="a click on a node">
-          <button type="button" className={mode === "page" ? "active" : undefined} onClick={() => setMode("page")} data-mode="page">
+          <button type="button" className={mode === "page" ? "active" : undefined} aria-pressed={mode === "page"} onClick={() => setMode("page")} data-mode="page">
             click opens its page
           </button>
-          <button type="button" className={mode === "pin" ? "active" : undefined} onClick={() => setMode("pin")} data-mode="pin">
+          <button type="button" className={mode === "pin" ? "active" : undefined} aria-pressed={mode === "pin"} onClick={() => setMode("pin")} data-mode="pin">
             click pins
           </button>
         </span>
@@ -151,7 +151,7 @@ export function GraphView({ graph, view, onView, summaries = {}, gap = 16, testI
       </div>
 
       <div className="graph-canvas">
-        <svg width={base.width} height={base.height} role="img" aria-label="graph" onMouseLeave={() => setHover(null)}>
+        <svg width={base.width} height={base.height} role="group" aria-label="graph: nodes by layer and position" onMouseLeave={() => setHover(null)}>
           {graph.rows.map((r, i) => (
             <text key={r} x={base.left - 10} y={base.rowY[i] + 4} textAnchor="end" className="row-label">
               {r}
