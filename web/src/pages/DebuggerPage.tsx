@@ -110,8 +110,8 @@ export function DebuggerPage({ params }: { params: URLSearchParams }) {
         <p className="hint graph-link">
           <Link to={graphLink} data-action="graph">
             graph
-          </Link>{" "}
-          this question: its attribution graph over the model&apos;s transcoders
+          </Link>
+          : this question&apos;s attribution graph (transcoder features, error nodes, embeddings and logits)
         </p>
       )}
       <InterventionsPanel

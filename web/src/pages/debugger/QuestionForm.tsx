@@ -134,9 +134,9 @@ export function QuestionForm({ state, onAsk, busy, kinds = DEBUGGER_KINDS, compa
           </>
         )}
         {compare && (
-        <label className="check">
-          <input type="checkbox" checked={showCompare} onChange={(e) => setShowCompare(e.target.checked)} /> compare with a second prompt
-        </label>
+          <label className="check">
+            <input type="checkbox" checked={showCompare} onChange={(e) => setShowCompare(e.target.checked)} /> compare with a second prompt
+          </label>
         )}
         <button type="submit" className="primary" disabled={busy}>
           {busy ? "Asking…" : "Ask"}
