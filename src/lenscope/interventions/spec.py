@@ -49,7 +49,10 @@ class Patch(BaseModel):
 
 class Steer(BaseModel):
     """Add `coefficient` times a direction at `hook` (at `positions`, or all): an explicit vector,
-    or an SAE latent's decoder direction (`latent`, whose hook is the default)."""
+    or an SAE latent's decoder direction (`latent`, whose hook is the default). A transcoder
+    latent without `hook` is steered inside its splice: `coefficient` is added to its activation,
+    so its decoder row is written into its MLP's output (a cross-layer transcoder's rows into
+    every MLP output it writes)."""
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["steer"] = "steer"
