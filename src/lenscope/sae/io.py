@@ -20,7 +20,9 @@ from safetensors.torch import load_file, save_file
 
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
 from lenscope.errors import ArtifactError, InputError
+from lenscope.model import HookedTransformer
 from lenscope.sae.config import SAEConfig
+from lenscope.sae.dictionary import Dictionary
 from lenscope.sae.model import SparseAutoencoder, assign_tensors
 
 KIND = "sae"
@@ -107,6 +109,31 @@ def load_sae(
     assign_tensors(sae, sd, str(d))
     sae.manifest = m  # type: ignore[assignment]
     return sae.eval()
+
+
+def load_dictionaries(
+    name_or_path: str | os.PathLike[str],
+    model: HookedTransformer | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    hook_name: str | None = None,
+) -> list[Dictionary]:
+    """Every dictionary at a name or path, as `Dictionary`s: an SAE (a lenscope artifact or
+    another library's layout: one), or transcoders (a SAELens transcoder folder, a sparsify
+    transcoder, a circuit-tracer `config.yaml`: one per layer; a circuit-tracer cross-layer
+    transcoder folder: one per layer). `model` is needed where a transcoder reads the MLP's
+    normalised input (its norm's weight is folded into the encoder)."""
+    from lenscope.sae.clt import is_clt_folder, load_cross_layer_transcoder
+    from lenscope.sae.transcoder_formats import load_transcoders, transcoder_layout
+
+    p = Path(name_or_path).expanduser()
+    if not p.exists() and "/" not in str(name_or_path):
+        p = resolve_sae_path(name_or_path)
+    if transcoder_layout(p) is not None:
+        return [t.as_dictionary() for t in load_transcoders(p, model=model, device=device)]
+    if is_clt_folder(p):
+        return load_cross_layer_transcoder(p).dictionaries()
+    return [Dictionary.of(load_sae(p, device=device, hook_name=hook_name))]
 
 
 @dataclass

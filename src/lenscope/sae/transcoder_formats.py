@@ -14,6 +14,9 @@
   (the MLP's normalised input) needs the model: its ln2 weight and bias are folded into the
   encoder, which then reads `blocks.{l}.ln2.hook_normalized`. Output hooks: `hook_mlp_out`,
   `mlp.hook_out`.
+- Llama Scope: `hyperparams.json` whose hook_point_in differs from hook_point_out (the TC
+  site: `blocks.L.ln2.hook_normalized` -> `blocks.L.hook_mlp_out`) + `checkpoints/
+  final.safetensors` (see `lenscope.sae.llamascope`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ SAELENS_ARCHS = {"transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
 TRANSCODER_LAYOUTS = (
     "SAELens (cfg.json with a transcoder architecture + sae_weights.safetensors), "
     "circuit-tracer (config.yaml listing per-layer files), "
-    "sparsify (cfg.json with transcode: true + sae.safetensors)"
+    "sparsify (cfg.json with transcode: true + sae.safetensors), "
+    "Llama Scope (hyperparams.json with hook_point_in != hook_point_out)"
 )
 _INPUTS = {"hook_resid_mid": "hook_resid_mid", "hook_mlp_in": "hook_resid_mid"}
 _OUTPUTS = {"hook_mlp_out": "hook_mlp_out", "mlp.hook_out": "hook_mlp_out"}
@@ -53,6 +57,14 @@ def transcoder_layout(path: Path) -> str | None:
         return None
     if any((path / n).is_file() for n in CONFIGS):
         return "circuit-tracer"
+    if (path / "hyperparams.json").is_file():
+        from lenscope.sae.llamascope import llamascope_hooks
+
+        try:
+            hin, hout = llamascope_hooks(path)
+        except ArtifactError:
+            return None
+        return "Llama Scope" if hin != hout else None
     cfg = path / "cfg.json"
     if not cfg.is_file():
         return None
@@ -91,6 +103,12 @@ def load_transcoders(
         ts = [load_saelens_transcoder(p, hook_in=hook_in, hook_out=hook_out)]
     elif layout == "sparsify":
         ts = [load_sparsify_transcoder(p, hook_in=hook_in, hook_out=hook_out, model=model)]
+    elif layout == "Llama Scope":
+        from lenscope.sae.llamascope import load_llamascope
+
+        t = load_llamascope(p, hook_in=hook_in, hook_out=hook_out)
+        assert isinstance(t, Transcoder)
+        ts = [t]
     if ts is not None:
         return [t.to(device=device, dtype=dtype).eval() for t in ts]
     raise ArtifactError(f"{p} is in no known transcoder layout: {TRANSCODER_LAYOUTS}")
