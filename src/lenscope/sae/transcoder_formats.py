@@ -240,6 +240,57 @@ def load_sparsify_transcoder(
     return t
 
 
+def export_sparsify_transcoder(
+    t: Transcoder, dest: Path | str, model: HookedTransformer | None = None
+) -> Path:
+    """Write a TopK transcoder in sparsify's layout (`cfg.json` with `transcode: true` +
+    `sae.safetensors`), which `sparsify.SparseCoder.load_from_disk` reads: sparsify's transcoder
+    reads the MLP module's input (ln2's output, weight and bias applied), so a transcoder reading
+    `blocks.L.ln2.hook_normalized` is unfolded with `model`'s ln2 (the inverse of the import's
+    fold). Name the folder by its hookpoint (`layers.L.mlp`) so that it loads back by name."""
+    c = t.cfg
+    if c.activation != "topk" or c.k is None:
+        raise InputError("sparsify holds TopK transcoders only")
+    if c.d_out != c.d_in:
+        raise InputError("sparsify's transcoders write as many dimensions as they read")
+    m = re.match(r"^blocks\.(\d+)\.ln2\.hook_normalized$", c.hook_in)
+    if m is None or model is None:
+        raise InputError(
+            "sparsify's transcoders read the MLP's input: export one that reads "
+            "blocks.L.ln2.hook_normalized, and pass the model (its ln2 is unfolded)"
+        )
+    ln = getattr(model.blocks[int(m.group(1))], "ln2", None)
+    w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+    if w is None or not bool((w.detach() != 0).all()):
+        raise InputError(f"{model.cfg.name}'s ln2 has no invertible weight to unfold")
+    W = t.W_enc.detach().double() / w.detach().double()[:, None]  # reads n(x) * w + b
+    b_enc = t.b_enc.detach().double()
+    if b is not None:
+        b_enc = b_enc - b.detach().double() @ W
+    sd = {
+        "encoder.weight": W.t().float().contiguous(),
+        "encoder.bias": b_enc.float().contiguous(),
+        "W_dec": t.W_dec.detach().float().contiguous(),
+        "b_dec": t.b_dec.detach().float().contiguous(),
+    }
+    meta = {
+        "activation": "topk",
+        "expansion_factor": max(1, c.d_sae // c.d_in),
+        "normalize_decoder": False,
+        "num_latents": c.d_sae,
+        "k": c.k,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": True,
+        "d_in": c.d_in,
+    }
+    d = Path(dest)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(d / "sae.safetensors"))
+    (d / "cfg.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+    return d
+
+
 # ---- circuit-tracer --------------------------------------------------------------------------
 def load_circuit_tracer(path: Path, model: HookedTransformer | None = None) -> list[Transcoder]:
     f = path if path.is_file() else next(path / n for n in CONFIGS if (path / n).is_file())
