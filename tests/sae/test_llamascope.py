@@ -128,3 +128,26 @@ def test_bad_llamascope_folders_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "c" / "checkpoints" / "final.safetensors").unlink()
     with pytest.raises(ArtifactError, match=r"no checkpoints/final\.safetensors"):
         load_sae(tmp_path / "c")
+
+
+def test_published_folders_list_and_load_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lenscope.sae import list_saes
+    from lenscope.sae.transcoder_formats import export_saelens_transcoder
+    from tests.sae.helpers import random_transcoder
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LENSCOPE_HOME", str(home))
+    hin, hout = "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"
+    write_llamascope(home / "saes" / "ls-L1TC", hin, hout)
+    export_saelens_transcoder(random_transcoder(0, dtype=torch.float32), home / "saes" / "tc0")
+    listed = {e.name: e.summary for e in list_saes() if e.source == "trained"}
+    assert listed == {
+        "ls-L1TC": "transcoders (Llama Scope layout)",
+        "tc0": "transcoders (SAELens layout)",
+    }
+    model = tiny_model()
+    (a,) = load_dictionaries("ls-L1TC", model)
+    (b,) = load_dictionaries("tc0", model)
+    assert (a.node_key, b.node_key) == ("blocks.1.transcoder", "blocks.0.transcoder")

@@ -146,8 +146,10 @@ class SAEEntry:
 
 
 def list_saes() -> list[SAEEntry]:
-    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read). A shipped
-    SAE whose name a trained one also has is listed with `shadowed=True`."""
+    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read), and
+    folders there in another library's layout (SAEs, transcoders: `load_dictionaries` opens
+    them by name). A shipped entry whose name a trained one also has is listed with
+    `shadowed=True`."""
     out: list[SAEEntry] = []
     trained = trained_saes_dir()
     for source, root in (("shipped", shipped_saes_dir()), ("trained", trained)):
@@ -155,6 +157,9 @@ def list_saes() -> list[SAEEntry]:
             continue
         for d in sorted(root.iterdir()):
             if not (d / "manifest.json").is_file():
+                if (foreign := _foreign_summary(d)) is not None:
+                    shadowed = source == "shipped" and (trained / d.name).is_dir()
+                    out.append(SAEEntry(d.name, source, d, foreign, shadowed))
                 continue
             try:
                 c = read_manifest(d, KIND).data.get("config", {})
@@ -167,6 +172,23 @@ def list_saes() -> list[SAEEntry]:
             shadowed = source == "shipped" and (trained / d.name).is_dir()
             out.append(SAEEntry(d.name, source, d, summary, shadowed))
     return out
+
+
+def _foreign_summary(d: Path) -> str | None:
+    """What a folder without a lenscope manifest holds, if it is a dictionary layout."""
+    from lenscope.sae.clt import is_clt_folder
+    from lenscope.sae.formats import is_foreign_sae
+    from lenscope.sae.transcoder_formats import transcoder_layout
+
+    if not d.is_dir():
+        return None
+    if (layout := transcoder_layout(d)) is not None:
+        return f"transcoders ({layout} layout)"
+    if is_clt_folder(d):
+        return "cross-layer transcoder (circuit-tracer layout)"
+    if is_foreign_sae(d):
+        return "SAE in another library's layout (imported when loaded)"
+    return None
 
 
 def saes_for_model(fingerprint: str, *, residual_only: bool = False) -> list[Path]:
