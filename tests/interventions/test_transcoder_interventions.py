@@ -72,6 +72,12 @@ def test_ablate_clamp_and_steer_a_transcoder_feature(reads: str) -> None:
     mean = torch.cat([t.encode(a)[:, j] for a in acts]).mean()
     got = run(Ablate(node=f"{node}@3", mode="mean"), reference=ref)
     assert got == pytest.approx(manual(at(3, mean - fj) * row), abs=1e-9)
+    # resample: the feature's activation on another prompt, position by position
+    src = prompt(seed=9)
+    with torch.no_grad():
+        other = t.encode(model.run_with_cache(torch.tensor([src]))[1][t.cfg.hook_in][0])[:, j]
+    got = run(Ablate(node=f"{node}@3", mode="resample", source=src))
+    assert got == pytest.approx(manual(at(3, other[:, None] - fj) * row), abs=1e-9)
 
 
 def test_cross_layer_transcoder_feature_edits_write_every_later_mlp() -> None:

@@ -5,6 +5,7 @@ top examples and output effects against brute force, explanations), and the serv
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,3 +111,31 @@ def test_transcoder_features_explained_active_and_served(run: dict[str, Any]) ->
         assert client.get("/api/nodes/L0.clt.F11").status_code == 200
         assert client.get("/api/nodes/L1.transcoder.F99").status_code in (400, 404)
     state.close()
+
+
+def test_cli_harvest_takes_a_transcoder_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lenscope import save_model
+    from lenscope.cli.main import app
+    from tests.records.helpers import write_texts
+
+    model = tiny_model()
+    save_model(model, tmp_path / "model")
+    folder = export_saelens_transcoder(
+        random_transcoder(0, d_sae=16, dtype=torch.float32), tmp_path / "tc"
+    )
+    args = [
+        "harvest", str(tmp_path / "model"), "--sae", str(folder), "--no-mlp", "--no-heads",
+        "--tokens", "256", "--corpus", str(write_texts(tmp_path / "texts")), "--ctx", "16",
+        "--batch-rows", "4", "--top-k", "4", "--random-k", "4", "--device", "cpu",
+        "--out", str(tmp_path / "rec"), "--json",
+    ]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    recs = Records(tmp_path / "rec", model)
+    assert sorted(recs.node_ids()) == sorted(f"L0.transcoder.F{i}" for i in range(16))
+    assert {e.node_id for e in recs.explanations()} == set(recs.node_ids())
+    recs.close()
+    bad = CliRunner().invoke(app, ["harvest", str(tmp_path / "model"), "--sae", str(tmp_path)])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
