@@ -214,3 +214,28 @@ def test_transcoder_node_ids_and_bad_transcoders() -> None:
         dbg.trace(prompt(), Q, ["L1.transcoder.F0"])
     with pytest.raises(InputError, match="latent 99 does not exist"):
         dbg.trace(prompt(), Q, ["L0.transcoder.F99"])
+
+
+def test_attention_questions_and_comparisons_with_a_transcoder() -> None:
+    """Latents are a view: an attention score's query and key totals are the same with a
+    transcoder spliced (layer 0, upstream of layer 1's heads) as without it."""
+    from lenscope.attribution.compare import Side
+    from lenscope.attribution.questions import AttentionScore
+
+    model = random_model("gpt2").double()
+    ids = prompt()
+    q = AttentionScore(layer=1, head=2, query_pos=7, key_pos=3)
+    plain = Debugger(model).attention(ids, q, top_k=20)
+    spliced = Debugger(model, [random_transcoder(0)]).attention(ids, q, top_k=20)
+    assert spliced.score == pytest.approx(plain.score, abs=1e-9)
+    assert spliced.query_total == pytest.approx(plain.query_total, abs=1e-9)
+    assert spliced.key_total == pytest.approx(plain.key_total, abs=1e-9)
+    assert spliced.query_total == pytest.approx(spliced.score, abs=1e-6)
+    assert any(t.name == "L0.transcoder.error" for t in spliced.query_terms)
+    dbg = Debugger(model, [random_transcoder(1)])
+    c = dbg.compare(Q, Side(prompt=ids), Side(prompt=prompt(seed=4)), top_k=5, measure=2)
+    assert c.value_diff == pytest.approx(
+        logit_diff(logits_with(model, prompt(seed=4)), 5, 11)
+        - logit_diff(logits_with(model, ids), 5, 11),
+        abs=1e-9,
+    )
