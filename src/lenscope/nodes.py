@@ -8,6 +8,11 @@ embedding), optionally pinned to a place in the prompt:
     L5.H3@12:4     ... the token pair query 12 <- key 4 (what the head moved from 4 to 12)
     L2.N517        MLP neuron 517 of layer 2 (L2.N517@7 at position 7)
     L6.resid_post.F1234   latent 1234 of an SAE reading blocks.6.hook_resid_post (@7 as above)
+    L3.transcoder.F12     feature 12 of the transcoder that replaces layer 3's MLP (it reads
+                          layer 3's MLP input, ln2's output or resid_mid, and writes its
+                          hook_mlp_out); named by the layer it reads, as circuit-tracer does
+    L3.clt.F12            feature 12 of a cross-layer transcoder's layer-3 encoder (reads layer
+                          3's MLP input, writes hook_mlp_out of layers 3, 4, ...)
     embed, embed@3 token embedding;  pos, pos@3 learned position embedding
 
 `NodeId.parse` accepts lower case letters and returns the canonical form; `str(node)` formats it.
@@ -46,15 +51,26 @@ LATENT_SITES: dict[str, str] = {
     "mlp_out": "hook_mlp_out",
 }
 
+# Transcoder latents: the site names the kind of dictionary, the layer the one it reads. Their
+# `hook_name` is the key `blocks.{l}.{site}` that the debugger and interventions file them under.
+DICTIONARY_SITES: dict[str, str] = {
+    "transcoder": "a transcoder replacing the layer's MLP",
+    "clt": "a cross-layer transcoder's encoder at the layer",
+}
+
 _HEAD = re.compile(r"^L(\d+)\.H(\d+)(?:@(\d+)(?::(\d+))?)?$", re.IGNORECASE)
 _NEURON = re.compile(r"^L(\d+)\.N(\d+)(?:@(\d+))?$", re.IGNORECASE)
 _LATENT = re.compile(r"^L(\d+)\.([A-Za-z_]+)\.F(\d+)(?:@(\d+))?$", re.IGNORECASE)
 _EMBED = re.compile(r"^(embed|pos)(?:@(\d+))?$", re.IGNORECASE)
 _HOOK = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
+_KEY = re.compile(r"^blocks\.(\d+)\.(transcoder|clt)$")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.*)$")
 _ANY_LATENT = re.compile(r"^(?:L(\d+)\.)?([A-Za-z_.]+)\.F(\d+)$")
 
-EXPECTED = "expected L5.H3, L2.N517, L6.resid_post.F1234, embed or pos, optionally @POS (or @Q:K for heads)"
+EXPECTED = (
+    "expected L5.H3, L2.N517, L6.resid_post.F1234, L3.transcoder.F12, embed or pos, optionally "
+    "@POS (or @Q:K for heads)"
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -84,10 +100,11 @@ class NodeId:
             )
         if m := _LATENT.match(s):
             site = m.group(2).lower().removeprefix("hook_")
-            if site not in LATENT_SITES:
+            if site not in LATENT_SITES and site not in DICTIONARY_SITES:
                 raise InputError(
                     f"node {text!r}: SAE latents live at residual-stream hooks "
-                    f"({', '.join(LATENT_SITES)}), not {site!r}"
+                    f"({', '.join(LATENT_SITES)}) and transcoder latents at "
+                    f"{' or '.join(DICTIONARY_SITES)}, not {site!r}"
                 )
             return cls(
                 NodeKind.LATENT, int(m.group(1)), int(m.group(3)), site, _opt_int(m.group(4))
@@ -128,7 +145,8 @@ class NodeId:
 
     @property
     def hook_name(self) -> str:
-        """The hook point holding this node's activation (a latent's: the hook its SAE reads)."""
+        """The hook point holding this node's activation (a latent's: the hook its SAE reads; a
+        transcoder latent's: its dictionary's key `blocks.{l}.transcoder` or `blocks.{l}.clt`)."""
         if self.kind is NodeKind.HEAD:
             leaf = "hook_pattern" if self.key_position is not None else "hook_z"
             return f"blocks.{self.layer}.attn.{leaf}"
@@ -169,7 +187,8 @@ class NodeId:
             sizes = latent_sizes or {}
             if hook not in sizes:
                 have = ", ".join(sizes) or "none"
-                raise InputError(f"node {name}: no SAE is spliced at {hook} (spliced: {have})")
+                what = "transcoder" if self.site in DICTIONARY_SITES else "SAE"
+                raise InputError(f"node {name}: no {what} is spliced at {hook} (spliced: {have})")
             if not 0 <= (self.index or 0) < sizes[hook]:
                 raise InputError(
                     f"node {name}: latent {self.index} does not exist (0..{sizes[hook] - 1})"
@@ -194,14 +213,20 @@ class NodeId:
 
 
 def latent_hook(layer: int, site: str) -> str:
-    """`blocks.{layer}.hook_{site}` for a latent site (resid_post, ...)."""
+    """`blocks.{layer}.hook_{site}` for a latent site (resid_post, ...); `blocks.{layer}.{site}`
+    (the dictionary's key) for transcoder sites."""
+    if site in DICTIONARY_SITES:
+        return f"blocks.{layer}.{site}"
     if site not in LATENT_SITES:
         raise InputError(f"SAE latents live at {', '.join(LATENT_SITES)}; not {site!r}")
     return f"blocks.{layer}.{LATENT_SITES[site]}"
 
 
 def latent_site(hook_name: str) -> tuple[int, str]:
-    """(layer, site) of a residual-stream hook name such as `blocks.6.hook_resid_post`."""
+    """(layer, site) of a residual-stream hook name such as `blocks.6.hook_resid_post`, or of a
+    transcoder key such as `blocks.3.transcoder`."""
+    if k := _KEY.match(hook_name):
+        return int(k.group(1)), k.group(2)
     m = _HOOK.match(hook_name)
     sites = {v: k for k, v in LATENT_SITES.items()}
     if not m or m.group(2) not in sites:
@@ -226,12 +251,20 @@ def neuron_node_id(layer: int, index: int) -> str:
     return str(NodeId(NodeKind.NEURON, layer, index))
 
 
+def transcoder_key(layer: int, cross_layer: bool = False) -> str:
+    """The key a transcoder's latents are filed under: `blocks.3.transcoder` (`blocks.3.clt` for a
+    cross-layer transcoder's layer-3 encoder); its latents' ids are `L3.transcoder.F12`."""
+    return latent_hook(layer, "clt" if cross_layer else "transcoder")
+
+
 def latent_prefix(hook_name: str) -> str:
     """What every latent id of a dictionary reading `hook_name` starts with: `L6.resid_post`.
 
     Residual-stream hooks give `NodeId` latents (the debugger's nodes); other hooks (per-head
     `attn.hook_z`, `mlp.hook_post`, ...) get the same spelling extended to their dotted place,
     readable by `parse_latent_node_id` but not debugger nodes."""
+    if k := _KEY.match(hook_name):
+        return f"L{k.group(1)}.{k.group(2)}"
     m = _HOOK.match(hook_name)
     sites = {hook: site for site, hook in LATENT_SITES.items()}
     if m and m.group(2) in sites:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,10 @@ from torch import Tensor
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.sae.buffer import MemorySource
 from lenscope.sae.config import SAEConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from lenscope.sae.clt import CrossLayerTranscoder
+    from lenscope.sae.transcoder import Transcoder
 
 TEXTS = [
     "def add(a, b):\n    return a + b\n",
@@ -136,3 +141,62 @@ def ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         )
     finally:
         dist.destroy_process_group()
+
+
+def random_transcoder(
+    layer: int,
+    *,
+    d: int = 32,
+    d_sae: int = 40,
+    reads: str = "ln2",
+    activation: str = "relu",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> Transcoder:
+    """A transcoder replacing layer `layer`'s MLP with random weights, most latents active:
+    reads ln2's normalised output (`reads="ln2"`) or `hook_resid_mid`, writes hook_mlp_out."""
+    from lenscope.sae.transcoder import Transcoder, TranscoderConfig
+
+    hook_in = (
+        f"blocks.{layer}.ln2.hook_normalized"
+        if reads == "ln2"
+        else f"blocks.{layer}.hook_resid_mid"
+    )
+    cfg = TranscoderConfig(
+        d_in=d,
+        d_sae=d_sae,
+        d_out=d,
+        activation=activation,
+        hook_in=hook_in,
+        hook_out=f"blocks.{layer}.hook_mlp_out",
+        k=6 if activation == "topk" else None,
+    )
+    t = Transcoder(cfg, dtype=dtype)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        t.W_enc.copy_(torch.randn(d, d_sae, generator=g, dtype=dtype) / d**0.5)
+        t.b_enc.copy_(torch.randn(d_sae, generator=g, dtype=dtype) * 0.2 + 0.1)
+        t.W_dec.copy_(torch.randn(d_sae, d, generator=g, dtype=dtype) / d_sae**0.5)
+        t.b_dec.copy_(torch.randn(d, generator=g, dtype=dtype) * 0.1)
+        t.threshold.copy_(torch.rand(d_sae, generator=g, dtype=dtype) * 0.1)
+    return t.eval()
+
+
+def random_clt(
+    n_layers: int = 2, d: int = 32, d_sae: int = 24, seed: int = 0
+) -> CrossLayerTranscoder:
+    """A cross-layer transcoder (JumpReLU, reading each layer's hook_resid_mid), random weights."""
+    from lenscope.sae.clt import CrossLayerTranscoder
+
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape: int, s: float = 1.0) -> Tensor:
+        return torch.randn(*shape, generator=g, dtype=torch.float64) * s
+
+    return CrossLayerTranscoder(
+        W_enc=[r(d_sae, d, s=d**-0.5) for _ in range(n_layers)],
+        b_enc=[r(d_sae, s=0.2) + 0.1 for _ in range(n_layers)],
+        b_dec=[r(d, s=0.1) for _ in range(n_layers)],
+        W_dec=[r(d_sae, n_layers - i, d, s=d_sae**-0.5) for i in range(n_layers)],
+        threshold=[torch.rand(d_sae, generator=g, dtype=torch.float64) * 0.1] * n_layers,
+    )

@@ -21,7 +21,6 @@ from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.spec import InterventionSet, Prompt
 from lenscope.model.transformer import HookedTransformer
 from lenscope.model.view import private_view
-from lenscope.nodes import latent_site
 from lenscope.sae.dictionary import Dictionary, check_compatible
 
 QuestionT = LogitDiff | Logit | Prob | AttentionScore
@@ -39,8 +38,20 @@ class Session:
     cap: Capture
 
 
+def dictionaries_of(obj: Any) -> list[Dictionary]:
+    """The dictionaries of one item of `saes`: an SAE, a transcoder, a list of transcoders, or a
+    cross-layer transcoder (one dictionary per layer; anything with `dictionaries()`)."""
+    many = getattr(obj, "dictionaries", None)
+    if callable(many):
+        return [Dictionary.of(d) for d in many()]
+    if isinstance(obj, list | tuple):
+        return [Dictionary.of(d) for d in obj]
+    return [Dictionary.of(obj)]
+
+
 class Debugger:
-    """Ask why a model does something, on one model with optional SAEs spliced in as nodes."""
+    """Ask why a model does something, on one model with optional SAEs and transcoders spliced
+    in as nodes (transcoders with their error kept: the model's output is unchanged)."""
 
     def __init__(self, model: HookedTransformer, saes: Sequence[Any] = ()) -> None:
         if model.cfg.num_experts:
@@ -51,17 +62,16 @@ class Debugger:
         self.model = model
         self.latents: dict[str, Dictionary] = {}
         for sae in saes:
-            src = Dictionary.of(sae)
-            latent_site(src.hook_in)  # raises for hooks that are not in the residual stream
-            if not src.is_sae:
-                raise InputError(
-                    f"the dictionary reading {src.hook_in} writes {', '.join(src.hooks_out)}; "
-                    "the debugger splices SAEs (one residual hook read and written)"
-                )
-            if src.hook_in in self.latents:
-                raise InputError(f"two SAEs read {src.hook_in}; splice one SAE per hook point")
-            check_compatible(model, src, strict=False)
-            self.latents[src.hook_in] = src
+            for src in dictionaries_of(sae):
+                key = src.node_key  # raises for latents that are no debugger nodes
+                if key in self.latents:
+                    what = "SAEs read" if src.is_sae else "transcoders replace"
+                    raise InputError(
+                        f"two {what} {src.hook_in if src.is_sae else key}; splice one SAE per "
+                        "hook point and one transcoder per MLP"
+                    )
+                check_compatible(model, src, strict=False)
+                self.latents[key] = src
 
     @contextmanager
     def session(

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from lenscope.attribution.capture import Capture
-from lenscope.attribution.columns import bias_terms
+from lenscope.attribution.columns import bias_terms, is_view_term
 from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.reads import question_reads
 from lenscope.attribution.results import NodeColumns, PromptInfo, Term, node_fields, token_at
@@ -112,8 +112,8 @@ def attention_result(cap: Capture, top_k: int) -> AttentionResult:
         rankings=ranks,
         query_terms=q_terms,
         key_terms=k_terms,
-        query_total=totals["q"] + sum(t.value for t in q_terms if not t.name.endswith("sae_rest")),
-        key_total=totals["k"] + sum(t.value for t in k_terms if not t.name.endswith("sae_rest")),
+        query_total=totals["q"] + sum(t.value for t in q_terms if not is_view_term(t.name)),
+        key_total=totals["k"] + sum(t.value for t in k_terms if not is_view_term(t.name)),
         pairs=pair_view(cap, q),
     )
 

@@ -53,6 +53,11 @@ class LatentActs:
     g_f: Tensor
     scale: Tensor  # [b, p, 1]
     rest: Tensor  # [b, p, d] what the clean latents leave out of the input (SAE bias and error)
+    # transcoders, per output hook: the error there (the MLP's output minus every spliced
+    # dictionary's write and bias; kept by the dictionary reading the latest layer that writes
+    # it) and this dictionary's own bias write
+    errors: dict[str, Tensor] = field(default_factory=dict)
+    biases: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,6 +157,31 @@ def forward_value(
     return question.value(logits), logits, x
 
 
+def _transcoder_errors(lat: Mapping[str, LatentActs], ys: Mapping[str, Tensor]) -> None:
+    """Each transcoder's bias writes and, per output hook, the error: the output (as the model
+    computed it, after the splices) minus every spliced dictionary's write and bias there."""
+    writers: dict[str, list[LatentActs]] = {}
+    for a in lat.values():
+        src = a.source
+        if src.is_sae:
+            continue
+        for i, h in enumerate(src.hooks_out):
+            writers.setdefault(h, []).append(a)
+            b = src.biases[i] if src.biases else None
+            if b is not None:
+                a.biases[h] = b.to(a.f.dtype) * a.scale
+    for h, ws in writers.items():
+        if h not in ys:
+            continue
+        err = ys[h].reshape(*ys[h].shape[:2], -1).clone()
+        for a in ws:
+            err = err - (a.f * a.scale) @ a.source.decoder(h).to(a.f.dtype)
+            if h in a.biases:
+                err = err - a.biases[h]
+        owner = max(ws, key=lambda a: int(a.source.hook_in.split(".")[1]))
+        owner.errors[h] = err
+
+
 def capture(
     view: HookedTransformer,
     batch: PromptBatch,
@@ -176,7 +206,8 @@ def capture(
     if view.W_pos is not None:
         hooks.append(("hook_pos_embed", leaf))
     names = [layer_hooks(view, lay) for lay in range(n_run)]
-    hooks += recorder(store, [n for per in names for n in per.values()])
+    outs = sorted({h for src in latents.values() if not src.is_sae for h in src.hooks_out})
+    hooks += recorder(store, [n for per in names for n in per.values()] + outs)
     with torch.enable_grad():
         value, logits, final = forward_value(view, batch, question, answer, keys, hooks)
         wanted: list[Tensor] = [store["hook_embed"]]
@@ -185,8 +216,8 @@ def capture(
         wanted += [store[per["z"]] for per in names]
         if not cfg.attn_only:
             wanted += [store[per["post"]] for per in names]
-        lat_hooks = [h for h in latents if h in sink]
-        wanted += [sink[h] for h in lat_hooks]
+        lat_hooks = [h for h, src in latents.items() if src.hook_in in sink]
+        wanted += [sink[latents[h].hook_in] for h in lat_hooks]
         if logits is not None:
             wanted.append(logits)
         grads = torch.autograd.grad(value.sum(), wanted, allow_unused=True)
@@ -225,10 +256,15 @@ def capture(
     lat: dict[str, LatentActs] = {}
     for h in lat_hooks:
         src = latents[h]
-        x = d(sink[h + ":input"])
+        x = d(sink[src.hook_in + ":input"])
         scale = d(src.write_scale(x))
-        rest = x - (d(src.latents(x)) * scale) @ src.W_dec.to(dt)
-        lat[h] = LatentActs(src, x, d(sink[h]), d(g.pop()), scale, rest)
+        f = d(sink[src.hook_in])
+        if src.is_sae:
+            rest = x - (d(src.latents(x)) * scale) @ src.W_dec.to(dt)
+        else:
+            rest = torch.zeros_like(x[..., :0])
+        lat[h] = LatentActs(src, x, f, d(g.pop()), scale, rest)
+    _transcoder_errors(lat, {h: d(store[h]) for h in outs if h in store})
     u = d(g.pop()) if logits is not None else None
     return Capture(
         model=view,

@@ -16,10 +16,17 @@ import torch
 from torch import Tensor
 
 from lenscope.attribution.capture import Capture
-from lenscope.attribution.reads import Read, upstream
+from lenscope.attribution.reads import Read, latent_writes, upstream, writes_into
 from lenscope.nodes import NodeKind, latent_site
 
 COLUMNS = ("activation", "write_norm", "read", "total")
+# terms that are an alternative view of the stream (a spliced dictionary's bias and error): they
+# are reported, but not added to the model's own direct total
+VIEW_TERMS = (".sae_rest", ".error", ".b_dec")
+
+
+def is_view_term(name: str) -> bool:
+    return name.endswith(VIEW_TERMS)
 
 
 @dataclass
@@ -83,15 +90,19 @@ def writer_chunks(cap: Capture, read: Read, full: bool = True) -> Iterator[Chunk
             yield _neuron_chunk(cap, lay, rows, full)
     for hook, lat in cap.latents.items():
         layer, site = latent_site(hook)
-        if not upstream(read, NodeKind.LATENT, layer, site):
+        outs = [h for h, order in latent_writes(cap, hook) if writes_into(read, order)]
+        if not outs:
             continue
-        W = lat.source.W_dec.to(rows.R.dtype)
-        sub = rows.take(lat.f) * rows.take(lat.scale) * (rows.R @ W.T)
+        src = lat.source
+        RW = sum(rows.R @ src.decoder(h).to(rows.R.dtype).T for h in outs)
+        assert isinstance(RW, torch.Tensor)
+        sub = rows.take(lat.f) * rows.take(lat.scale) * RW
         cols = {"read": rows.put(sub, lat.f.shape)}
         if full:
+            norm = torch.cat([d.to(rows.R.dtype) for d in src.decoders], 1).norm(dim=-1)
             cols |= {
                 "activation": lat.f,
-                "write_norm": lat.f.abs() * lat.scale * W.norm(dim=-1),
+                "write_norm": lat.f.abs() * lat.scale * norm,
                 "total": lat.f * lat.g_f,
             }
         yield Chunk(NodeKind.LATENT, layer, site, "position", _masked(cap, cols), hook)
@@ -139,7 +150,8 @@ def _neuron_chunk(cap: Capture, lay: int, rows: _Rows, full: bool) -> Chunk:
 def bias_terms(cap: Capture, read: Read) -> dict[str, Tensor]:
     """[b] contributions of writes that are no node: attention and MLP output biases, and for each
     spliced SAE what its latents leave out of the stream (its bias and error; an alternative view,
-    so it is reported apart: name ends with `.sae_rest`)."""
+    so it is reported apart: name ends with `.sae_rest`); for each transcoder its bias
+    (`L3.transcoder.b_dec`) and error (`L3.transcoder.error`) where they are upstream."""
     R = read.field * cap.valid()[..., None].to(read.field.dtype)
     total_read = R.sum(1)  # [b, d]
     out: dict[str, Tensor] = {}
@@ -152,7 +164,16 @@ def bias_terms(cap: Capture, read: Read) -> dict[str, Tensor]:
                 out[f"L{lay}.b_out"] = total_read @ b_out
     for hook, lat in cap.latents.items():
         layer, site = latent_site(hook)
-        if not upstream(read, NodeKind.LATENT, layer, site):
+        if lat.source.is_sae:
+            if upstream(read, NodeKind.LATENT, layer, site):
+                out[f"L{layer}.{site}.sae_rest"] = (lat.rest * R).sum((1, 2))
             continue
-        out[f"L{layer}.{site}.sae_rest"] = (lat.rest * R).sum((1, 2))
+        for h, order in latent_writes(cap, hook):
+            if not writes_into(read, order):
+                continue
+            for name, parts in (("b_dec", lat.biases), ("error", lat.errors)):
+                if h in parts:
+                    key = f"L{layer}.{site}.{name}"
+                    v = (parts[h] * R).sum((1, 2))
+                    out[key] = out[key] + v if key in out else v
     return out

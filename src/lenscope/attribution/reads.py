@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lenscope.attribution.capture import Capture
 from lenscope.attribution.frozen import norm_scale, pull
-from lenscope.nodes import LATENT_SITES, NodeId, NodeKind, latent_site
+from lenscope.nodes import DICTIONARY_SITES, LATENT_SITES, NodeId, NodeKind, latent_site
 
 SITE_OFFSET = {
     "resid_pre": 0.0,
@@ -32,6 +32,9 @@ SITE_OFFSET = {
     "resid_post": 4.0,
 }
 assert set(SITE_OFFSET) == set(LATENT_SITES)
+# transcoder latents (`L3.transcoder.F12`) write where their layer's MLP writes (a cross-layer
+# transcoder's also into every later MLP's output: see `latent_writes`)
+SITE_OFFSET |= {site: 3.0 for site in DICTIONARY_SITES}
 FINAL = math.inf
 
 
@@ -189,17 +192,63 @@ def neuron_read_order(cap: Capture, layer: int) -> float:
 
 
 # ---- latents ------------------------------------------------------------------------------------
+def _reads_ln2(cap: Capture, key: str) -> int | None:
+    """The layer whose ln2 output (before its weight) the dictionary at `key` reads, or None when
+    it reads the residual stream itself."""
+    hook = cap.latents[key].source.hook_in
+    if hook.endswith(".ln2.hook_normalized"):
+        return int(hook.split(".")[1])
+    return None
+
+
 def latent_read(cap: Capture, hook: str, g_f: Tensor) -> Tensor:
+    """The read field on the stream of the latents' encoder for an output gradient `g_f`
+    (a transcoder reading ln2's normalised output: carried back through the frozen norm)."""
     lat = cap.latents[hook]
+    dtype = lat.source.decoders[0].dtype
     with torch.enable_grad():
-        x = lat.x.detach().to(lat.source.W_dec.dtype).requires_grad_(True)
+        x = lat.x.detach().to(dtype).requires_grad_(True)
         f = lat.source.encode(x)
         (gx,) = torch.autograd.grad(f, x, g_f.to(f.dtype))
-    return gx.to(lat.x.dtype)
+    gx = gx.to(lat.x.dtype)
+    layer = _reads_ln2(cap, hook)
+    if layer is None:
+        return gx
+    y = gx / scale2(cap, layer)
+    return y - y.mean(-1, keepdim=True) if cap.w.ln2(layer).centres else y
 
 
-def latent_read_site(hook: str) -> tuple[float, tuple[NodeKind, int] | None]:
+def latent_input(cap: Capture, hook: str, w: Tensor) -> Tensor:
+    """What a write `w` into the stream becomes in the input of the latents at `hook` (the
+    adjoint of `latent_read`'s last step)."""
+    layer = _reads_ln2(cap, hook)
+    if layer is None:
+        return w
+    wc = w - w.mean(-1, keepdim=True) if cap.w.ln2(layer).centres else w
+    return wc / scale2(cap, layer)
+
+
+def latent_writes(cap: Capture, hook: str) -> list[tuple[str, float]]:
+    """(output hook, stream order) of every write of the latents at `hook`: an SAE writes where
+    it reads, a transcoder at its MLP's output, a cross-layer transcoder at each later one."""
+    src = cap.latents[hook].source
+    if src.is_sae:
+        layer, site = latent_site(hook)
+        return [(hook, 4.0 * layer + SITE_OFFSET[site])]
+    return [(h, 4.0 * int(h.split(".")[1]) + 3) for h in src.hooks_out]
+
+
+def writes_into(read: Read, order: float) -> bool:
+    """Whether a latent's write at stream `order` is upstream of `read`."""
+    return read.restrict is None and order < read.order
+
+
+def latent_read_site(cap: Capture, hook: str) -> tuple[float, tuple[NodeKind, int] | None]:
     layer, site = latent_site(hook)
+    if site in DICTIONARY_SITES:
+        if _reads_ln2(cap, hook) is not None:
+            return neuron_read_order(cap, layer), None
+        return 4.0 * layer + SITE_OFFSET["resid_mid"], None
     if site == "attn_out":
         return 4.0 * layer + 1, (NodeKind.HEAD, layer)
     if site == "mlp_out":
@@ -255,9 +304,10 @@ def combined(a: Read, b: Read | None) -> Read:
 
 
 # ---- output gradients restricted to a path --------------------------------------------------------
-def write_grad(cap: Capture, node: NodeId, read: Tensor) -> Tensor:
+def write_grad(cap: Capture, node: NodeId, read: Tensor, order: float = FINAL) -> Tensor:
     """The gradient at a node's activation (z, post, latents) of `write . read`, i.e. through the
-    node's write only: z [b, p, H, dh], post [b, p, m] or latents [b, p, F] (zeros elsewhere)."""
+    node's write only: z [b, p, H, dh], post [b, p, m] or latents [b, p, F] (zeros elsewhere).
+    `order`: where `read` reads (a cross-layer transcoder's later writes do not reach it)."""
     if node.kind is NodeKind.HEAD:
         assert node.layer is not None
         return torch.einsum("bpd,hed->bphe", read, cap.w.W_O(node.layer))
@@ -265,4 +315,9 @@ def write_grad(cap: Capture, node: NodeId, read: Tensor) -> Tensor:
         assert node.layer is not None
         return read @ cap.w.mlp(node.layer)[2].T
     lat = cap.latents[node.hook_name]
-    return (read @ lat.source.W_dec.to(read.dtype).T) * lat.scale
+    src = lat.source
+    g = torch.zeros_like(lat.f)
+    for h, o in latent_writes(cap, node.hook_name):
+        if o < order:
+            g = g + read @ src.decoder(h).to(read.dtype).T
+    return g * lat.scale

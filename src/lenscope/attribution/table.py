@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from lenscope.attribution.capture import Capture
-from lenscope.attribution.columns import bias_terms, writer_chunks
+from lenscope.attribution.columns import bias_terms, is_view_term, writer_chunks
 from lenscope.attribution.measure import measure_ablations
 from lenscope.attribution.ranking import Ranker, make_row
 from lenscope.attribution.reads import combined, question_reads
@@ -58,7 +58,7 @@ def node_tables(
         sums = ranker.sums(b)
         term_list = [Term(name=k, value=float(v[b])) for k, v in terms.items()]
         direct_total = sum(s.direct_effect for s in sums if s.kind is not NodeKind.LATENT) + sum(
-            t.value for t in term_list if not t.name.endswith(".sae_rest")
+            t.value for t in term_list if not is_view_term(t.name)
         )
         table = NodeTable(
             rows=rows,

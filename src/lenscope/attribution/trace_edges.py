@@ -19,13 +19,16 @@ from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import Chunk, bias_terms, writer_chunks
 from lenscope.attribution.frozen import norm_scale, push
 from lenscope.attribution.reads import (
+    FINAL,
     Read,
     combined,
     head_input_grads,
     head_own_term,
     head_read,
+    latent_input,
     latent_read,
     latent_read_site,
+    latent_writes,
     neuron_input_grads,
     neuron_read,
     neuron_read_order,
@@ -64,9 +67,12 @@ def _pair_keep(cap: Capture, node: NodeId) -> Tensor | None:
     return keep
 
 
-def node_reads(cap: Capture, node: NodeId, field: Tensor | None) -> dict[str, Read]:
+def node_reads(
+    cap: Capture, node: NodeId, field: Tensor | None, order: float = FINAL
+) -> dict[str, Read]:
     """A node's read fields (per input: "q", "k", "v" for heads, "in" otherwise), from the global
-    gradient (`field` None) or through the path whose next read field is `field`."""
+    gradient (`field` None) or through the path whose next read field is `field` (read at
+    stream `order`)."""
     if node.kind in (NodeKind.EMBED, NodeKind.POS):
         raise InputError(f"{node} is an embedding: it reads nothing, so there is nothing upstream")
     lay = node.layer or 0
@@ -93,10 +99,10 @@ def node_reads(cap: Capture, node: NodeId, field: Tensor | None) -> dict[str, Re
         f, own = neuron_read(cap, lay, g_post)
         return {"in": Read(f, neuron_read_order(cap, lay), None, {f"{node.component}.b_in": own})}
     lat = cap.latents[node.hook_name]
-    g = lat.g_f if field is None else write_grad(cap, node, field)
+    g = lat.g_f if field is None else write_grad(cap, node, field, order)
     g_f = g * _node_mask(cap, node, lat.f)
-    order, restrict = latent_read_site(node.hook_name)
-    return {"in": Read(latent_read(cap, node.hook_name, g_f), order, restrict)}
+    at, restrict = latent_read_site(cap, node.hook_name)
+    return {"in": Read(latent_read(cap, node.hook_name, g_f), at, restrict)}
 
 
 def path_reads(cap: Capture, path: Sequence[tuple[NodeId, str | None]]) -> dict[str, Read]:
@@ -115,7 +121,7 @@ def path_reads(cap: Capture, path: Sequence[tuple[NodeId, str | None]]) -> dict[
             raise InputError(f"{node}: only heads are traced through q, k or v (got {via!r})")
         if prev is not None and not upstream(prev, node.kind, node.layer, node.site):
             raise InputError(f"{node} is not upstream of {path[i - 1][0]}: it cannot feed it")
-        reads = node_reads(cap, node, field)
+        reads = node_reads(cap, node, field, FINAL if prev is None else prev.order)
         if node.kind is NodeKind.HEAD and via is not None:
             reads = {via: reads[via]}
         prev = combined_all(reads)
@@ -177,7 +183,12 @@ def node_write(cap: Capture, node: NodeId) -> Tensor:
         w = acts.post[:, :, node.index or 0, None] * cap.w.mlp(lay)[2][node.index or 0]
     else:
         lat = cap.latents[node.hook_name]
-        W = lat.source.W_dec.to(lat.f.dtype)[node.index or 0]
+        if len(latent_writes(cap, node.hook_name)) > 1:
+            raise InputError(
+                f"{node} writes into several layers' MLP outputs; trace a cross-layer "
+                "transcoder's latents upstream, not downstream"
+            )
+        W = lat.source.decoders[0].to(lat.f.dtype)[node.index or 0]
         w = (lat.f[:, :, node.index or 0, None] * lat.scale) * W
     if node.position is not None:
         keep = torch.zeros_like(w[..., :1])
@@ -213,7 +224,7 @@ def downstream_chunks(cap: Capture, node: NodeId, w: Tensor) -> Iterator[Chunk]:
                 edge = (x @ W_gate) * g_pre + (x @ W_in) * g_lin
             yield Chunk(NodeKind.NEURON, lay, None, "position", {"edge": edge})
     for hook, lat in cap.latents.items():
-        order, restrict = latent_read_site(hook)
+        order, restrict = latent_read_site(cap, hook)
         layer, site = latent_site(hook)
         reads_it = (restrict is None and order > after) or (
             restrict is not None and (node.kind, node.layer) == restrict
@@ -221,8 +232,9 @@ def downstream_chunks(cap: Capture, node: NodeId, w: Tensor) -> Iterator[Chunk]:
         if not reads_it:
             continue
         src = lat.source
-        x0 = lat.x.to(src.W_dec.dtype)
-        df = torch.func.jvp(src.encode, (x0,), (w.to(x0.dtype),))[1]
+        x0 = lat.x.to(src.decoders[0].dtype)
+        dx = latent_input(cap, hook, w).to(x0.dtype)
+        df = torch.func.jvp(src.encode, (x0,), (dx,))[1]
         edge = df.detach().to(w.dtype) * lat.g_f
         yield Chunk(NodeKind.LATENT, layer, site, "position", {"edge": edge}, hook)
 

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from lenscope.attribution.capture import Capture
+from lenscope.attribution.columns import is_view_term
 from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.results import (
     EdgeRanking,
@@ -96,7 +97,7 @@ def trace_result(
         if "edge" in s
     ]
     model_total = sum(s.edge for s in sums if s.kind is not NodeKind.LATENT)
-    model_total += sum(v for k, v in terms.items() if not k.endswith(".sae_rest"))
+    model_total += sum(v for k, v in terms.items() if not is_view_term(k))
     last = hops[-1][0]
     return TraceResult(
         model=cap.model.cfg.name,

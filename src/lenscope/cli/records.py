@@ -2,6 +2,7 @@
 
 lenscope harvest mini                       # records + offline explanations, default corpus
 lenscope harvest mini --sae NAME            # ... and that SAE's latents
+lenscope harvest mini --sae TRANSCODERS     # ... a transcoder folder's features, like SAE latents
 torchrun --nproc_per_node 4 $(which lenscope) harvest mini --tokens 50000000
 lenscope show mini L1.N42                   # terminal view + HTML page (--json)
 lenscope show mini --search " def"          # nodes whose top tokens include " def"
@@ -41,12 +42,15 @@ def _load(model: str, device: str) -> HookedTransformer:
     return m.to(dev)
 
 
-def _saes(names: list[str] | None, device: str | torch.device) -> list[Dictionary]:
+def _saes(
+    names: list[str] | None, device: str | torch.device, model: HookedTransformer | None = None
+) -> list[Dictionary]:
+    """SAEs and transcoders by name or path (a transcoder folder gives one per layer)."""
     if not names:
         return []
-    from lenscope.sae import Dictionary, load_sae
+    from lenscope.sae.io import load_dictionaries
 
-    return [Dictionary.of(load_sae(n, device=device).eval()) for n in names]
+    return [d for n in names for d in load_dictionaries(n, model, device=device)]
 
 
 def _own_saes(model: HookedTransformer) -> dict[str, str]:
@@ -92,7 +96,10 @@ def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
 def harvest_cmd(
     model: str = typer.Argument(..., help="Model name (e.g. mini) or checkpoint directory."),
     sae: list[str] | None = typer.Option(
-        None, "--sae", help="SAE name or path (repeatable; default: the SAEs made for MODEL)."
+        None,
+        "--sae",
+        help="SAE or transcoder name or path (repeatable; a transcoder folder or circuit-tracer "
+        "config gives every layer's; default: the SAEs made for MODEL).",
     ),
     no_sae: bool = typer.Option(False, "--no-sae", help="No SAE latents."),
     tokens: int = typer.Option(DEFAULT_TOKENS, "--tokens", help="Tokens to stream."),
@@ -130,7 +137,7 @@ def harvest_cmd(
     from lenscope.records.parallel import init_distributed
 
     m = _load(model, device)
-    saes = [] if no_sae else _saes(sae or list(_own_saes(m).values()), m.device)
+    saes = [] if no_sae else _saes(sae or list(_own_saes(m).values()), m.device, m)
     cfg = HarvestConfig(
         n_tokens=tokens,
         ctx=ctx,
@@ -224,7 +231,9 @@ def show_cmd(
         console.print(t)
         return
     if text is not None:
-        active = most_active(recs, m, text, _saes(sae or list(_own_saes(m).values()), "cpu"), limit)
+        active = most_active(
+            recs, m, text, _saes(sae or list(_own_saes(m).values()), "cpu", m), limit
+        )
         if json:
             print_json(active)
             return

@@ -1,4 +1,4 @@
-"""Request-scoped interventions: ablate, patch, steer; the private model view they run on.
+"""Request-scoped interventions: ablate, patch, steer, clamp; the private model view they run on.
 
 Requests are plain JSON (`InterventionSet`); `compile_plan` turns one into edits on hook points of
 a `private_view` of the model, so nothing is ever attached to the model itself.

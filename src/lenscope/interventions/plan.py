@@ -16,7 +16,7 @@ from torch import Tensor
 from lenscope.errors import InputError
 from lenscope.interventions.edits import Edit, apply_all, fit_positions
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
-from lenscope.interventions.spec import Ablate, InterventionSet, Patch, Prompt, Steer
+from lenscope.interventions.spec import Ablate, Clamp, InterventionSet, Patch, Prompt, Steer
 from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind
@@ -59,7 +59,9 @@ class Plan:
                 specs += splice(src, keep_error=True, edit=edit, sink=sink)
         missing = set(self.latent_edits) - set(latents)
         if missing:
-            raise InputError(f"latent interventions at {', '.join(missing)} need an SAE there")
+            raise InputError(
+                f"latent interventions at {', '.join(missing)} need an SAE (or transcoder) there"
+            )
         return specs
 
 
@@ -105,6 +107,11 @@ def check_node(
     )
 
 
+def _flat(x: Tensor) -> Tensor:
+    """Per-head activations (hook_z) as one vector per token, as `splice` reads them."""
+    return x.reshape(*x.shape[:2], -1) if x.ndim > 3 else x
+
+
 class Sources:
     """Clean activations of source prompts and means over the reference prompts, computed once."""
 
@@ -115,15 +122,17 @@ class Sources:
         self._runs: dict[Any, tuple[dict[str, Tensor], int]] = {}
 
     def _capture(self, batch: PromptBatch, hooks: Sequence[str]) -> dict[str, Tensor]:
+        # a transcoder's latents are keyed `blocks.l.transcoder`: read the hook it reads
+        real = {h: self.latents[h].hook_in if h in self.latents else h for h in hooks}
         with torch.no_grad():
             _, cache = self.model.run_with_cache(
-                batch.tokens, names_filter=list(hooks), attention_mask=batch.mask
+                batch.tokens, names_filter=sorted(set(real.values())), attention_mask=batch.mask
             )
         out = {}
         for h in hooks:
-            out[h] = cache[h]
+            out[h] = cache[real[h]]
             if h in self.latents:
-                out[h + "#latents"] = self.latents[h].latents(cache[h])
+                out[h + "#latents"] = self.latents[h].latents(_flat(cache[real[h]]))
         return out
 
     def run(self, prompt: Prompt, key: str, hooks: Sequence[str]) -> tuple[Tensor, int]:
@@ -169,6 +178,8 @@ def compile_plan(
             _ablate(model, plan, sources, item, n_min, width, latents)
         elif isinstance(item, Patch):
             _patch(model, plan, sources, item, n_min, width, what)
+        elif isinstance(item, Clamp):
+            _clamp(model, plan, item, n_min, latents)
         else:
             _steer(model, plan, item, n_min, latents, what)
     return plan
@@ -213,6 +224,20 @@ def _ablate(
     plan.add(hook, Edit(sel, value, what=what), latent=is_latent)
 
 
+def _clamp(
+    model: HookedTransformer,
+    plan: Plan,
+    item: Clamp,
+    n_min: int,
+    latents: Mapping[str, Dictionary],
+) -> None:
+    node = check_node(model, NodeId.parse(item.node), latents, n_min)
+    if node.kind not in (NodeKind.NEURON, NodeKind.LATENT):
+        raise InputError(f"clamping {node}: only neurons and SAE/transcoder latents are clamped")
+    hook, sel, is_latent = node_target(node)
+    plan.add(hook, Edit(sel, item.value, what=f"clamping {node}"), latent=is_latent)
+
+
 def _patch(
     model: HookedTransformer,
     plan: Plan,
@@ -255,7 +280,17 @@ def _steer(
         node = check_node(model, NodeId.parse(item.latent), latents, n_min)
         if node.kind is not NodeKind.LATENT:
             raise InputError(f"{what}: {node} is not an SAE latent")
-        direction = latents[node.hook_name].W_dec[node.index or 0].detach()
+        src = latents[node.hook_name]
+        if not src.is_sae and item.hook is None:
+            # a transcoder latent: add to its activation in the splice, so that its decoder rows
+            # are written (times the dictionary's input scale) into every hook it writes
+            sel = {1: list(item.positions)} if item.positions else {}
+            edit = Edit({**sel, 2: [node.index or 0]}, item.coefficient, add=True, what=what)
+            plan.add(node.hook_name, edit, latent=True)
+            return
+        if not src.is_sae and len(src.hooks_out) > 1:
+            raise InputError(f"{what}: {node} writes several hooks; leave the hook out")
+        direction = (src.W_dec if src.is_sae else src.decoders[0])[node.index or 0].detach()
         hook = item.hook or node.hook_name
     else:
         assert item.vector is not None and item.hook is not None

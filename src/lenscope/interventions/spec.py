@@ -1,4 +1,4 @@
-"""Interventions as plain, JSON-friendly requests: ablate, patch, steer.
+"""Interventions as plain, JSON-friendly requests: ablate, patch, steer, clamp.
 
 These are the request types the CLI and the HTTP server accept; `lenscope.interventions.plan`
 turns a set of them into request-scoped hooks. Positions count tokens of each prompt from 0.
@@ -6,6 +6,7 @@ turns a set of them into request-scoped hooks. Positions count tokens of each pr
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -48,7 +49,10 @@ class Patch(BaseModel):
 
 class Steer(BaseModel):
     """Add `coefficient` times a direction at `hook` (at `positions`, or all): an explicit vector,
-    or an SAE latent's decoder direction (`latent`, whose hook is the default)."""
+    or an SAE latent's decoder direction (`latent`, whose hook is the default). A transcoder
+    latent without `hook` is steered inside its splice: `coefficient` is added to its activation,
+    so its decoder row is written into its MLP's output (a cross-layer transcoder's rows into
+    every MLP output it writes)."""
 
     model_config = ConfigDict(extra="forbid")
     type: Literal["steer"] = "steer"
@@ -67,7 +71,24 @@ class Steer(BaseModel):
         return self
 
 
-Intervention = Annotated[Ablate | Patch | Steer, Field(discriminator="type")]
+class Clamp(BaseModel):
+    """Set a node's activation to `value`: an MLP neuron's post-activation, or an SAE or
+    transcoder latent's activation (edited inside the splice, so the latent writes `value` times
+    its decoder rows into every hook it writes), at the node's position or at every position."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["clamp"] = "clamp"
+    node: NodeIdStr
+    value: float
+
+    @model_validator(mode="after")
+    def _finite(self) -> Clamp:
+        if not math.isfinite(self.value):
+            raise ValueError("a clamp value must be a finite number")
+        return self
+
+
+Intervention = Annotated[Ablate | Patch | Steer | Clamp, Field(discriminator="type")]
 
 
 class InterventionSet(BaseModel):
@@ -79,7 +100,7 @@ class InterventionSet(BaseModel):
 
     @classmethod
     def of(
-        cls, *items: Ablate | Patch | Steer, reference: list[Prompt] | None = None
+        cls, *items: Ablate | Patch | Steer | Clamp, reference: list[Prompt] | None = None
     ) -> InterventionSet:
         return cls(interventions=list(items), reference=reference)
 

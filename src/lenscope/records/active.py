@@ -35,7 +35,8 @@ def record_groups(records: Records, saes: Sequence[Any]) -> tuple[list[Group], l
                 )
             sae = len(used)
             used.append(s)
-        groups.append(Group(d["name"], d["kind"], d["layer"], d["hook"], d["size"], sae))
+        key = str(d.get("key", ""))
+        groups.append(Group(d["name"], d["kind"], d["layer"], d["hook"], d["size"], sae, key))
     return groups, used
 
 

@@ -99,7 +99,8 @@ class HarvestConfig:
 
 @dataclass(frozen=True)
 class Group:
-    """A vector of nodes read at one place: `name` is `mlp.L`, `attn.L` or `sae.<hook>`."""
+    """A vector of nodes read at one place: `name` is `mlp.L`, `attn.L` or `sae.<key>` (the
+    key of a dictionary's latents: an SAE's hook, or `blocks.L.transcoder` / `blocks.L.clt`)."""
 
     name: str
     kind: Kind
@@ -107,19 +108,27 @@ class Group:
     hook: str  # the hook point the group's activations come from
     size: int
     sae: int = -1  # index into the harvest's SAE list (latents)
+    key: str = ""  # latents: what their node ids name (`Dictionary.node_key`); default `hook`
 
     def node_ids(self) -> list[str]:
         if self.kind == "neuron":
             return [neuron_node_id(self.layer, i) for i in range(self.size)]
         if self.kind == "head":
             return [head_node_id(self.layer, i) for i in range(self.size)]
-        latent_site(self.hook)  # latents with records are debugger nodes: residual hooks only
-        return [latent_node_id(self.hook, i) for i in range(self.size)]
+        key = self.key or self.hook
+        latent_site(key)  # latents with records are debugger nodes: residual hooks, transcoders
+        return [latent_node_id(key, i) for i in range(self.size)]
 
 
 def dictionaries(saes: Sequence[Any]) -> list[Dictionary]:
-    """The harvest's SAEs as `Dictionary`s (anything `Dictionary.of` adapts)."""
-    return [Dictionary.of(s) for s in saes]
+    """The harvest's SAEs and transcoders as `Dictionary`s (anything `Dictionary.of` adapts; a
+    list of transcoders or a cross-layer transcoder gives one per layer)."""
+    out: list[Dictionary] = []
+    for s in saes:
+        many = getattr(s, "dictionaries", None)
+        items = many() if callable(many) else s if isinstance(s, list | tuple) else [s]
+        out += [Dictionary.of(d) for d in items]
+    return out
 
 
 def node_groups(
@@ -140,14 +149,15 @@ def node_groups(
     seen: set[str] = set()
     for i, sae in enumerate(saes):
         hook = sae.hook_in
-        layer, _ = latent_site(hook)
-        if not sae.is_sae:
-            raise InputError(f"dictionary {i} writes {', '.join(sae.hooks_out)}; harvest SAEs")
-        if hook in seen:
-            raise InputError(f"two SAEs read {hook}; harvest them separately")
-        seen.add(hook)
+        key = sae.node_key  # raises for latents that are no debugger nodes
+        layer, _ = latent_site(key)
+        if key in seen:
+            what = "SAEs read" if sae.is_sae else "transcoders are filed as"
+            raise InputError(f"two {what} {key}; harvest them separately")
+        seen.add(key)
         check_compatible(model, sae)
-        groups.append(Group(f"sae.{hook}", "latent", layer, hook, sae.d_sae, i))
+        tail = "" if key == hook else key
+        groups.append(Group(f"sae.{key}", "latent", layer, hook, sae.d_sae, i, tail))
     if not groups:
         raise InputError("nothing to harvest: the model has no MLP, heads were turned off, no SAE")
     return groups

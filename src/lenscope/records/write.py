@@ -88,7 +88,8 @@ def _effects(
         assert mlp is not None
         return direction_effects(model, mlp.W_out, k)
     if g.kind == "latent":
-        return direction_effects(model, saes[g.sae].W_dec, k)
+        decs = saes[g.sae].decoders  # a cross-layer transcoder's rows all reach the logits
+        return direction_effects(model, decs[0] if len(decs) == 1 else sum(decs[1:], decs[0]), k)
     return head_effects(model, g.layer, sources, k)
 
 
@@ -191,6 +192,7 @@ def write_records(
         "hist_bins": cfg.hist_bins,
         "groups": [
             {"name": g.name, "kind": g.kind, "layer": g.layer, "hook": g.hook, "size": g.size}
+            | ({"key": g.key} if g.key else {})
             for g in groups
         ],
         "tables": ["nodes.parquet", "examples.parquet", "windows.parquet", "vocab.parquet"],

@@ -22,6 +22,7 @@ dictionary fits a model. `splice` is the one splice: forward hooks for one reque
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -33,6 +34,7 @@ from lenscope.errors import InputError
 from lenscope.model import HookedTransformer, fingerprint
 from lenscope.model.capture import check_hook, hook_width, width_source
 from lenscope.model.hooks import HookSpec
+from lenscope.nodes import latent_site, transcoder_key
 
 Latents = Callable[[Tensor], Tensor]  # [..., d_in] -> [..., d_sae]
 TopK = Callable[[Tensor], tuple[Tensor, Tensor] | None]
@@ -84,6 +86,30 @@ class Dictionary:
     def is_sae(self) -> bool:
         """Reads and writes the same single hook."""
         return self.hooks_out == (self.hook_in,)
+
+    @property
+    def node_key(self) -> str:
+        """What its latents' node ids are filed under (`NodeId.hook_name`): an SAE's hook; for a
+        transcoder reading layer l's MLP input (`blocks.l.ln2.hook_normalized` or
+        `blocks.l.hook_resid_mid`) and writing `blocks.l.hook_mlp_out`, `blocks.l.transcoder`
+        (ids `Ll.transcoder.F12`); for a cross-layer transcoder's layer-l encoder, `blocks.l.clt`.
+        `InputError` for a dictionary whose latents are no debugger nodes."""
+        if self.is_sae:
+            latent_site(self.hook_in)  # raises for hooks that are not in the residual stream
+            return self.hook_in
+        layer = _transcoder_layer(self.hook_in)
+        # a cross-layer transcoder (its source splits into per-layer `dictionaries()`)
+        cross = len(self.hooks_out) > 1 or callable(getattr(self.source, "dictionaries", None))
+        outs = [_mlp_out_layer(h) for h in self.hooks_out]
+        ok = outs == list(range(layer, layer + len(outs))) if cross else outs == [layer]
+        if layer < 0 or not ok:
+            raise InputError(
+                f"the dictionary reading {self.hook_in} and writing {', '.join(self.hooks_out)} "
+                "is neither an SAE at a residual-stream hook nor a transcoder that reads layer "
+                "l's MLP input (blocks.l.ln2.hook_normalized or blocks.l.hook_resid_mid) and "
+                "writes blocks.l.hook_mlp_out (and later layers' for a cross-layer transcoder)"
+            )
+        return transcoder_key(layer, cross_layer=cross)
 
     def decoder(self, hook: str) -> Tensor:
         """The decoder rows [d_sae, d_out] writing into `hook`."""
@@ -188,6 +214,20 @@ class Dictionary:
             model_name=str(getattr(cfg, "model_name", "") or ""),
             source=obj,
         )
+
+
+_TC_IN = re.compile(r"^blocks\.(\d+)\.(?:ln2\.hook_normalized|hook_resid_mid)$")
+_MLP_OUT = re.compile(r"^blocks\.(\d+)\.hook_mlp_out$")
+
+
+def _transcoder_layer(hook: str) -> int:
+    m = _TC_IN.match(hook)
+    return int(m.group(1)) if m else -1
+
+
+def _mlp_out_layer(hook: str) -> int:
+    m = _MLP_OUT.match(hook)
+    return int(m.group(1)) if m else -1
 
 
 def _saelens_hook(cfg: Any) -> str | None:

@@ -13,6 +13,8 @@ sparsify's layout (import; export for TopK).
   `sae.safetensors` (encoder.weight [n, d], encoder.bias, W_dec [n, d], b_dec), one folder per
   hookpoint, named by it (`layers.6` -> blocks.6.hook_resid_post; see `sparsify_hook`).
 - Gemma Scope: `params.npz` (JumpReLU; see `lenscope.sae.gemmascope`).
+- Llama Scope: `hyperparams.json` + `checkpoints/final.safetensors` (JumpReLU or TopK with
+  dataset-norm scaling, folded into the weights; see `lenscope.sae.llamascope`).
 Transcoders (SAELens' transcoder cfg.json, circuit-tracer's config.yaml) are not SAEs: they load
 with `lenscope.sae.transcoder_formats.load_transcoders`.
 """
@@ -33,11 +35,11 @@ from lenscope.errors import ArtifactError, InputError
 from lenscope.sae.config import SAEConfig
 from lenscope.sae.model import SparseAutoencoder, assign_tensors
 
-FORMATS = ("saelens", "openai", "sparsify", "gemmascope")
+FORMATS = ("saelens", "openai", "sparsify", "gemmascope", "llamascope")
 LAYOUTS = (
     "SAELens (cfg.json + sae_weights.safetensors), sparsify (cfg.json + sae.safetensors), "
-    "Gemma Scope (params.npz), OpenAI (.pt/.safetensors file), circuit-tracer transcoders "
-    "(config.yaml)"
+    "Gemma Scope (params.npz), Llama Scope (hyperparams.json + checkpoints/final.safetensors), "
+    "OpenAI (.pt/.safetensors file), circuit-tracer transcoders (config.yaml)"
 )
 SAELENS_FORMAT_VERSION = "6.0.0"
 
@@ -65,7 +67,7 @@ def is_foreign_sae(path: Path) -> bool:
     """Whether `path` is another library's SAE (a file, or a folder without a lenscope manifest)."""
     if path.is_file():
         return path.suffix in (".npz", ".pt", ".pth", ".safetensors")
-    names = ("sae_weights.safetensors", "sae.safetensors", "params.npz")
+    names = ("sae_weights.safetensors", "sae.safetensors", "params.npz", "hyperparams.json")
     return not (path / "manifest.json").is_file() and any((path / n).is_file() for n in names)
 
 
@@ -78,6 +80,8 @@ def detect_format(path: Path) -> str:
             "lenscope.sae.load_transcoders"
         )
     if path.is_dir():
+        if (path / "hyperparams.json").is_file():
+            return "llamascope"
         if (path / "sae_weights.safetensors").is_file():
             return "saelens"
         if (path / "sae.safetensors").is_file():
@@ -110,6 +114,15 @@ def import_sae(path: Path | str, fmt: str | None = None, **kw: Any) -> SparseAut
         from lenscope.sae.gemmascope import import_gemmascope
 
         return import_gemmascope(p, **kw)
+    if fmt == "llamascope":
+        from lenscope.sae.llamascope import load_llamascope
+
+        sae = load_llamascope(p, hook_in=kw.get("hook_name"))
+        if not isinstance(sae, SparseAutoencoder):
+            raise ArtifactError(
+                f"{p} holds a Llama Scope transcoder; load it with load_transcoders"
+            )
+        return sae
     raise InputError(f"unknown SAE format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

@@ -20,7 +20,9 @@ from safetensors.torch import load_file, save_file
 
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
 from lenscope.errors import ArtifactError, InputError
+from lenscope.model import HookedTransformer
 from lenscope.sae.config import SAEConfig
+from lenscope.sae.dictionary import Dictionary
 from lenscope.sae.model import SparseAutoencoder, assign_tensors
 
 KIND = "sae"
@@ -109,6 +111,31 @@ def load_sae(
     return sae.eval()
 
 
+def load_dictionaries(
+    name_or_path: str | os.PathLike[str],
+    model: HookedTransformer | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    hook_name: str | None = None,
+) -> list[Dictionary]:
+    """Every dictionary at a name or path, as `Dictionary`s: an SAE (a lenscope artifact or
+    another library's layout: one), or transcoders (a SAELens transcoder folder, a sparsify
+    transcoder, a circuit-tracer `config.yaml`: one per layer; a circuit-tracer cross-layer
+    transcoder folder: one per layer). `model` is needed where a transcoder reads the MLP's
+    normalised input (its norm's weight is folded into the encoder)."""
+    from lenscope.sae.clt import is_clt_folder, load_cross_layer_transcoder
+    from lenscope.sae.transcoder_formats import load_transcoders, transcoder_layout
+
+    p = Path(name_or_path).expanduser()
+    if not p.exists() and "/" not in str(name_or_path):
+        p = resolve_sae_path(name_or_path)
+    if transcoder_layout(p) is not None:
+        return [t.as_dictionary() for t in load_transcoders(p, model=model, device=device)]
+    if is_clt_folder(p):
+        return load_cross_layer_transcoder(p).dictionaries()
+    return [Dictionary.of(load_sae(p, device=device, hook_name=hook_name))]
+
+
 @dataclass
 class SAEEntry:
     name: str
@@ -119,8 +146,10 @@ class SAEEntry:
 
 
 def list_saes() -> list[SAEEntry]:
-    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read). A shipped
-    SAE whose name a trained one also has is listed with `shadowed=True`."""
+    """SAE artifacts that `load_sae` opens by name (manifests only; no weights read), and
+    folders there in another library's layout (SAEs, transcoders: `load_dictionaries` opens
+    them by name). A shipped entry whose name a trained one also has is listed with
+    `shadowed=True`."""
     out: list[SAEEntry] = []
     trained = trained_saes_dir()
     for source, root in (("shipped", shipped_saes_dir()), ("trained", trained)):
@@ -128,6 +157,9 @@ def list_saes() -> list[SAEEntry]:
             continue
         for d in sorted(root.iterdir()):
             if not (d / "manifest.json").is_file():
+                if (foreign := _foreign_summary(d)) is not None:
+                    shadowed = source == "shipped" and (trained / d.name).is_dir()
+                    out.append(SAEEntry(d.name, source, d, foreign, shadowed))
                 continue
             try:
                 c = read_manifest(d, KIND).data.get("config", {})
@@ -140,6 +172,23 @@ def list_saes() -> list[SAEEntry]:
             shadowed = source == "shipped" and (trained / d.name).is_dir()
             out.append(SAEEntry(d.name, source, d, summary, shadowed))
     return out
+
+
+def _foreign_summary(d: Path) -> str | None:
+    """What a folder without a lenscope manifest holds, if it is a dictionary layout."""
+    from lenscope.sae.clt import is_clt_folder
+    from lenscope.sae.formats import is_foreign_sae
+    from lenscope.sae.transcoder_formats import transcoder_layout
+
+    if not d.is_dir():
+        return None
+    if (layout := transcoder_layout(d)) is not None:
+        return f"transcoders ({layout} layout)"
+    if is_clt_folder(d):
+        return "cross-layer transcoder (circuit-tracer layout)"
+    if is_foreign_sae(d):
+        return "SAE in another library's layout (imported when loaded)"
+    return None
 
 
 def saes_for_model(fingerprint: str, *, residual_only: bool = False) -> list[Path]:

@@ -14,6 +14,9 @@
   (the MLP's normalised input) needs the model: its ln2 weight and bias are folded into the
   encoder, which then reads `blocks.{l}.ln2.hook_normalized`. Output hooks: `hook_mlp_out`,
   `mlp.hook_out`.
+- Llama Scope: `hyperparams.json` whose hook_point_in differs from hook_point_out (the TC
+  site: `blocks.L.ln2.hook_normalized` -> `blocks.L.hook_mlp_out`) + `checkpoints/
+  final.safetensors` (see `lenscope.sae.llamascope`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ SAELENS_ARCHS = {"transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
 TRANSCODER_LAYOUTS = (
     "SAELens (cfg.json with a transcoder architecture + sae_weights.safetensors), "
     "circuit-tracer (config.yaml listing per-layer files), "
-    "sparsify (cfg.json with transcode: true + sae.safetensors)"
+    "sparsify (cfg.json with transcode: true + sae.safetensors), "
+    "Llama Scope (hyperparams.json with hook_point_in != hook_point_out)"
 )
 _INPUTS = {"hook_resid_mid": "hook_resid_mid", "hook_mlp_in": "hook_resid_mid"}
 _OUTPUTS = {"hook_mlp_out": "hook_mlp_out", "mlp.hook_out": "hook_mlp_out"}
@@ -53,6 +57,14 @@ def transcoder_layout(path: Path) -> str | None:
         return None
     if any((path / n).is_file() for n in CONFIGS):
         return "circuit-tracer"
+    if (path / "hyperparams.json").is_file():
+        from lenscope.sae.llamascope import llamascope_hooks
+
+        try:
+            hin, hout = llamascope_hooks(path)
+        except ArtifactError:
+            return None
+        return "Llama Scope" if hin != hout else None
     cfg = path / "cfg.json"
     if not cfg.is_file():
         return None
@@ -91,6 +103,12 @@ def load_transcoders(
         ts = [load_saelens_transcoder(p, hook_in=hook_in, hook_out=hook_out)]
     elif layout == "sparsify":
         ts = [load_sparsify_transcoder(p, hook_in=hook_in, hook_out=hook_out, model=model)]
+    elif layout == "Llama Scope":
+        from lenscope.sae.llamascope import load_llamascope
+
+        t = load_llamascope(p, hook_in=hook_in, hook_out=hook_out)
+        assert isinstance(t, Transcoder)
+        ts = [t]
     if ts is not None:
         return [t.to(device=device, dtype=dtype).eval() for t in ts]
     raise ArtifactError(f"{p} is in no known transcoder layout: {TRANSCODER_LAYOUTS}")
@@ -220,6 +238,57 @@ def load_sparsify_transcoder(
         assert model is not None and layer is not None
         t = _fold_ln2(t, model, layer)
     return t
+
+
+def export_sparsify_transcoder(
+    t: Transcoder, dest: Path | str, model: HookedTransformer | None = None
+) -> Path:
+    """Write a TopK transcoder in sparsify's layout (`cfg.json` with `transcode: true` +
+    `sae.safetensors`), which `sparsify.SparseCoder.load_from_disk` reads: sparsify's transcoder
+    reads the MLP module's input (ln2's output, weight and bias applied), so a transcoder reading
+    `blocks.L.ln2.hook_normalized` is unfolded with `model`'s ln2 (the inverse of the import's
+    fold). Name the folder by its hookpoint (`layers.L.mlp`) so that it loads back by name."""
+    c = t.cfg
+    if c.activation != "topk" or c.k is None:
+        raise InputError("sparsify holds TopK transcoders only")
+    if c.d_out != c.d_in:
+        raise InputError("sparsify's transcoders write as many dimensions as they read")
+    m = re.match(r"^blocks\.(\d+)\.ln2\.hook_normalized$", c.hook_in)
+    if m is None or model is None:
+        raise InputError(
+            "sparsify's transcoders read the MLP's input: export one that reads "
+            "blocks.L.ln2.hook_normalized, and pass the model (its ln2 is unfolded)"
+        )
+    ln = getattr(model.blocks[int(m.group(1))], "ln2", None)
+    w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+    if w is None or not bool((w.detach() != 0).all()):
+        raise InputError(f"{model.cfg.name}'s ln2 has no invertible weight to unfold")
+    W = t.W_enc.detach().double() / w.detach().double()[:, None]  # reads n(x) * w + b
+    b_enc = t.b_enc.detach().double()
+    if b is not None:
+        b_enc = b_enc - b.detach().double() @ W
+    sd = {
+        "encoder.weight": W.t().float().contiguous(),
+        "encoder.bias": b_enc.float().contiguous(),
+        "W_dec": t.W_dec.detach().float().contiguous(),
+        "b_dec": t.b_dec.detach().float().contiguous(),
+    }
+    meta = {
+        "activation": "topk",
+        "expansion_factor": max(1, c.d_sae // c.d_in),
+        "normalize_decoder": False,
+        "num_latents": c.d_sae,
+        "k": c.k,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": True,
+        "d_in": c.d_in,
+    }
+    d = Path(dest)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(d / "sae.safetensors"))
+    (d / "cfg.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+    return d
 
 
 # ---- circuit-tracer --------------------------------------------------------------------------
