@@ -37,19 +37,24 @@ TENSORS = "translators.safetensors"
 class TunedLens(nn.Module):
     """Affine translators for the boundaries embed, L0.post, ..., L{n-2}.post of one model."""
 
-    def __init__(self, n_layers: int, d_model: int, model_fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        d_model: int,
+        model_fingerprint: str = "",
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
         self.n_layers = n_layers
         self.d_model = d_model
         self.model_fingerprint = model_fingerprint
-        self.weight = nn.Parameter(torch.zeros(n_layers, d_model, d_model))
-        self.bias = nn.Parameter(torch.zeros(n_layers, d_model))
+        self.weight = nn.Parameter(torch.zeros(n_layers, d_model, d_model, device=device))
+        self.bias = nn.Parameter(torch.zeros(n_layers, d_model, device=device))
 
     @classmethod
     def for_model(cls, model: HookedTransformer) -> TunedLens:
         """An identity-initialised tuned lens for `model` (equal to the logit lens)."""
-        lens = cls(model.cfg.n_layers, model.cfg.d_model, fingerprint(model))
-        return lens.to(model.device)
+        return cls(model.cfg.n_layers, model.cfg.d_model, fingerprint(model), model.device)
 
     def translate_layer(self, blocks: int, resid: Tensor) -> Tensor:
         """The residual after `blocks` blocks, translated (identity after the last block)."""
