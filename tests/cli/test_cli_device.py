@@ -28,6 +28,7 @@ LOADING_COMMANDS = [
     ["sae", "cache"],
     ["sae", "experiment"],
     ["harvest"],
+    ["show"],
     ["serve"],
     ["train"],
     ["demo"],

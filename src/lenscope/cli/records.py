@@ -199,6 +199,7 @@ def show_cmd(
     examples: int = typer.Option(6, "--examples", help="Top examples printed."),
     limit: int = typer.Option(20, "--limit", help="Rows for --search / --text."),
     out: Path = typer.Option(Path("lenscope-out/show"), "--out", help="Folder of the HTML page."),
+    device: str = typer.Option("cpu", "--device", help="for --text: " + DEVICE_HELP),
     json: bool = JSON_OPTION,
 ) -> None:
     """Show a node's record (terminal + a self-contained HTML page), or search the records."""
@@ -208,7 +209,7 @@ def show_cmd(
 
     if sum(x is not None for x in (node, search, text)) != 1:
         raise InputError("give exactly one of NODE, --search TOKEN or --text TEXT")
-    m = _load(model, "cpu")
+    m = _load(model, device)
     recs = open_records(records, m, model)
     if search is not None:
         hits = recs.search_tokens(search, where, limit)
@@ -223,7 +224,9 @@ def show_cmd(
         console.print(t)
         return
     if text is not None:
-        active = most_active(recs, m, text, _saes(sae or list(_own_saes(m).values()), "cpu"), limit)
+        active = most_active(
+            recs, m, text, _saes(sae or list(_own_saes(m).values()), m.device), limit
+        )
         if json:
             print_json(active)
             return

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
+from lenscope.device import resolve_device
 from lenscope.errors import ArtifactError, InputError
 from lenscope.lens.boundaries import Boundary
 from lenscope.linalg import linear
@@ -171,10 +172,14 @@ def save_tuned_lens(
 
 
 def load_tuned_lens(
-    name_or_path: str | os.PathLike[str], model: HookedTransformer | None = None
+    name_or_path: str | os.PathLike[str],
+    model: HookedTransformer | None = None,
+    device: str | torch.device | None = None,
 ) -> TunedLens:
     """Open a tuned lens by path, name (`mini-tuned`) or "auto"; with `model`, check it
-    belongs to that model (shape and fingerprint)."""
+    belongs to that model (shape and fingerprint). It is put on `device` (anything
+    `lenscope.device.resolve_device` takes), by default the model's (the CPU without one)."""
+    dev = resolve_device(device) if device is not None else (model.device if model else None)
     p = resolve_tuned_path(name_or_path, model)
     m = read_manifest(p, KIND, SCHEMA_VERSION)
     try:
@@ -193,13 +198,12 @@ def load_tuned_lens(
         got = tuple(tensors[key].shape) if key in tensors else None
         if got != shape:
             raise ArtifactError(f"{f}: {key} has shape {got}, the manifest says {shape}")
-    lens = TunedLens(n, d, str(m.provenance.get("model_fingerprint", "")))
+    lens = TunedLens(n, d, str(m.provenance.get("model_fingerprint", "")), dev or "cpu")
     with torch.no_grad():
         lens.weight.copy_(tensors["weight"])
         lens.bias.copy_(tensors["bias"])
     if model is not None:
         lens.check_model(model)
-        lens = lens.to(model.device)
     return lens
 
 
