@@ -79,7 +79,7 @@ def main() -> None:
             if tl is not None:
                 assert (tl(toks) - ref).abs().max() < 1e-3
                 t_tl = median_seconds(lambda t=toks: tl(t))
-                t_tl_cache = median_seconds(lambda t=toks: tl.run_with_cache(t))  # type: ignore[operator]
+                t_tl_cache = median_seconds(lambda t=toks: tl.run_with_cache(t))
         n = b * p
         key = f"{b}x{p}"
         out[key] = {
