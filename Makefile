@@ -69,5 +69,12 @@ test: lint typecheck webtest unit docs
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
 
+# On a machine with a CUDA GPU: the device tests and the benchmarks on the GPU, figures as one
+# JSON object (scripts/gpu_check.sh). Fails (exit 2) where torch sees no GPU. No `setup`: a GPU
+# machine may be offline; it uses $(VENV) when present, else python3 (torch with CUDA in either).
+.PHONY: gpu-check
+gpu-check:
+	PY=$$([ -x $(PY) ] && echo $(PY) || echo python3) bash scripts/gpu_check.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -1,5 +1,9 @@
 """Shared benchmark helpers: timing by median of repeats, a GPT-2-small-sized random checkpoint,
-and `machine()`: the CPU, its vector extensions and which matmul kernels ran, for every JSON."""
+and `machine()`: the CPU, its vector extensions and which matmul kernels ran, for every JSON.
+
+Every benchmark takes `--device cpu|cuda|cuda:N|auto` (`bench_device()`; default cpu). On CUDA
+the timers synchronise the GPU before reading the clock (kernels run asynchronously: without it a
+timer measures the launch, not the work) and `machine()` names the GPU."""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ import lenscope  # noqa: F401  before torch: large tensors on huge pages (lensco
 
 # isort: split
 
+import argparse
 import os
 import platform
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -21,7 +27,51 @@ from typing import Any
 import torch
 
 import lenscope.linalg as _linalg
+from lenscope.device import DEVICE_HELP, resolve_device
+from lenscope.errors import LenscopeError
 from lenscope.runtime import huge_pages_enabled
+
+# The device the benchmark runs on: `bench_device()` sets it from `--device`.
+DEVICE = torch.device("cpu")
+
+
+def bench_device(argv: list[str] | None = None) -> torch.device:
+    """The `--device` of this benchmark's command line (default cpu), kept in `DEVICE` so that the
+    timers synchronise it; the other arguments are left to the benchmark."""
+    global DEVICE
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        sys.argv[1:] = rest
+    try:
+        DEVICE = resolve_device(args.device)
+    except LenscopeError as e:
+        raise SystemExit(f"error: {e}") from None
+    return DEVICE
+
+
+def sync() -> None:
+    """Wait for the GPU's queued work (nothing on the CPU): call before reading a clock."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """The GPU the benchmark ran on (None on the CPU)."""
+    if DEVICE.type != "cuda":
+        return None
+    p = torch.cuda.get_device_properties(DEVICE)
+    return {
+        "name": torch.cuda.get_device_name(DEVICE),
+        "capability": f"{p.major}.{p.minor}",
+        "memory_gib": round(p.total_memory / 2**30, 1),
+        "multiprocessors": p.multi_processor_count,
+        "cuda": torch.version.cuda,
+        "bf16_supported": torch.cuda.is_bf16_supported(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+    }
+
 
 # The vector extensions that decide a matmul's speed, as /proc/cpuinfo's `flags` spell them.
 VECTOR_FLAGS = (
@@ -83,6 +133,8 @@ def machine() -> dict[str, Any]:
     vectorised kernels use, its BLAS, oneDNN) and how many matmuls lenscope sent to oneDNN and to
     torch in this process so far (`lenscope.linalg` decides each), huge pages."""
     return {
+        "device": str(DEVICE),
+        "gpu": gpu_info(),
         "cpu": cpu_info(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -103,8 +155,10 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> 
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -117,8 +171,10 @@ def interleaved_best(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, 
         f()
     for _ in range(reps):
         for name, f in fns.items():
+            sync()
             t0 = time.perf_counter()
             f()
+            sync()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
@@ -136,11 +192,12 @@ def gpt2_small_random(n_layers: int = 12, seed: int = 0) -> tuple[Any, Path]:
 
 
 def matmul_gflops(m: int = 2048, k: int = 2048, n: int = 2048, repeats: int = 5) -> float:
-    """The machine's own fp32 matmul rate, measured now (GFLOP/s): the faster of torch's `@`
-    and oneDNN's linear kernel (`lenscope.linalg`), so that no figure flatters lenscope."""
+    """The machine's own fp32 matmul rate, measured now (GFLOP/s) on `DEVICE`: the faster of
+    torch's `@` and oneDNN's linear kernel (`lenscope.linalg`, which takes CPU tensors only), so
+    that no figure flatters lenscope."""
     from lenscope.linalg import linear_t
 
-    a, b = torch.randn(m, k), torch.randn(n, k)
+    a, b = torch.randn(m, k, device=DEVICE), torch.randn(n, k, device=DEVICE)
     s = min(
         median_seconds(lambda: a @ b.t(), repeats), median_seconds(lambda: linear_t(a, b), repeats)
     )

@@ -3,6 +3,8 @@
 Prints one JSON object: tokens/s of each and the ratios the issue sets goals for
 (lenscope no-hook forward / transformers >= 1.0; lenscope full cache / TL run_with_cache >= 1.5),
 and greedy generation with lenscope's KV cache, without it, and by transformers' `generate`.
+`--device cuda` runs all of them on the GPU (TransformerLens is left out where it is not
+installed, and said so).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import gpt2_small_random, machine, matmul_gflops, median_seconds
+from common import bench_device, gpt2_small_random, machine, matmul_gflops, median_seconds
 
 from lenscope import HookedTransformer, load_model
 
 
-def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+def tl_model(hf: torch.nn.Module, device: torch.device) -> torch.nn.Module | None:
+    try:
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+    except ImportError:
+        return None
     from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
 
     cfg = HookedTransformerConfig(
@@ -34,7 +39,7 @@ def tl_model(hf: torch.nn.Module) -> torch.nn.Module:
     )  # fmt: skip
     m = HookedTransformer(cfg)
     m.load_state_dict(convert_gpt2_weights(hf, cfg), strict=False)
-    return m.eval()
+    return m.eval().to(device)
 
 
 def forward_flops(model: HookedTransformer, b: int, p: int) -> float:
@@ -49,25 +54,32 @@ def forward_flops(model: HookedTransformer, b: int, p: int) -> float:
 
 
 def main() -> None:
+    dev = bench_device()
     torch.manual_seed(0)
     hf, d = gpt2_small_random()
-    ours = load_model(d)
-    tl = tl_model(hf)
+    hf = hf.to(dev)
+    ours = load_model(d, device=dev)
+    tl = tl_model(hf, dev)
     out: dict[str, object] = {
         "model": "gpt2-small-sized random",
+        "device": str(dev),
         "threads": torch.get_num_threads(),
+        "transformer_lens": "installed" if tl is not None else "not installed: left out",
     }
+    nan = float("nan")
     for b, p in ((1, 128), (8, 128)):
-        toks = torch.randint(0, 50257, (b, p))
+        toks = torch.randint(0, 50257, (b, p)).to(dev)
         with torch.no_grad():
             ref = hf(toks).logits
             assert (ours(toks) - ref).abs().max() < 1e-3
-            assert (tl(toks) - ref).abs().max() < 1e-3
             t_hf = median_seconds(lambda t=toks: hf(t))
             t_ours = median_seconds(lambda t=toks: ours(t))
             t_ours_cache = median_seconds(lambda t=toks: ours.run_with_cache(t))
-            t_tl = median_seconds(lambda t=toks: tl(t))
-            t_tl_cache = median_seconds(lambda t=toks: tl.run_with_cache(t))
+            t_tl = t_tl_cache = nan
+            if tl is not None:
+                assert (tl(toks) - ref).abs().max() < 1e-3
+                t_tl = median_seconds(lambda t=toks: tl(t))
+                t_tl_cache = median_seconds(lambda t=toks: tl.run_with_cache(t))
         n = b * p
         key = f"{b}x{p}"
         out[key] = {
@@ -101,6 +113,7 @@ def generation(hf: Any, ours: HookedTransformer) -> dict[str, object]:
     default), lenscope recomputing every prefix (a hook attached turns the cache off), and
     transformers' `generate` (its own KV cache). The tokens must agree."""
     prompt = torch.randint(0, 50257, (1, 32), generator=torch.Generator().manual_seed(1))
+    prompt = prompt.to(ours.device)
     new = 32
 
     def hf_gen() -> torch.Tensor:

@@ -21,7 +21,9 @@ load average is recorded before and after: on a machine shared with other jobs, 
 multi-threaded kernels suffer far more than the model's big matmuls.
 Goal: ratio >= 0.7. Prints one JSON object.
 
-    python benchmarks/harvest.py [--threads 1,2] [--no-records] [--wide-sae 16384]
+    python benchmarks/harvest.py [--threads 1,2] [--no-records] [--wide-sae 16384] [--device cuda]
+
+On `--device cuda` the models and SAEs run on the GPU and every clock reading synchronises it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine
+import common
+from common import bench_device, machine, sync
 
 from lenscope import HookedTransformer, ModelConfig
 from lenscope.errors import LenscopeError
@@ -54,6 +57,12 @@ from lenscope.records.config import dictionaries, node_groups
 from lenscope.sae import SAEConfig, SparseAutoencoder
 
 H = importlib.import_module("lenscope.records.harvest")
+
+
+def clock() -> float:
+    """Seconds, after the GPU's queued work (if any) has finished."""
+    sync()
+    return time.perf_counter()
 
 
 def mini() -> tuple[HookedTransformer, np.ndarray, str]:
@@ -112,23 +121,23 @@ def interleaved(
     dics = dictionaries(saes)
     run = H._Run(model, node_groups(model, dics), dics, cfg, rows.shape[1])
     run.calibrate(rows[: cfg.calib_rows])
-    toks = torch.from_numpy(rows)
+    toks = torch.from_numpy(rows).to(model.device)
     encode = [(d.hook_in, encoding_hook(d)) for d in dics]
     model(toks[:batch_rows])  # warm up
     model(toks[:batch_rows], stop_at_layer=run.stop)
     fwd, stopped, hv, enc = [], [], [], []
     for r in range(0, rows.shape[0], batch_rows):
-        t0 = time.perf_counter()
+        t0 = clock()
         model(toks[r : r + batch_rows])
-        t1 = time.perf_counter()
+        t1 = clock()
         model(toks[r : r + batch_rows], stop_at_layer=run.stop)
-        t2 = time.perf_counter()
+        t2 = clock()
         run.batch(rows[r : r + batch_rows], r)
-        t3 = time.perf_counter()
+        t3 = clock()
         if encode:
             with model.hooks(fwd=encode):
                 model(toks[r : r + batch_rows])
-            enc.append(time.perf_counter() - t3)
+            enc.append(clock() - t3)
         hv.append(t3 - t2)
         stopped.append(t2 - t1)
         fwd.append(t1 - t0)
@@ -158,7 +167,7 @@ def end_to_end(
         effects=effects,
     )
     with tempfile.TemporaryDirectory(prefix="lenscope-bench-harvest-") as d:
-        t0 = time.perf_counter()
+        t0 = clock()
         res = harvest(
             model,
             Path(d) / "rec",
@@ -168,19 +177,19 @@ def end_to_end(
             progress=False,
             log=lambda _: None,
         )
-        wall = time.perf_counter() - t0
+        wall = clock() - t0
         recs = Records(Path(d) / "rec")
         ids = recs.node_ids()
         pick = [ids[i] for i in np.random.default_rng(0).choice(len(ids), 20, replace=False)]
         recs.node(pick[0])
         lat = []
         for nid in pick:
-            t1 = time.perf_counter()
+            t1 = clock()
             recs.node(nid)
-            lat.append((time.perf_counter() - t1) * 1000)
-        t1 = time.perf_counter()
+            lat.append((clock() - t1) * 1000)
+        t1 = clock()
         recs.search_tokens(recs.vocab[int(rows[0, 1])])
-        search_ms = (time.perf_counter() - t1) * 1000
+        search_ms = (clock() - t1) * 1000
         size = sum(f.stat().st_size for f in (Path(d) / "rec").glob("*.parquet"))
     return {
         "nodes": res.n_nodes,
@@ -204,8 +213,8 @@ def wide_sae(model: HookedTransformer, rows: np.ndarray, d_sae: int) -> dict[str
     """Harvest tokens/s with a wide TopK SAE (k 32): its latents as sparse rows (the default)
     and densely, interleaved batch by batch, plus the plain forward."""
     cfg = SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, k=32, hook_name="blocks.2.hook_resid_post")
-    sae = SparseAutoencoder(cfg).eval()
-    dense = _DenseLatents(cfg).eval()
+    sae = SparseAutoencoder(cfg, device=model.device).eval()
+    dense = _DenseLatents(cfg, device=model.device).eval()
     dense.load_state_dict(sae.state_dict())
     runs = {}
     for name, s in (("sparse", sae), ("dense", dense)):
@@ -213,17 +222,17 @@ def wide_sae(model: HookedTransformer, rows: np.ndarray, d_sae: int) -> dict[str
         run = H._Run(model, node_groups(model, [s]), [s], hc, rows.shape[1])
         run.calibrate(rows[: hc.calib_rows])
         runs[name] = run
-    toks = torch.from_numpy(rows)
+    toks = torch.from_numpy(rows).to(model.device)
     spent = {"sparse": 0.0, "dense": 0.0, "forward": 0.0}
     with torch.no_grad():
         for r in range(0, rows.shape[0], 16):
             for name, run in runs.items():
-                t0 = time.perf_counter()
+                t0 = clock()
                 run.batch(rows[r : r + 16], r)
-                spent[name] += time.perf_counter() - t0
-            t0 = time.perf_counter()
+                spent[name] += clock() - t0
+            t0 = clock()
             model(toks[r : r + 16])
-            spent["forward"] += time.perf_counter() - t0
+            spent["forward"] += clock() - t0
     n = rows.size
     return {
         "d_sae": d_sae,
@@ -236,6 +245,7 @@ def wide_sae(model: HookedTransformer, rows: np.ndarray, d_sae: int) -> dict[str
 
 
 def main() -> None:
+    dev = bench_device()
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="1,2", help="thread counts to measure, comma-separated")
     ap.add_argument("--no-records", action="store_true", help="skip the end-to-end harvests")
@@ -250,11 +260,15 @@ def main() -> None:
     torch.manual_seed(0)
     out: dict[str, Any] = {"goal_ratio": 0.7, "load_average_before": os.getloadavg()}
     m, stream, name = mini()
+    m = m.to(dev)
     rows = np.asarray(stream[: 16 * 16 * 256], dtype=np.int64).reshape(-1, 256)
     sae = SparseAutoencoder(
-        SAEConfig(d_in=m.cfg.d_model, d_sae=2048, k=32, hook_name="blocks.2.hook_resid_post")
+        SAEConfig(d_in=m.cfg.d_model, d_sae=2048, k=32, hook_name="blocks.2.hook_resid_post"),
+        device=dev,
     ).eval()
     g, gstream, gname = gpt2_small()
+    g = g.to(dev)
+    out["device"] = str(common.DEVICE)
     grows = np.asarray(gstream[: 6 * 4 * 256], dtype=np.int64).reshape(-1, 256)
     for t in counts:
         torch.set_num_threads(t)

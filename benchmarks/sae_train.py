@@ -10,7 +10,9 @@ fraction_of_matmul_rate = (encoder matmul FLOPs per
 step / step time) / matmul rate, i.e. how close the whole step comes to the one unavoidable
 matmul. SAE_BENCH_THREADS sets torch's thread count (default: all cores), SAE_BENCH_ROUNDS the
 number of rounds. The candidates run in interleaved rounds (matmul, lenscope, SAELens variants, repeat;
-medians reported) so that all see the same machine load. Prints one JSON object.
+medians reported) so that all see the same machine load. Prints one JSON object. `--device cuda`
+runs lenscope, SAELens (where installed) and the plain matmul on the GPU; oneDNN's kernel is a
+CPU kernel and is left out there.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine
+import common
+from common import bench_device, machine, sync
 
 D_IN, EXPANSION, K, BATCH = 768, 16, 32, 4096
 D_SAE = D_IN * EXPANSION
@@ -40,8 +43,10 @@ THREADS = os.environ.get("SAE_BENCH_THREADS")  # default: torch's choice (all co
 
 
 def once(step: Callable[[int], object], i: int) -> float:
+    sync()
     t0 = time.perf_counter()
     step(i)
+    sync()
     return time.perf_counter() - t0
 
 
@@ -52,7 +57,8 @@ def median(xs: list[float]) -> float:
 def batches() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     mix = torch.randn(D_IN, D_IN, generator=g) / D_IN**0.5
-    return [torch.randn(BATCH, D_IN, generator=g) @ mix + 0.1 for _ in range(3)]
+    xs = [torch.randn(BATCH, D_IN, generator=g) @ mix + 0.1 for _ in range(3)]
+    return [x.to(common.DEVICE) for x in xs]
 
 
 def matmul_step(kernel: str) -> Callable[[int], object]:
@@ -60,11 +66,12 @@ def matmul_step(kernel: str) -> Callable[[int], object]:
     on x86) or oneDNN's linear kernel ("onednn", `lenscope.linalg`). The faster sets the rate."""
     from lenscope.linalg import linear_t
 
-    w_t = torch.randn(D_SAE, D_IN) / D_IN**0.5
-    x = torch.randn(BATCH, D_IN)
+    dev = common.DEVICE
+    w_t = torch.randn(D_SAE, D_IN, device=dev) / D_IN**0.5
+    x = torch.randn(BATCH, D_IN, device=dev)
     if kernel == "onednn":
         return lambda _i: linear_t(x, w_t)
-    out = torch.empty(BATCH, D_SAE)
+    out = torch.empty(BATCH, D_SAE, device=dev)
     return lambda _i: torch.mm(x, w_t.t(), out=out)
 
 
@@ -74,12 +81,14 @@ def lenscope_step(xs: list[torch.Tensor]) -> Callable[[int], object]:
     from lenscope.sae.step import TrainState, train_step
     from lenscope.sae.train import make_optimizer
 
-    sae = SparseAutoencoder(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K))
+    cfg_sae = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K)
+    sae = SparseAutoencoder(cfg_sae, device=common.DEVICE)
     sae.init_from_data(xs[0])
     cfg = TrainConfig(batch_size=BATCH)
     lr = cfg.resolved_lr(D_SAE)
     opt = make_optimizer(sae, cfg, lr)
-    state = TrainState(mse_scale=1.0, tokens_since_fired=torch.zeros(D_SAE, dtype=torch.long))
+    since = torch.zeros(D_SAE, dtype=torch.long, device=common.DEVICE)
+    state = TrainState(mse_scale=1.0, tokens_since_fired=since)
     comm = Comm()
     return lambda i: train_step(sae, opt, xs[i % len(xs)], cfg, state, comm, lr)
 
@@ -95,13 +104,13 @@ def saelens_step(xs: list[torch.Tensor], sparse: bool, fused: bool) -> Callable[
             d_sae=D_SAE,
             k=K,
             dtype="float32",
-            device="cpu",
+            device=str(common.DEVICE),
             use_sparse_activations=sparse,
         )
         sae = TopKTrainingSAE(cfg)
     opt = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True if fused else None)
-    since_fired = torch.zeros(D_SAE)
-    freq = torch.zeros(D_SAE)
+    since_fired = torch.zeros(D_SAE, device=common.DEVICE)
+    freq = torch.zeros(D_SAE, device=common.DEVICE)
 
     def step(i: int) -> None:  # sae_lens.training.sae_trainer.SAETrainer._train_step
         sae.train()
@@ -131,22 +140,26 @@ def saelens_step(xs: list[torch.Tensor], sparse: bool, fused: bool) -> Callable[
 
 
 def main() -> None:
+    dev = bench_device()
     if THREADS:
         torch.set_num_threads(int(THREADS))
     torch.manual_seed(0)
     xs = batches()
-    steps = {
-        "matmul_torch": matmul_step("torch"),
-        "matmul_onednn": matmul_step("onednn"),
-        "lenscope": lenscope_step(xs),
-        "saelens": saelens_step(xs, sparse=False, fused=False),
-        "saelens_fused_adam": saelens_step(xs, sparse=False, fused=True),
-    }
+    steps = {"matmul_torch": matmul_step("torch"), "lenscope": lenscope_step(xs)}
+    if dev.type == "cpu":
+        steps["matmul_onednn"] = matmul_step("onednn")
     sparse_error = None
+    try:
+        steps["saelens"] = saelens_step(xs, sparse=False, fused=False)
+        steps["saelens_fused_adam"] = saelens_step(xs, sparse=False, fused=True)
+    except ImportError:
+        sparse_error = "SAELens is not installed"
     try:  # SAELens' sparse activations: fails in backward on CPU with torch 2.13
         sparse = saelens_step(xs, sparse=True, fused=False)
         sparse(0)
         steps["saelens_sparse_acts"] = sparse
+    except ImportError:
+        pass
     except (NotImplementedError, RuntimeError) as e:
         sparse_error = str(e).splitlines()[0][:160]
     for fn in steps.values():  # warm up
@@ -157,8 +170,13 @@ def main() -> None:
         for name, fn in steps.items():
             times[name].append(once(fn, r + 1))
     t = {k: median(v) for k, v in times.items()}
-    t_mm, t_ours = min(t["matmul_torch"], t["matmul_onednn"]), t["lenscope"]
-    best_sl = min(v for k, v in t.items() if k.startswith("saelens"))
+    nan = float("nan")
+    t.setdefault("matmul_onednn", nan)
+    t_mm = min(t["matmul_torch"], t["matmul_onednn"]) if dev.type == "cpu" else t["matmul_torch"]
+    t_ours = t["lenscope"]
+    best_sl = min((v for k, v in t.items() if k.startswith("saelens")), default=nan)
+    t.setdefault("saelens", nan)
+    t.setdefault("saelens_fused_adam", nan)
     try:
         import sae_lens
 
@@ -168,7 +186,11 @@ def main() -> None:
     result = {
         "benchmark": "sae_train",
         "shape": {"d_in": D_IN, "d_sae": D_SAE, "k": K, "batch": BATCH, "dtype": "float32"},
-        "device": f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads",
+        "device": (
+            f"cpu ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+            if dev.type == "cpu"
+            else f"{dev} ({torch.cuda.get_device_name(dev)})"
+        ),
         "torch": torch.__version__,
         "sae_lens": slv,
         "rounds": STEPS,

@@ -4,7 +4,8 @@ Models: a GPT-2-small-sized random checkpoint (made and saved by `transformers`,
 lenscope) and `mini` (the shipped model if present, else a random model of its shape; the peer is
 a random GPT2LMHeadModel of the same shape). Prompt: 64 random tokens. Prints one JSON object:
 p50 latencies and ratios (median over interleaved rounds) (node table without measured ablations, and with the default 8 measured
-rows per granularity) to the peer's fwd+bwd p50. Goal: table / peer <= 1.5.
+rows per granularity) to the peer's fwd+bwd p50. Goal: table / peer <= 1.5. `--device cuda`
+runs both on the GPU (timers synchronise it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine
+import common
+from common import bench_device, machine, sync
 
 from lenscope import HookedTransformer, load_model
 from lenscope.attribution.api import Debugger
@@ -36,8 +38,10 @@ N_TOKENS = 64
 
 
 def timed(fn: Callable[[], Any]) -> float:
+    sync()
     t = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t
 
 
@@ -65,12 +69,13 @@ def bench(name: str, ours: HookedTransformer, peer: torch.nn.Module, reps: int) 
     g = torch.Generator().manual_seed(0)
     v = ours.cfg.d_vocab
     tokens = torch.randint(v // 100, v - v // 100, (1, N_TOKENS), generator=g)
+    ours, peer = ours.to(common.DEVICE), peer.to(common.DEVICE)
     dbg = Debugger(ours)
     q = LogitDiff(target=[int(tokens[0, 3])], distractor=[int(tokens[0, 4])])
     ids = tokens[0].tolist()
     t = interleaved(
         {
-            "peer": hf_fwd_bwd(peer, tokens),
+            "peer": hf_fwd_bwd(peer, tokens.to(common.DEVICE)),
             "table": lambda: dbg.why(ids, q, measure=0),
             "full": lambda: dbg.why(ids, q, measure=8),
         },
@@ -138,8 +143,13 @@ def mini() -> tuple[HookedTransformer, torch.nn.Module, str]:
 
 
 def main() -> None:
+    dev = bench_device()
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    out: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "results": []}
+    out: dict[str, Any] = {
+        "device": str(dev),
+        "torch_threads": torch.get_num_threads(),
+        "results": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         ours, peer = gpt2_small(Path(tmp))
         out["results"].append(bench("gpt2-small-random", ours, peer, reps))

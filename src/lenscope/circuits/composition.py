@@ -80,7 +80,7 @@ def composition_scores(cw: CircuitWeights, mode: Mode) -> CompositionScores:
     right = {"Q": cw.QK, "K": cw.QK.T, "V": cw.OV}[mode]
     scores = factored_composition(left, right)
     L = cw.n_layers
-    layer = torch.arange(L)
+    layer = torch.arange(L, device=scores.device)
     valid = layer[:, None] < layer[None, :]  # [L1, L2]
     scores = scores.masked_fill(~valid[:, None, :, None], float("nan"))
     d, dh = int(cw.W_Q.shape[2]), int(cw.W_Q.shape[3])
@@ -123,8 +123,8 @@ def random_baseline(d_model: int, d_head: int, samples: int = 64, seed: int = 0)
     g = torch.Generator().manual_seed(seed)
 
     def rand() -> FactoredMatrix:
-        a = torch.randn(samples, d_model, d_head, generator=g, dtype=torch.float64)
-        b = torch.randn(samples, d_head, d_model, generator=g, dtype=torch.float64)
+        a = torch.randn(samples, d_model, d_head, generator=g, dtype=torch.float64, device="cpu")
+        b = torch.randn(samples, d_head, d_model, generator=g, dtype=torch.float64, device="cpu")
         return FactoredMatrix(a, b)
 
     left, right = rand(), rand()

@@ -93,7 +93,7 @@ class CircuitWeights:
 
     @property
     def ln1_scale(self) -> Tensor:
-        return torch.tensor(self.ln.ln1_scale, dtype=torch.float64)
+        return torch.tensor(self.ln.ln1_scale, dtype=torch.float64, device=self.W_E.device)
 
     # ---- d_model x d_model circuits (batched over [L, H]) -------------------------------------
     @property
@@ -143,7 +143,11 @@ def circuit_weights(
             _stacked(model, n) for n in ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O", "b_O")
         )
         W_U = model.W_U.detach().to(f64)
-        b_U = torch.zeros(cfg.d_vocab, dtype=f64) if model.b_U is None else model.b_U.to(f64)
+        b_U = (
+            torch.zeros(cfg.d_vocab, dtype=f64, device=model.device)
+            if model.b_U is None
+            else model.b_U.to(f64)
+        )
         kind = cfg.normalization
         centered = kind == "LN"
         if kind != "none":
@@ -185,7 +189,7 @@ def _stacked(model: HookedTransformer, name: str) -> Tensor:
     shape = {"W_O": (0, H, dh, d), "b_O": (0, d)}.get(name)
     if shape is None:
         shape = (0, H, d, dh) if name.startswith("W") else (0, H, dh)
-    return torch.zeros(shape, dtype=torch.float64)
+    return torch.zeros(shape, dtype=torch.float64, device=model.device)
 
 
 @torch.no_grad()

@@ -64,8 +64,9 @@ class PathExpansion(JsonResult):
     def to_json(self) -> dict[str, Any]:
         """Per path, its contribution to the logit of the actual next token at each position."""
         nxt = self.tokens[1:]
-        idx = torch.arange(len(nxt))
-        tgt = torch.tensor(nxt, dtype=torch.long)
+        dev = self.logits.device
+        idx = torch.arange(len(nxt), device=dev)
+        tgt = torch.tensor(nxt, dtype=torch.long, device=dev)
         return {
             "tokens": self.tokens,
             "layernorm": self.layernorm,
@@ -103,15 +104,19 @@ def path_expansion(model: HookedTransformer, tokens: Tensor) -> PathExpansion:
     def lin(name: str, norm: Norm) -> tuple[Callable[[Tensor], Tensor], Tensor]:
         """The norm as (linear part x -> C(x) / s * w, bias b) with its scale frozen."""
         s = None if norm.w is None else cache[name][0].to(f)  # [pos, 1]
-        return (lambda x: push(norm, s, x)), norm_params(norm, cfg.d_model)[1]
+        return (lambda x: push(norm, s, x)), norm_params(norm, cfg.d_model, device=model.device)[1]
 
     W_V, W_O, b_V, b_O = (
         (model.W_V.to(f), model.W_O.to(f), model.b_V.to(f), model.b_O.to(f))
         if cfg.n_layers
-        else (torch.zeros(0, dtype=f),) * 4
+        else (torch.zeros(0, dtype=f, device=model.device),) * 4
     )
     W_U = model.W_U.to(f)
-    b_U = torch.zeros(cfg.d_vocab, dtype=f) if model.b_U is None else model.b_U.to(f)
+    b_U = (
+        torch.zeros(cfg.d_vocab, dtype=f, device=model.device)
+        if model.b_U is None
+        else model.b_U.to(f)
+    )
     final, b_final = lin("ln_final.hook_scale", model.ln_final)
 
     def to_logits(x: Tensor) -> Tensor:

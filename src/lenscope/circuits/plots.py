@@ -40,7 +40,7 @@ def composition_heatmap(scores: Sequence[CompositionScores], title: str = "") ->
     width = 2.7 + 0.55 * len(dst) * len(scores)
     fig = Figure(figsize=(width, 1.6 + 0.45 * len(src)))
     axes = fig.subplots(1, len(scores), squeeze=False)
-    vmax = max(float(np.nanmax(s.scores.numpy())) for s in scores) if src else 1.0
+    vmax = max(float(np.nanmax(s.scores.cpu().numpy())) for s in scores) if src else 1.0
     for ax, s in zip(axes[0], scores, strict=True):
         grid = np.array([[s.score(a, b) for b in dst] for a in src]) if src else np.zeros((0, 0))
         im = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
@@ -77,7 +77,7 @@ def attention_patterns(patterns: torch.Tensor, seq_len: int, title: str = "") ->
     for lay in range(L):
         for h in range(H):
             ax = axes[lay][h]
-            ax.imshow(patterns[lay, h].numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+            ax.imshow(patterns[lay, h].cpu().numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
             ax.axhline(seq_len + 0.5, color="red", lw=0.5)
             ax.axvline(seq_len + 0.5, color="red", lw=0.5)
             ax.set_title(head_id(lay, h), fontsize=8)

@@ -60,7 +60,7 @@ def _positions(cw: CircuitWeights, layer: int, head: int, n_pos: int | None) -> 
 
 def _causal(scores: Tensor) -> Tensor:
     n = scores.shape[0]
-    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    causal = torch.ones(n, n, dtype=torch.bool, device=scores.device).tril()
     return scores.masked_fill(~causal, float("-inf"))
 
 
@@ -76,7 +76,7 @@ def positional_scores(
 
 def token_moments(cw: CircuitWeights, pool: Tensor | None = None) -> TokenMoments:
     """Mean and covariance of the (centred, unscaled) embeddings of the tokens in `pool`."""
-    E = cw.W_E if pool is None else cw.W_E[pool]
+    E = cw.W_E if pool is None else cw.W_E[pool.to(cw.W_E.device)]
     if E.shape[0] == 0:
         raise InputError("the token pool is empty")
     mean = E.mean(0)
@@ -100,7 +100,7 @@ def expected_scores(
     x = P + mean / s
     scores = (x @ W_Q + cw.b_Q[layer, head]) @ (x @ W_K).T
     same = (W_Q * (cov @ W_K)).sum() / s**2  # E[(e - ē) W_Q W_K^T (e - ē)^T]
-    scores = scores + same * torch.eye(P.shape[0], dtype=scores.dtype)
+    scores = scores + same * torch.eye(P.shape[0], dtype=scores.dtype, device=scores.device)
     return _causal(scores / cw.attn_scale)
 
 
@@ -125,10 +125,10 @@ def offset_preference(
     offsets = list(range(max_offset + 1))
     # rows are positions 1..n: row i is position i + 1; the queries q >= max_offset + 1 (rows
     # >= max_offset) reach every offset without touching key 0, so all offsets share them
-    q = torch.arange(max_offset, n)
+    q = torch.arange(max_offset, n, device=scores.device)
     mean_score = [float(centred[q, q - o].mean()) for o in offsets]
     mean_attn = [float(pattern[q, q - o].mean()) for o in offsets]
-    best = int(torch.tensor(mean_attn).argmax())
+    best = int(torch.tensor(mean_attn, device="cpu").argmax())
     return OffsetPreference(head_id(layer, head), offsets, mean_score, mean_attn, offsets[best])
 
 

@@ -83,7 +83,7 @@ def head_id(layer: int, head: int) -> str:
 
 def direct_path(cw: CircuitWeights) -> FactoredMatrix:
     """The bigram table W_E W_U + b_U as a factored [V, V] matrix (bias as an extra rank)."""
-    ones = torch.ones(cw.d_vocab, 1, dtype=cw.W_E.dtype)
+    ones = torch.ones(cw.d_vocab, 1, dtype=cw.W_E.dtype, device=cw.W_E.device)
     A = torch.cat([cw.W_E, ones], dim=1)
     B = torch.cat([cw.unembed(), cw.b_U[None, :]], dim=0)
     return FactoredMatrix(A, B)
@@ -159,6 +159,7 @@ def strongest_rows(
     """The n rows whose largest entry stands furthest above the row's mean (among `allowed`)."""
     spread = row_spread(fm, chunk)
     if allowed is not None and bool(allowed.any()):
+        allowed = allowed.to(spread.device)
         spread = spread.masked_fill(~allowed, float("-inf"))
         n = min(n, int(allowed.sum()))
     return [int(i) for i in spread.topk(min(n, spread.shape[-1])).indices.tolist()]
@@ -166,7 +167,9 @@ def strongest_rows(
 
 def readable_tokens(d_vocab: int, label: Labeler) -> Tensor:
     """[V] bool: tokens whose text is readable (not a stray byte of a multi-byte character)."""
-    return torch.tensor([_readable(label(i)) for i in range(d_vocab)], dtype=torch.bool)
+    return torch.tensor(
+        [_readable(label(i)) for i in range(d_vocab)], dtype=torch.bool, device="cpu"
+    )
 
 
 def _readable(text: str) -> bool:

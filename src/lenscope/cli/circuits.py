@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from lenscope.cli.common import (
+    DEVICE_OPTION,
     EMPTY_PROMPT,
     JSON_OPTION,
     console,
@@ -66,6 +67,7 @@ def register(app: typer.Typer) -> None:
             help="for 'induction': token dataset dir or .npy of ids for the ICL score "
             "(default: the recipe's own dataset)",
         ),
+        device: str = DEVICE_OPTION,
         json: bool = JSON_OPTION,
     ) -> None:
         if target == INDUCTION and not Path(target).exists():
@@ -77,7 +79,7 @@ def register(app: typer.Typer) -> None:
         if prompt == "":
             raise InputError(EMPTY_PROMPT)
         dest = out or DEFAULT_OUT / _folder_name(target)
-        _model_report(target, dest, token, k, rows, prompt, json)
+        _model_report(target, dest, token, k, rows, prompt, json, device)
 
 
 def _model_report(
@@ -88,6 +90,7 @@ def _model_report(
     rows: int,
     prompt: str | None,
     as_json: bool,
+    device: str = "cpu",
 ) -> None:
     from lenscope.circuits.plots import (
         attention_patterns,
@@ -98,7 +101,7 @@ def _model_report(
     from lenscope.circuits.report import circuit_report
     from lenscope.model.load import load_model
 
-    model = load_model(target)
+    model = load_model(target, device=device)
     tokens = [_token_id(model, t) for t in token_texts] or None
     prompt_ids = None
     if prompt is not None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lenscope.device import DEVICE_HELP
+from lenscope.device import DEVICE_HELP, DTYPE_HELP
 from lenscope.jsonable import to_jsonable
 
 console = Console()
@@ -21,6 +21,7 @@ err_console = Console(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON instead of tables.")
 DEVICE_OPTION = typer.Option("cpu", "--device", help=DEVICE_HELP)
+DTYPE_OPTION = typer.Option("auto", "--dtype", help=DTYPE_HELP)
 EMPTY_PROMPT = "the prompt is empty: give some text"  # as `lenscope run` says it
 
 

@@ -19,6 +19,7 @@ from typer import _click
 from typer.core import TyperGroup
 
 from lenscope.cli.common import (
+    DEVICE_OPTION,
     EMPTY_PROMPT,
     JSON_OPTION,
     console,
@@ -62,10 +63,10 @@ def _lens_like(text: str) -> bool:
     return not any(c.isspace() for c in text) or Path(text).expanduser().exists()
 
 
-def _load(model: str) -> Any:
+def _load(model: str, device: str) -> Any:
     from lenscope.model.load import load_model
 
-    return load_model(model)
+    return load_model(model, device=device)
 
 
 def _tuned(model: Any, tuned: str | None) -> Any:
@@ -110,6 +111,7 @@ def show(
         "avx512_bf16, probabilities within ~0.03 (see docs/lens.md).",
     ),
     out: Path = typer.Option(Path("lenscope-out/lens"), help="Where pictures are written."),
+    device: str = DEVICE_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """What every layer predicts: top tokens, ranks, entropy, KL; heatmaps and JSON."""
@@ -128,7 +130,7 @@ def show(
             "--top-k samples; it needs --temperature > 0 (at 0 generation is greedy: the top "
             "token every time)"
         )
-    m = _load(model)
+    m = _load(model, device)
     lens = _tuned(m, tuned)
     with err_console.status("running the lens…"):
         gen = lens_generation(
@@ -247,6 +249,7 @@ def train_tuned(
     ),
     eval_batches: int = typer.Option(16, help="Held-out batches for the evaluation."),
     out: Path = TUNED_OUT_OPTION,
+    device: str = DEVICE_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a tuned lens (one affine translator per layer, loss KL(final ‖ lens)) and save it."""
@@ -254,7 +257,7 @@ def train_tuned(
     from lenscope.lens.train import train_tuned_lens
     from lenscope.lens.tuned import default_tuned_path, save_tuned_lens
 
-    m = _load(model)
+    m = _load(model, device)
     data = _corpus(m, corpus, limit_bytes, json)
     bar = Progress(
         TextColumn("training tuned lens"),
@@ -317,12 +320,13 @@ def eval_tuned(
     batch_size: int = typer.Option(8, help="Windows per batch."),
     ctx_len: int | None = CTX_OPTION,
     out: Path = TUNED_OUT_OPTION,
+    device: str = DEVICE_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Per-layer cross-entropy, entropy and KL of the logit lens vs the tuned lens."""
     from lenscope.lens.evaluate import evaluate_lenses, plot_lens_eval
 
-    m = _load(model)
+    m = _load(model, device)
     lens = _tuned(m, tuned)
     data = _corpus(m, corpus, limit_bytes, json)
     with err_console.status("evaluating…"):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from lenscope.cli.common import JSON_OPTION, console, err_console, print_json
+from lenscope.cli.common import DEVICE_OPTION, JSON_OPTION, console, err_console, print_json
 from lenscope.errors import InputError
 
 if TYPE_CHECKING:
@@ -47,15 +47,22 @@ def register(app: typer.Typer) -> None:
         threshold: float = typer.Option(0.01, "--threshold", help="hide edges below this prob"),
         save: Path | None = typer.Option(None, "--save", help="save the trained baby GPT here"),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="where the graphs go"),
+        device: str = typer.Option(
+            "cpu",
+            "--device",
+            help="with MODEL: " + str(DEVICE_OPTION.help) + "; the baby GPT trains on the CPU",
+        ),
         json: bool = JSON_OPTION,
     ) -> None:
         """Draw a tiny GPT's transition graph (graphviz circo), stationary and absorbing states."""
         if model is None:
+            if device != "cpu":
+                raise InputError("--device is for a loaded MODEL; the baby GPT trains on the CPU")
             result = _baby(
                 train, steps, seed, vocab, context, include_short, threshold, out, save, json
             )
         else:
-            result = _loaded(model, train, vocab, context, include_short, threshold, out)
+            result = _loaded(model, train, vocab, context, include_short, threshold, out, device)
         if json:
             print_json(result)
             return
@@ -130,13 +137,14 @@ def _loaded(
     include_short: bool,
     threshold: float,
     out: Path,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     from lenscope.markov import empirical_transitions, transition_matrix
     from lenscope.markov.states import check_size
     from lenscope.model.load import load_model
     from lenscope.train.baby import one_thread
 
-    model = load_model(name)
+    model = load_model(name, device=device)
     V, n_ctx = model.cfg.d_vocab, model.cfg.n_ctx
     if vocab is not None and vocab != V:
         raise InputError(f"{model.cfg.name} has a vocabulary of {V} tokens, not --vocab {vocab}")

@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from lenscope.cli.common import JSON_OPTION, console, print_json
+from lenscope.device import DEVICE_HELP
 from lenscope.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,11 +36,9 @@ DEFAULT_TOKENS = 1 << 19
 
 def _load(model: str, device: str) -> HookedTransformer:
     from lenscope.model import load_model
-    from lenscope.records.parallel import local_device
 
-    m = load_model(model).eval()
-    dev = local_device() if device == "auto" else device
-    return m.to(dev)
+    # "auto" and "cuda" are this process's GPU under torchrun (lenscope.device.resolve_device)
+    return load_model(model, device=device).eval()
 
 
 def _saes(
@@ -65,14 +64,14 @@ def _records_sae_hooks(records: Records) -> set[str]:
     return {str(d.get("hook")) for d in records.manifest.provenance.get("saes", [])}
 
 
-def ensure_records(model: str, log: Callable[[str], None] = print) -> Path:
+def ensure_records(model: str, log: Callable[[str], None] = print, device: str = "auto") -> Path:
     """The records of `model` (harvested or shipped); harvest them with the defaults (and the
     SAEs made for the model) plus offline explanations when missing. For `lenscope demo`."""
     from lenscope.explain import OfflineExplainer, explain_records
     from lenscope.model import fingerprint
     from lenscope.records import HarvestConfig, Records, default_records_dir, find_records, harvest
 
-    m = _load(model, "auto")
+    m = _load(model, device)
     own = _own_saes(m)
     found = find_records(model)
     if found is not None and Records(found).fingerprint == fingerprint(m):
@@ -122,7 +121,7 @@ def harvest_cmd(
     effects: bool = typer.Option(
         True, "--effects/--no-effects", help="Output-token effects from the weights."
     ),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N"),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     explain: bool = typer.Option(True, "--explain/--no-explain", help="Offline explanations."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if up to date."),
     json: bool = JSON_OPTION,
@@ -207,6 +206,7 @@ def show_cmd(
     examples: int = typer.Option(6, "--examples", help="Top examples printed."),
     limit: int = typer.Option(20, "--limit", help="Rows for --search / --text."),
     out: Path = typer.Option(Path("lenscope-out/show"), "--out", help="Folder of the HTML page."),
+    device: str = typer.Option("cpu", "--device", help="for --text: " + DEVICE_HELP),
     json: bool = JSON_OPTION,
 ) -> None:
     """Show a node's record (terminal + a self-contained HTML page), or search the records."""
@@ -216,7 +216,7 @@ def show_cmd(
 
     if sum(x is not None for x in (node, search, text)) != 1:
         raise InputError("give exactly one of NODE, --search TOKEN or --text TEXT")
-    m = _load(model, "cpu")
+    m = _load(model, device)
     recs = open_records(records, m, model)
     if search is not None:
         hits = recs.search_tokens(search, where, limit)
@@ -232,7 +232,7 @@ def show_cmd(
         return
     if text is not None:
         active = most_active(
-            recs, m, text, _saes(sae or list(_own_saes(m).values()), "cpu", m), limit
+            recs, m, text, _saes(sae or list(_own_saes(m).values()), m.device, m), limit
         )
         if json:
             print_json(active)

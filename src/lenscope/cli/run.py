@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from lenscope.cli.common import JSON_OPTION, console, print_json
+from lenscope.cli.common import DEVICE_OPTION, DTYPE_OPTION, JSON_OPTION, console, print_json
+from lenscope.device import parse_dtype
 from lenscope.model import load_model
 from lenscope.predict import NextTokens, next_tokens
 
@@ -35,10 +36,13 @@ def register(app: typer.Typer) -> None:
         ),
         prompt: str = typer.Argument(..., help="The prompt text."),
         top_k: int = typer.Option(10, "--top-k", "-k", help="How many candidates to show."),
+        device: str = DEVICE_OPTION,
+        dtype: str = DTYPE_OPTION,
         json: bool = JSON_OPTION,
     ) -> None:
         """Show the model's top next-token predictions for a prompt."""
-        r = next_tokens(load_model(model), prompt, top_k)
+        m = load_model(model, device=device, dtype=parse_dtype(dtype))
+        r = next_tokens(m, prompt, top_k)
         if json:
             print_json(r)
         else:

@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lenscope.cli.common import JSON_OPTION, console, err_console, print_json, print_loadable
+from lenscope.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    print_json,
+    print_loadable,
+)
 from lenscope.errors import InputError
 
 sub = typer.Typer(
@@ -74,6 +81,7 @@ def train(
     fresh: bool = typer.Option(False, "--fresh", help="Ignore existing checkpoints."),
     half: bool = typer.Option(False, "--half", help="Store the SAE in float16."),
     threads: int | None = THREADS_OPTION,
+    device: str = DEVICE_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Train an SAE on a model's activations at a hook point (resumes from its checkpoint).
@@ -87,7 +95,7 @@ def train(
 
     _threads(threads)
     comm = comm_from_env()
-    m = load_model(model)
+    m = load_model(model, device=device)  # under torchrun, "cuda" is this rank's GPU
     cfg = sae_config_for(
         m, hook, architecture=arch, k=k, d_sae=latents, expansion=expansion, normalize=normalize
     )
@@ -155,6 +163,7 @@ def eval_(
     force: bool = typer.Option(False, "--force", help="Allow a model with another fingerprint."),
     out: Path = typer.Option(Path("lenscope-out/sae-eval"), "--out", help="Plot directory."),
     threads: int | None = THREADS_OPTION,
+    device: str = DEVICE_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """FVU, L0, dead latents, density, downstream loss recovered, KL, ablation sparsity."""
@@ -165,11 +174,11 @@ def eval_(
     from lenscope.sae.plots import plot_eval
 
     _threads(threads)
-    s = load_sae(sae)
+    s = load_sae(sae, device=device)
     name = model or s.cfg.model_name
     if not name:
         raise InputError(f"{sae} records no model; pass --model")
-    m = load_model(name)
+    m = load_model(name, device=device)
     streams = token_stream(m, data, progress=not json, log=_log(json))
     res = evaluate_sae(
         m,
@@ -250,6 +259,7 @@ def import_(
     ),
     model: str | None = typer.Option(None, "--model", help="Check against and record this model."),
     k: int | None = typer.Option(None, "--k", help="TopK k for OpenAI safetensors files."),
+    device: str = DEVICE_OPTION,
 ) -> None:
     """Import an SAE from SAELens, OpenAI's sparse_autoencoder, sparsify or Gemma Scope into a
     lenscope artifact."""
@@ -259,7 +269,8 @@ def import_(
 
     s = import_sae(path, fmt, hook_name=hook, k=k)
     if model is not None:
-        m = load_model(model)
+        m = load_model(model, device=device)
+        s = s.to(m.device)
         s.cfg = s.cfg.with_(model_name=m.cfg.name, model_fingerprint=None)
         check_compatible(m, Dictionary.of(s))
         s.cfg = s.cfg.with_(model_fingerprint=fingerprint(m))
@@ -282,6 +293,7 @@ def cache(
     ctx: int | None = typer.Option(None, "--ctx"),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = THREADS_OPTION,
+    device: str = DEVICE_OPTION,
 ) -> None:
     """Cache activations at a hook point to disk (train later with --cache)."""
     from lenscope.data import token_stream
@@ -289,7 +301,7 @@ def cache(
     from lenscope.sae.cache import write_cache
 
     _threads(threads)
-    m = load_model(model)
+    m = load_model(model, device=device)
     st = token_stream(m, data)
     p = write_cache(
         m, hook, st.train, out, n_tokens=tokens, ctx=ctx, seed=seed, source_note=st.source
@@ -323,6 +335,7 @@ def experiment(
     dead_tokens: int | None = typer.Option(None, "--dead-tokens", help="Dead after N tokens."),
     out: Path = typer.Option(Path("lenscope-out/sae-experiment"), "--out"),
     threads: int | None = THREADS_OPTION,
+    device: str = DEVICE_OPTION,
     json: bool = JSON_OPTION,
 ) -> None:
     """Run one of the TopK paper's experiments at CPU scale; print a table and write a plot."""
@@ -335,7 +348,7 @@ def experiment(
     if which not in ("frontier", "auxk", "scaling"):
         raise InputError(f"unknown experiment {which!r}; choose frontier, auxk or scaling")
     _threads(threads)
-    m = load_model(model)
+    m = load_model(model, device=device)
     log = _log(json)
     setup = ex.prepare(
         m,

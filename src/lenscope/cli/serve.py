@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from lenscope.cli.common import DEVICE_OPTION
 from lenscope.errors import InputError
 from lenscope.server.config import DEFAULT_HOST, DEFAULT_PORT, LLMSettings
 
@@ -56,6 +57,7 @@ def register(app: typer.Typer) -> None:
         llm_timeout: float = typer.Option(
             60.0, "--llm-timeout", help="Seconds per LLM request (then retried once)."
         ),
+        device: str = DEVICE_OPTION,
     ) -> None:
         """Serve MODEL's debugger, node pages, lens, circuits and Markov views over HTTP."""
         from lenscope.cli.common import console
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
             auto=auto,
             llm=llm_settings(llm_url, llm_model, llm_key_env, llm_timeout),
             tuned=tuned,
+            device=device,
         )
         serve(cfg, log=lambda m: console.print(m, highlight=False, soft_wrap=True))
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lenscope.cli.common import JSON_OPTION, print_json
+from lenscope.cli.common import DEVICE_OPTION, JSON_OPTION, print_json
+from lenscope.errors import InputError
 from lenscope.train.recipes import RECIPES, get_recipe
 
 
@@ -32,12 +33,15 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, help="Where to write the final model artifact."),
         fresh: bool = typer.Option(False, help="Discard an existing checkpoint and start over."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
+        device: str = DEVICE_OPTION,
         json: bool = JSON_OPTION,
     ) -> None:
         """Train a recipe; rerunning the same command resumes from the last checkpoint."""
         from lenscope.train.loop import train as run_training
 
         if recipe == "baby":
+            if device != "cpu":
+                raise InputError("the baby GPT trains on the CPU (full batch, one thread)")
             _train_baby(sequence, steps, seed, out, json)
             return
         r = get_recipe(recipe).with_overrides(
@@ -49,7 +53,9 @@ def register(app: typer.Typer) -> None:
             eval_every=eval_every,
             ckpt_every=ckpt_every,
         )
-        res = run_training(r, run_dir=run_dir, out=out, fresh=fresh, progress=progress)
+        res = run_training(
+            r, run_dir=run_dir, out=out, fresh=fresh, progress=progress, device=device
+        )
         if json:
             print_json(res)
 

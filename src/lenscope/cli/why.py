@@ -23,7 +23,7 @@ from lenscope.attribution.api import Debugger, QuestionT
 from lenscope.attribution.attention import AttentionResult
 from lenscope.attribution.questions import AttentionScore, Logit, LogitDiff, Prob, TokenSpec
 from lenscope.attribution.results import Hop, NodeRow, TraceResult, WhyResult
-from lenscope.cli.common import EMPTY_PROMPT, JSON_OPTION, console, print_json
+from lenscope.cli.common import DEVICE_OPTION, EMPTY_PROMPT, JSON_OPTION, console, print_json
 from lenscope.cli.common import token_text as _tok
 from lenscope.errors import InputError
 from lenscope.interventions import Ablate, Intervention, InterventionSet, Patch, Prompt, Steer
@@ -150,7 +150,7 @@ def _load_saes(model: HookedTransformer, paths: list[str]) -> list[Any]:
         raise InputError("--sae needs the lenscope.sae package, which is not installed") from None
     out = []
     for p in paths:
-        sae = load_sae(p)
+        sae = load_sae(p, device=model.device)
         check_compatible(model, Dictionary.of(sae))
         out.append(sae)
     return out
@@ -185,6 +185,7 @@ def register(app: typer.Typer) -> None:
         sae: list[str] = typer.Option([], "--sae", help="SAE artifact whose latents are nodes."),
         top: int = typer.Option(10, "--top", help="Rows per column."),
         measure: int = typer.Option(8, "--measure", help="Rows to measure by ablation."),
+        device: str = DEVICE_OPTION,
         json: bool = JSON_OPTION,
     ) -> None:
         """Why the model predicts the target rather than the distractor: node table, candidates,
@@ -201,7 +202,7 @@ def register(app: typer.Typer) -> None:
                 "mean activations replace the ablated nodes"
             )
         hops = [parse_trace(x) for x in trace]
-        model = load_model(model_name)
+        model = load_model(model_name, device=device)
         dbg = Debugger(model, _load_saes(model, sae))
         question: QuestionT = (
             parse_attention(attention)

@@ -294,7 +294,9 @@ def _steer(
         hook = item.hook or node.hook_name
     else:
         assert item.vector is not None and item.hook is not None
-        direction = torch.tensor(item.vector, dtype=torch.float64)
+        direction = torch.tensor(
+            item.vector, dtype=torch.float64, device="cpu"
+        )  # moved when applied
         hook = item.hook
     if hook not in model.hook_dict:
         raise InputError(f"{what}: no hook point named {hook!r}")

@@ -61,10 +61,11 @@ def encode_prompts(model: HookedTransformer, prompts: Sequence[Prompt]) -> Promp
         rows.append(ids)
     n = max(len(r) for r in rows)
     pad = model.tokenizer.pad_id if model.tokenizer is not None else 0
-    tokens = torch.full((len(rows), n), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    # built on the CPU, then moved to the model's device in one copy
+    tokens = torch.full((len(rows), n), pad, dtype=torch.long, device="cpu")
+    mask = torch.zeros((len(rows), n), dtype=torch.long, device="cpu")
     for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.tensor(r)
+        tokens[i, : len(r)] = torch.tensor(r, device="cpu")
         mask[i, : len(r)] = 1
     lengths = [len(r) for r in rows]
     dev = model.device

@@ -48,14 +48,14 @@ class Reduced:
 
     @classmethod
     def empty(cls, n_bounds: int, n_rows: int, k: int, n_targets: int) -> Reduced:
-        b, r = n_bounds, n_rows
+        b, r, cpu = n_bounds, n_rows, torch.device("cpu")  # results, gathered on the host
         return cls(
-            torch.empty(b, r, k, dtype=torch.long),
-            torch.empty(b, r, k),
-            torch.empty(b, r),
-            torch.empty(b, r),
-            torch.empty(b, r, n_targets, dtype=torch.long),
-            torch.empty(b, r, n_targets),
+            torch.empty(b, r, k, dtype=torch.long, device=cpu),
+            torch.empty(b, r, k, device=cpu),
+            torch.empty(b, r, device=cpu),
+            torch.empty(b, r, device=cpu),
+            torch.empty(b, r, n_targets, dtype=torch.long, device=cpu),
+            torch.empty(b, r, n_targets, device=cpu),
         )
 
     def put(self, b: int, rows: slice, parts: tuple[Tensor, ...]) -> None:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
+from lenscope.device import resolve_device
 from lenscope.errors import ArtifactError, InputError
 from lenscope.lens.boundaries import Boundary
 from lenscope.linalg import linear
@@ -37,19 +38,24 @@ TENSORS = "translators.safetensors"
 class TunedLens(nn.Module):
     """Affine translators for the boundaries embed, L0.post, ..., L{n-2}.post of one model."""
 
-    def __init__(self, n_layers: int, d_model: int, model_fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        d_model: int,
+        model_fingerprint: str = "",
+        device: torch.device | str = "cpu",
+    ) -> None:
         super().__init__()
         self.n_layers = n_layers
         self.d_model = d_model
         self.model_fingerprint = model_fingerprint
-        self.weight = nn.Parameter(torch.zeros(n_layers, d_model, d_model))
-        self.bias = nn.Parameter(torch.zeros(n_layers, d_model))
+        self.weight = nn.Parameter(torch.zeros(n_layers, d_model, d_model, device=device))
+        self.bias = nn.Parameter(torch.zeros(n_layers, d_model, device=device))
 
     @classmethod
     def for_model(cls, model: HookedTransformer) -> TunedLens:
         """An identity-initialised tuned lens for `model` (equal to the logit lens)."""
-        lens = cls(model.cfg.n_layers, model.cfg.d_model, fingerprint(model))
-        return lens.to(model.device)
+        return cls(model.cfg.n_layers, model.cfg.d_model, fingerprint(model), model.device)
 
     def translate_layer(self, blocks: int, resid: Tensor) -> Tensor:
         """The residual after `blocks` blocks, translated (identity after the last block)."""
@@ -166,10 +172,14 @@ def save_tuned_lens(
 
 
 def load_tuned_lens(
-    name_or_path: str | os.PathLike[str], model: HookedTransformer | None = None
+    name_or_path: str | os.PathLike[str],
+    model: HookedTransformer | None = None,
+    device: str | torch.device | None = None,
 ) -> TunedLens:
     """Open a tuned lens by path, name (`mini-tuned`) or "auto"; with `model`, check it
-    belongs to that model (shape and fingerprint)."""
+    belongs to that model (shape and fingerprint). It is put on `device` (anything
+    `lenscope.device.resolve_device` takes), by default the model's (the CPU without one)."""
+    dev = resolve_device(device) if device is not None else (model.device if model else None)
     p = resolve_tuned_path(name_or_path, model)
     m = read_manifest(p, KIND, SCHEMA_VERSION)
     try:
@@ -188,13 +198,12 @@ def load_tuned_lens(
         got = tuple(tensors[key].shape) if key in tensors else None
         if got != shape:
             raise ArtifactError(f"{f}: {key} has shape {got}, the manifest says {shape}")
-    lens = TunedLens(n, d, str(m.provenance.get("model_fingerprint", "")))
+    lens = TunedLens(n, d, str(m.provenance.get("model_fingerprint", "")), dev or "cpu")
     with torch.no_grad():
         lens.weight.copy_(tensors["weight"])
         lens.bias.copy_(tensors["bias"])
     if model is not None:
         lens.check_model(model)
-        lens = lens.to(model.device)
     return lens
 
 

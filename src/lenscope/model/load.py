@@ -23,6 +23,7 @@ from lenscope.artifacts import (
     shipped_dir,
     writing_artifact,
 )
+from lenscope.device import resolve_device
 from lenscope.errors import CheckpointError, InputError, ModelNotFoundError
 from lenscope.model.config import ModelConfig
 from lenscope.model.hf import (
@@ -135,25 +136,29 @@ def load_model(
 ) -> HookedTransformer:
     """Load a shipped/trained lenscope model or a local Hugging Face checkpoint, offline.
 
-    `dtype=None` keeps a Hugging Face checkpoint's own dtype (bf16 weights stay bf16) and loads
-    lenscope's artifacts in float32; a given dtype converts. Safetensors are memory-mapped and
-    copied into the model one tensor at a time, so loading holds about one copy of the weights.
-    A dtype the device cannot run is refused before any weight is read."""
+    `device` is anything `lenscope.device.resolve_device` accepts ("cpu", "cuda", "cuda:N",
+    "auto" or a `torch.device`). `dtype=None` keeps a Hugging Face checkpoint's own dtype (bf16
+    weights stay bf16, on the CPU as on a GPU) and loads lenscope's artifacts in float32; a given
+    dtype converts. Safetensors are memory-mapped and copied into the model one tensor at a time,
+    straight onto the device, so loading holds about one copy of the weights. A device that is
+    absent, or a dtype the device cannot run, is refused before any weight is read."""
+    dev = resolve_device(device)
     d = resolve_model_path(name_or_path)
     if dtype is not None:
-        check_dtype_runs(dtype, device)
+        check_dtype_runs(dtype, dev)
     if (d / "manifest.json").is_file():
-        model = _load_lenscope(d)
-        return model.to(device=device, dtype=dtype)
-    model = _load_hf(d, Path(str(name_or_path)).name, dtype, device)
-    return model.to(device=device)
+        model = _load_lenscope(d, dev)
+        return model.to(device=dev, dtype=dtype)
+    model = _load_hf(d, Path(str(name_or_path)).name, dtype, dev)
+    return model.to(device=dev)
 
 
 RUNNABLE = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def check_dtype_runs(dtype: torch.dtype, device: str | torch.device) -> None:
-    """Refuse, in one line, a dtype the device truly cannot run: a tiny matmul + softmax probe."""
+    """Refuse, in one line, a dtype the device truly cannot run: a tiny matmul + softmax probe
+    (float16 matmuls on an old CPU build, bfloat16 on a GPU older than Ampere, ...)."""
     if dtype not in RUNNABLE:
         names = ", ".join(str(t).removeprefix("torch.") for t in RUNNABLE)
         raise InputError(f"lenscope runs models in {names}; {dtype} is not one of them")
@@ -167,7 +172,7 @@ def check_dtype_runs(dtype: torch.dtype, device: str | torch.device) -> None:
         ) from None
 
 
-def _load_lenscope(d: Path) -> HookedTransformer:
+def _load_lenscope(d: Path, device: torch.device) -> HookedTransformer:
     m = read_manifest(d, MODEL_KIND, MODEL_SCHEMA)
     cfg = ModelConfig.from_dict(m.data["config"])
     try:
@@ -176,13 +181,13 @@ def _load_lenscope(d: Path) -> HookedTransformer:
         raise CheckpointError(f"cannot read {d / WEIGHTS}: {e}; the artifact is corrupt") from None
     tok = Tokenizer.from_file(d) if (d / "tokenizer.json").is_file() else None
     model = empty_model(cfg, tok)
-    _assign(model, sd, str(d), torch.float32)
+    _assign(model, sd, str(d), torch.float32, device)
     model.manifest = m  # type: ignore[assignment]
     return model.eval()
 
 
 def _load_hf(
-    d: Path, name: str, dtype: torch.dtype | None, device: str | torch.device
+    d: Path, name: str, dtype: torch.dtype | None, device: torch.device
 ) -> HookedTransformer:
     raw = read_hf_config(d)
     to_cfg, to_weights = family_of(raw, d)
@@ -195,7 +200,7 @@ def _load_hf(
     model = empty_model(cfg, tok)
     if mapped is not None:
         mapped.release_all()  # the pages the conversion read (fused q/k/v and the like)
-    _assign(model, sd, str(d), target, mapped)
+    _assign(model, sd, str(d), target, device, mapped)
     return model.eval()
 
 
@@ -245,10 +250,12 @@ def _assign(
     sd: dict[str, Tensor],
     where: str,
     dtype: torch.dtype,
+    device: torch.device,
     mapped: Mapped | None = None,
 ) -> None:
     """Check every name and shape first, then copy each tensor into a fresh parameter of `dtype`
-    and give its mapped pages back, so at most one tensor is held twice."""
+    on `device` and give its mapped pages back, so at most one tensor is held twice (on a GPU,
+    the host holds only the mapped pages being copied)."""
     own = dict(model.named_parameters())
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
@@ -270,7 +277,7 @@ def _assign(
     with torch.no_grad():
         for k in order:
             src = sd.pop(k)
-            t = torch.empty(tuple(src.shape), dtype=dtype)
+            t = torch.empty(tuple(src.shape), dtype=dtype, device=device)
             t.copy_(src)
             new[id(own[k])] = nn.Parameter(t, requires_grad=own[k].requires_grad)
             if mapped is not None:

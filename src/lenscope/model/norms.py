@@ -108,13 +108,19 @@ def pull(norm: Norm, scale: Tensor, g: Tensor) -> Tensor:
 
 # ---- folding a norm into the weights that read it -------------------------------------------------
 def norm_params(
-    norm: Norm | None, d: int, dtype: torch.dtype = torch.float64
+    norm: Norm | None,
+    d: int,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
 ) -> tuple[Tensor, Tensor]:
-    """A norm's weight and bias, detached, in `dtype` (ones / zeros where it has none)."""
+    """A norm's weight and bias, detached, in `dtype` on `device` (ones / zeros where it has
+    none)."""
     w = None if norm is None else norm.w
     b = None if norm is None else norm.b
-    w_out = torch.ones(d, dtype=dtype) if w is None else w.detach().to(dtype)
-    b_out = torch.zeros(d, dtype=dtype) if b is None else b.detach().to(dtype)
+    w_out = torch.ones(d, dtype=dtype, device=device) if w is None else w.detach().to(device, dtype)
+    b_out = (
+        torch.zeros(d, dtype=dtype, device=device) if b is None else b.detach().to(device, dtype)
+    )
     return w_out, b_out
 
 
@@ -123,7 +129,7 @@ def fold_norm(norm: Norm | None, W: Tensor, b: Tensor, centre: bool) -> tuple[Te
     `W [..., d_model, out]` -> `diag(w) W` and `b [..., out]` -> `b + b_norm W`. With `centre`
     (LayerNorm) the folded W is then centred along d_model: what the norm passes on (before its
     weight) has mean zero along d_model, so that mean of W reads nothing."""
-    w_n, b_n = norm_params(norm, W.shape[-2], W.dtype)
+    w_n, b_n = norm_params(norm, W.shape[-2], W.dtype, W.device)
     b = b + torch.einsum("d,...do->...o", b_n, W)
     W = W * w_n[:, None]
     return (center(W, -2) if centre else W), b

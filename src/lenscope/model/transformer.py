@@ -368,11 +368,12 @@ class HookedTransformer(TransformerLensMethods, nn.Module):
                 raise InputError(f"prompt {i} is empty: give some text")
         n = max(len(r) for r in ids)
         pad = tok.pad_id
-        out = torch.full((len(ids), n), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), n), dtype=torch.long)
+        # built on the CPU, then moved to the model's device in one copy
+        out = torch.full((len(ids), n), pad, dtype=torch.long, device="cpu")
+        mask = torch.zeros((len(ids), n), dtype=torch.long, device="cpu")
         for i, row in enumerate(ids):
             sl = slice(0, len(row)) if padding_side == "right" else slice(n - len(row), n)
-            out[i, sl] = torch.tensor(row)
+            out[i, sl] = torch.tensor(row, device="cpu")
             mask[i, sl] = 1
         if bool(mask.all()):
             return out.to(self.device), None

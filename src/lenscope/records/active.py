@@ -67,7 +67,7 @@ def most_active(
         x = acts[g.name][0]  # [pos, n]
         val, pos = x.max(0)
         ids = g.node_ids()
-        ref = torch.tensor([maxima.get(i, float("nan")) for i in ids])
+        ref = torch.tensor([maxima.get(i, float("nan")) for i in ids], device="cpu")
         ratio = val.cpu() / ref.clamp(min=1e-12)
         k = min(limit, g.size)
         for j in ratio.nan_to_num(-1.0).topk(k).indices.tolist():

@@ -35,8 +35,8 @@ def group_examples(g: Group, st: GroupState, shared: SharedState, before: int) -
         set_code: int,
         bins: torch.Tensor,
     ) -> None:
-        node = torch.arange(n).view(n, *([1] * (pos.ndim - 1))).expand_as(pos)
-        ranks = torch.arange(pos.shape[-1]).expand_as(pos)
+        node = torch.arange(n, device="cpu").view(n, *([1] * (pos.ndim - 1))).expand_as(pos)
+        ranks = torch.arange(pos.shape[-1], device="cpu").expand_as(pos)
         keep = (pos != EMPTY).reshape(-1)
         w = win.shape[-1]
         parts.append(
@@ -62,7 +62,7 @@ def group_examples(g: Group, st: GroupState, shared: SharedState, before: int) -
         take(t["top_win"], o),
         sort(o, t.get("top_attn")),
         0,
-        torch.tensor(-1),
+        torch.tensor(-1, device="cpu"),
     )
     r = shared.r_pos.shape[0]
     if r:
@@ -70,7 +70,7 @@ def group_examples(g: Group, st: GroupState, shared: SharedState, before: int) -
         pos = shared.r_pos.cpu()[ro].view(1, r).expand(n, r)
         win = t["r_win"][:, ro]
         attn = t["r_attn"][:, ro] if "r_attn" in t else None
-        add(pos, win[:, :, before], win, attn, 1, torch.tensor(-1))
+        add(pos, win[:, :, before], win, attn, 1, torch.tensor(-1, device="cpu"))
     q, s = t["q_pos"].shape[1:]
     if s:
         flat = {k: v.reshape(n * q, s, *v.shape[3:]) for k, v in t.items() if k.startswith("q_")}
@@ -82,7 +82,7 @@ def group_examples(g: Group, st: GroupState, shared: SharedState, before: int) -
             srt["q_win"],
             srt.get("q_attn"),
             2,
-            torch.arange(q).view(1, q, 1),
+            torch.arange(q, device="cpu").view(1, q, 1),
         )
     out: dict[str, Any] = {
         k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "attn"

@@ -75,8 +75,8 @@ def ablation_sparsity(
     x = acts[seqs, pos]  # [n, d]
     codes, stats = sae.encode_codes(x)
     dense = codes.dense()
-    lat_delta = torch.zeros(n, d, dtype=x.dtype)
-    keep = torch.zeros(n, dtype=torch.bool)
+    lat_delta = torch.zeros(n, d, dtype=x.dtype, device=x.device)
+    keep = torch.zeros(n, dtype=torch.bool, device="cpu")
     for r in range(n):
         on = (dense[r] > 0).nonzero().flatten()
         if on.numel():
@@ -86,9 +86,10 @@ def ablation_sparsity(
                 contrib = contrib * stats.std[r]
             lat_delta[r] = -contrib
             keep[r] = True
-    chan = torch.from_numpy(rng.integers(0, d, n))
-    chan_delta = torch.zeros(n, d, dtype=x.dtype)
-    chan_delta[torch.arange(n), chan] = -x[torch.arange(n), chan]
+    chan = torch.from_numpy(rng.integers(0, d, n)).to(x.device)
+    chan_delta = torch.zeros(n, d, dtype=x.dtype, device=x.device)
+    rows_n = torch.arange(n, device=x.device)
+    chan_delta[rows_n, chan] = -x[rows_n, chan]
     rows = tokens[seqs]
     clean = model(rows)
     scores: dict[str, list[float]] = {"lat": [], "chan": []}

@@ -113,7 +113,7 @@ def restore(ck: Checkpoint, sae: SparseAutoencoder, opt: Adam, state: TrainState
                 p.copy_(t[f"param.{n}"])
             sae.threshold.copy_(t["buffer.threshold"])
             opt.load_state_tensors([n for n, _ in sae.named_parameters()], t)
-        state.tokens_since_fired = t["state.tokens_since_fired"].clone()
+        state.tokens_since_fired = t["state.tokens_since_fired"].to(sae.b_dec.device, copy=True)
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"{ck.path} does not match this SAE: {e}") from None
     state.step = ck.step

@@ -154,7 +154,7 @@ def _evaluate(
     tick: Any,
 ) -> SAEEvalResult:
     # pass 1: the mean activation (for mean ablation): first positions apart from the rest
-    total = torch.zeros(2, sae.cfg.d_in, dtype=torch.float64)
+    total = torch.zeros(2, sae.cfg.d_in, dtype=torch.float64, device="cpu")
     n_first = n_rest = 0
     for b in batches:
         a = capture(model, b.to(dev), hook).double().cpu()
@@ -162,13 +162,13 @@ def _evaluate(
         n_first += a.shape[0]
         n_rest += a.shape[0] * (a.shape[1] - 1)
         tick()
-    means = total / torch.tensor([[n_first], [n_rest]], dtype=torch.float64)
+    means = total / torch.tensor([[n_first], [n_rest]], dtype=torch.float64, device="cpu")
     mean_first, mean_rest = means.to(device=dev, dtype=sae.W_enc.dtype)
     # pass 2: reconstruction and downstream loss
     d_sae = sae.cfg.d_sae
-    fires = torch.zeros(d_sae, dtype=torch.long)
+    fires = torch.zeros(d_sae, dtype=torch.long, device="cpu")
     sse = sx2 = l0 = 0.0
-    sx = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
+    sx = torch.zeros(sae.cfg.d_in, dtype=torch.float64, device=dev)
     nll = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "mean": 0.0}
     kl_sae = kl_zero = 0.0
     n_pred = n_pos = 0

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lenscope.artifacts import Manifest, lenscope_home, read_manifest, writing_artifact
+from lenscope.device import resolve_device
 from lenscope.errors import ArtifactError, InputError
 from lenscope.model import HookedTransformer
 from lenscope.sae.config import SAEConfig
@@ -91,6 +92,7 @@ def load_sae(
     `hook_name` where its files name none."""
     from lenscope.sae.formats import import_sae, is_foreign_sae
 
+    device = resolve_device(device)
     if is_foreign_sae(p := Path(name_or_path).expanduser()):
         return import_sae(p, hook_name=hook_name).to(device=device, dtype=dtype).eval()
     d = resolve_sae_path(name_or_path)

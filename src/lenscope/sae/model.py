@@ -80,7 +80,9 @@ class SparseAutoencoder(nn.Module):
         """Random unit-norm decoder rows; the encoder is the decoder's transpose (the paper)."""
         g = torch.Generator().manual_seed(seed)
         bound = 1 / math.sqrt(self.cfg.d_in)  # nn.Linear's default init, as in OpenAI's code
-        w = torch.rand(self.cfg.d_sae, self.cfg.d_in, generator=g, dtype=torch.float64)
+        w = torch.rand(
+            self.cfg.d_sae, self.cfg.d_in, generator=g, dtype=torch.float64, device="cpu"
+        )
         w = (w * 2 - 1) * bound
         w = w / w.norm(dim=1, keepdim=True)
         self.W_dec.copy_(w)
@@ -96,7 +98,8 @@ class SparseAutoencoder(nn.Module):
         x = self.normalize(sample.to(self.W_enc.dtype))[0]
         self.b_dec.copy_(geometric_median(x[:32768], median_iters))
         g = torch.Generator().manual_seed(1234)
-        u = torch.randn(256, self.cfg.d_in, generator=g, dtype=torch.float64).to(x.dtype)
+        u = torch.randn(256, self.cfg.d_in, generator=g, dtype=torch.float64, device="cpu")
+        u = u.to(x.device, x.dtype)  # the CPU generator's draws, on any device
         u = u / u.norm(dim=-1, keepdim=True)
         pre = self.pre_acts(u + self.b_dec)
         if self.cfg.k is not None and self.arch.uses_k:

@@ -195,7 +195,8 @@ def train_step(
     sae.set_decoder_unit_norm()
     # statistics, summed over ranks in one call
     keys = ["sse", "sum_x2", "l0", "auxk"]
-    scalars = torch.stack([stats.get(kk, torch.zeros((), dtype=torch.float64)) for kk in keys])
+    zero = torch.zeros((), dtype=torch.float64, device=x.device)
+    scalars = torch.stack([stats.get(kk, zero) for kk in keys])
     total_loss = loss.detach().to(torch.float64).reshape(1)
     buf = torch.cat([scalars, total_loss, stats["sum_x"], fired.to(torch.float64)])
     comm.all_reduce_sum_(buf)

@@ -18,6 +18,7 @@ import torch
 
 from lenscope.artifacts import lenscope_home
 from lenscope.data.stream import TokenArray
+from lenscope.device import resolve_device
 from lenscope.errors import CheckpointError, InputError
 from lenscope.jsonable import JsonResult
 from lenscope.model import HookedTransformer, fingerprint
@@ -83,6 +84,7 @@ def train_sae(
     fresh: bool = False,
     stop_after: int | None = None,
     dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
     half: bool = False,
     save: bool = True,
     progress: bool = True,
@@ -94,7 +96,9 @@ def train_sae(
     Activations come from `source`, else from forward passes of `model` at sae_cfg.hook_name over
     `tokens` (default: `lenscope.data.token_stream(model, data)`). `stop_after` stops after that
     many steps of this call (an interruption, for tests) without writing the artifact;
-    `save=False` keeps the trained SAE only in the result (`result.sae`).
+    `save=False` keeps the trained SAE only in the result (`result.sae`). `device`: where the
+    SAE trains (anything `lenscope.device.resolve_device` takes); default the model's device,
+    the CPU without a model.
     """
     comm = comm or comm_from_env()
     if not get_architecture(sae_cfg.architecture).trainable:
@@ -132,10 +136,12 @@ def train_sae(
     run_dir = run_dir or lenscope_home() / "runs" / f"sae-{name}"
     out = out or lenscope_home() / "saes" / name
     stream = BatchStream(source, cfg.batch_size, cfg.seed, comm)
-    sae = SparseAutoencoder(sae_cfg, dtype=dtype, seed=cfg.seed)
+    dev = resolve_device(device) if device is not None else (model.device if model else None)
+    dev = dev or torch.device("cpu")
+    sae = SparseAutoencoder(sae_cfg, dtype=dtype, seed=cfg.seed, device=dev)
     lr = cfg.resolved_lr(sae_cfg.d_sae)
     opt = make_optimizer(sae, cfg, lr)
-    state = TrainState(tokens_since_fired=torch.zeros(sae_cfg.d_sae, dtype=torch.long))
+    state = TrainState(tokens_since_fired=torch.zeros(sae_cfg.d_sae, dtype=torch.long, device=dev))
     ident = _config_data(sae_cfg, cfg)
     resumed: int | None = None
     if comm.is_main:
@@ -153,7 +159,7 @@ def train_sae(
         if comm.is_main:
             log(f"resuming from step {state.step}/{cfg.steps} ({ck.path})")
     else:
-        sample = stream.shuffled(0).to(dtype)
+        sample = stream.shuffled(0).to(dev, dtype)
         sae.init_from_data(sample)
         xn = sae.normalize(sample)[0]
         var = float(((xn - xn.mean(0)) ** 2).mean())
@@ -170,10 +176,10 @@ def train_sae(
         while state.step < cfg.steps:
             if stop_after is not None and done_here >= stop_after:
                 break
-            x = stream.batch(state.step).to(dtype)
+            x = stream.batch(state.step).to(dev, dtype)
             last = train_step(sae, opt, x, cfg, state, comm, lr)
             done_here += 1
-            if not torch.isfinite(torch.tensor(last.loss)):
+            if not math.isfinite(last.loss):
                 raise CheckpointError(
                     f"training diverged at step {state.step} (loss is not finite); the last good "
                     "checkpoint is kept; lower the learning rate (--lr)"

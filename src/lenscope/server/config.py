@@ -108,6 +108,7 @@ class ServerConfig:
     auto: bool = True  # no --sae / --records: use SAEs made on this model, its harvested records
     llm: LLMSettings | None = None  # an LLM explainer besides the offline one
     tuned: str | None = None  # a tuned lens (name or path); default: the model's own (auto)
+    device: str = "cpu"  # the model, its SAEs and tuned lens live here (lenscope.device)
 
     def check(self) -> None:
         """Refuse an exposed bind without a token, and nonsense sizes."""
@@ -126,6 +127,9 @@ class ServerConfig:
             raise InputError("max_pending must be >= 0")
         if self.llm is not None:
             self.llm.check()
+        from lenscope.device import resolve_device
+
+        resolve_device(self.device)  # an absent GPU is refused before anything loads
 
     def hosts(self) -> list[str]:
         """Host headers accepted: loopback names on a loopback bind (blocks DNS rebinding)."""

@@ -83,7 +83,7 @@ class ServerState:
         from lenscope.model import load_model
 
         config.check()
-        model = load_model(config.model)
+        model = load_model(config.model, device=config.device)  # SAEs and lens follow it
         names = config.saes or (matching_saes(model, log) if config.auto else [])
         saes = [load_named_sae(n, model) for n in names]
         records, note = open_server_records(config, model, saes, log)

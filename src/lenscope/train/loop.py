@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from lenscope.artifacts import Manifest, lenscope_home
 from lenscope.data import TokenDataset, iter_eval_batches, prepare_data, sample_batch
+from lenscope.device import resolve_device
 from lenscope.errors import ArtifactError
 from lenscope.jsonable import JsonResult
 from lenscope.model.config import ModelConfig
@@ -125,14 +126,14 @@ def _save_checkpoint(
     tensors: dict[str, torch.Tensor] = {}
     names = {id(p): n for n, p in model.named_parameters()}
     for n, p in model.named_parameters():
-        tensors[f"model.{n}"] = p.detach().clone()
+        tensors[f"model.{n}"] = p.detach().cpu().clone()
     for param, st in opt.state.items():
         n = names[id(param)]
         for k, v in st.items():
             tensors[f"opt.{n}.{k}"] = (
-                torch.as_tensor(v).detach().clone().reshape(-1)
+                torch.as_tensor(v, device="cpu").detach().clone().reshape(-1)
                 if k == "step"
-                else v.detach().clone()
+                else v.detach().cpu().clone()
             )
     tmp = d.with_name(d.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -164,7 +165,8 @@ def _load_checkpoint(
     for n, p in params.items():
         st = {k.removeprefix(f"opt.{n}."): v for k, v in t.items() if k.startswith(f"opt.{n}.")}
         if st:
-            st["step"] = st["step"].reshape(())
+            # moments beside their parameter; the step count stays a CPU scalar (as AdamW keeps it)
+            st = {k: v.reshape(()) if k == "step" else v.to(p.device) for k, v in st.items()}
             opt.state[p] = st
     return int(meta["step"])
 
@@ -214,9 +216,13 @@ def train(
     fresh: bool = False,
     progress: bool = True,
     log: Log = print,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
-    """Train `recipe` to completion, resuming from `run_dir/checkpoint` when it exists."""
+    """Train `recipe` to completion, resuming from `run_dir/checkpoint` when it exists, on
+    `device` (anything `lenscope.device.resolve_device` takes). The weights start the same on
+    every device; bf16 recipes autocast on that device's type."""
     recipe.validate()
+    dev = resolve_device(device)
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     run_dir = run_dir or lenscope_home() / "runs" / recipe.name
     out = out or lenscope_home() / "models" / recipe.name
@@ -227,7 +233,7 @@ def train(
         recipe.corpus, recipe.vocab_size, recipe.limit_bytes, progress=progress, log=log
     )
     tok = Tokenizer(data.tokenizer())
-    model = build_model(recipe, tok, data.vocab_size)
+    model = build_model(recipe, tok, data.vocab_size).to(dev)
     counts = token_counts(data)
     model.manifest = Manifest(  # type: ignore[assignment]
         kind="model", schema_version=1, data={"token_counts": counts}
@@ -254,10 +260,10 @@ def train(
             seed=recipe.seed,
             step=step,
             repeat_fraction=recipe.repeat_fraction,
-        )
+        ).to(dev)
         for g in opt.param_groups:
             g["lr"] = lr_at(recipe, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=recipe.bf16):
             loss = model(batch, return_type="loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()

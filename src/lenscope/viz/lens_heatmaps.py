@@ -87,26 +87,26 @@ def _boundary_map(
 
 def rank_heatmap(res: LensResult) -> Heatmap:
     what = "rank of the actual next token (1 = top)"
-    ranks = res.next_rank.double().numpy()
+    ranks = res.next_rank.double().cpu().numpy()
     return _boundary_map(res, _RANK, ranks, res.tokens[1:], what, _PREDICTED)
 
 
 def prob_heatmap(res: LensResult) -> Heatmap:
     what = "probability of the actual next token"
-    probs = res.next_prob.double().numpy()
+    probs = res.next_prob.double().cpu().numpy()
     return _boundary_map(res, _PROB, probs, res.tokens[1:], what, _PREDICTED)
 
 
 def entropy_heatmap(res: LensResult) -> Heatmap:
     top = [[layer[t][0] for t in range(len(res.tokens))] for layer in res.top_tokens]
     what = "entropy (nats); cells: the lens's top token"
-    ent = res.entropy.double().numpy()
+    ent = res.entropy.double().cpu().numpy()
     return _boundary_map(res, _ENTROPY, ent, list(res.tokens), what, _INPUT, cell_text=top)
 
 
 def kl_heatmap(res: LensResult) -> Heatmap:
     what = "KL(final ‖ lens), nats"
-    return _boundary_map(res, _KL, res.kl.double().numpy(), list(res.tokens), what, _INPUT)
+    return _boundary_map(res, _KL, res.kl.double().cpu().numpy(), list(res.tokens), what, _INPUT)
 
 
 def layer_predictions_heatmap(res: LensResult, position: int = -1) -> Heatmap:
