@@ -26,7 +26,15 @@ from lenscope.attribution.results import Hop, NodeRow, TraceResult, WhyResult
 from lenscope.cli.common import DEVICE_OPTION, EMPTY_PROMPT, JSON_OPTION, console, print_json
 from lenscope.cli.common import token_text as _tok
 from lenscope.errors import InputError
-from lenscope.interventions import Ablate, Intervention, InterventionSet, Patch, Prompt, Steer
+from lenscope.interventions import (
+    Ablate,
+    Clamp,
+    Intervention,
+    InterventionSet,
+    Patch,
+    Prompt,
+    Steer,
+)
 from lenscope.jsonable import JsonResult
 from lenscope.model.transformer import HookedTransformer
 from lenscope.nodes import NodeId, NodeKind, head_node_id
@@ -247,6 +255,8 @@ def describe(i: Intervention) -> str:
     if isinstance(i, Ablate):
         src = f" from {_prompt(i.source)}" if i.mode == "resample" and i.source else ""
         return escape(f"ablate {i.node} ({i.mode}{src})")
+    if isinstance(i, Clamp):
+        return escape(f"clamp {i.node} to {i.value:g}")
     at = "" if i.positions is None else f" at positions {', '.join(map(str, i.positions))}"
     if isinstance(i, Patch):
         return escape(f"patch {i.hook}{at} from {_prompt(i.source)}")

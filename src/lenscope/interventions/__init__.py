@@ -8,6 +8,7 @@ from lenscope.interventions.plan import Plan, compile_plan
 from lenscope.interventions.prompts import PromptBatch, encode_prompts
 from lenscope.interventions.spec import (
     Ablate,
+    Clamp,
     Intervention,
     InterventionSet,
     Patch,
@@ -19,6 +20,7 @@ from lenscope.model.view import private_view
 
 __all__ = [
     "Ablate",
+    "Clamp",
     "Intervention",
     "InterventionSet",
     "Patch",
