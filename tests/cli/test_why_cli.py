@@ -244,3 +244,19 @@ def test_bad_steer_and_patch(model_dir: Path, extra: list[str], message: str) ->
     res = run(str(model_dir), PROMPT, "-t", " w6", "-d", " w7", *extra)
     assert res.exit_code != 0
     assert isinstance(res.exception, InputError) and message in str(res.exception), res.output
+
+
+def test_sae_option_takes_a_transcoder_folder(model_dir: Path, tmp_path: Path) -> None:
+    """`--sae` opens a transcoder in SAELens' layout: its features are nodes, and with the error
+    kept the value is the model's own logit difference."""
+    from lenscope.sae.transcoder_formats import export_saelens_transcoder
+    from tests.sae.helpers import random_transcoder
+
+    t = random_transcoder(1, d_sae=16, reads="resid_mid", dtype=torch.float32)
+    folder = export_saelens_transcoder(t, tmp_path / "tc")
+    out = as_json(str(model_dir), PROMPT, "-t", " w6", "-d", " w7", "--sae", str(folder))
+    logits = last_logits(model_dir, PROMPT)
+    r = out["result"]
+    assert r["value"] == pytest.approx(float(logits[8] - logits[9]), abs=1e-4)
+    ids = {row["node"] for row in r["table"]["rows"]}
+    assert any(i.startswith("L1.transcoder.F") for i in ids), ids

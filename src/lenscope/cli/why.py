@@ -150,17 +150,19 @@ def _question(
 
 
 def _load_saes(model: HookedTransformer, paths: list[str]) -> list[Any]:
+    """SAEs and transcoders by name or path (a transcoder set gives one dictionary per layer)."""
     if not paths:
         return []
     try:
-        from lenscope.sae import Dictionary, check_compatible, load_sae
+        from lenscope.sae import check_compatible
+        from lenscope.sae.io import load_dictionaries
     except ImportError:
         raise InputError("--sae needs the lenscope.sae package, which is not installed") from None
     out = []
     for p in paths:
-        sae = load_sae(p, device=model.device)
-        check_compatible(model, Dictionary.of(sae))
-        out.append(sae)
+        for dic in load_dictionaries(p, model, device=model.device):
+            check_compatible(model, dic)
+            out.append(dic)
     return out
 
 
@@ -190,7 +192,11 @@ def register(app: typer.Typer) -> None:
         ),
         trace: list[str] = typer.Option([], "--trace", help="Trace NODE[:q|k|v] (chain)."),
         downstream: bool = typer.Option(False, "--downstream", help="Trace what NODE feeds."),
-        sae: list[str] = typer.Option([], "--sae", help="SAE artifact whose latents are nodes."),
+        sae: list[str] = typer.Option(
+            [],
+            "--sae",
+            help="SAE or transcoder (name or folder, any supported layout) whose latents are nodes.",
+        ),
         top: int = typer.Option(10, "--top", help="Rows per column."),
         measure: int = typer.Option(8, "--measure", help="Rows to measure by ablation."),
         device: str = DEVICE_OPTION,
