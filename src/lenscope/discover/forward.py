@@ -140,7 +140,9 @@ class EdgeForward:
                 r = g.mlp_receiver(layer)
                 x = _apply(on_inputs, slice(r, r + 1), inputs(slice(r, r + 1), st.resid))
                 out = block.mlp(block.ln2(x))
-                out = _apply(on_outputs, slice(g.mlp_upstream(layer), g.mlp_upstream(layer) + 1), out)
+                out = _apply(
+                    on_outputs, slice(g.mlp_upstream(layer), g.mlp_upstream(layer) + 1), out
+                )
                 st.outs.append(out)
                 st.resid = st.resid + out[0]
         if keep_states:
@@ -167,7 +169,11 @@ class EdgeForward:
             cos, sin = cos_sin
             q, k = rotary.rotate(q, cos, sin), rotary.rotate(k, cos, sin)
         z = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=self.scale
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            is_causal=True,
+            scale=self.scale,
         )
         return torch.einsum("bhpe,hed->hbpd", z, wo)
 

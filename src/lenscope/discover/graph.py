@@ -189,7 +189,7 @@ class Graph:
         return slice(start, start + self.n_heads)
 
     def mlp_upstream(self, layer: int) -> int:
-        return self.heads_upstream(layer).stop
+        return int(self.heads_upstream(layer).stop)
 
     def layer_of_receiver(self, r: int) -> int:
         """The layer whose computation reads receiver r (n_layers for the logits)."""

@@ -27,8 +27,16 @@ import torch
 
 from lenscope.artifacts import Manifest, writing_artifact
 from lenscope.data.repeated import probe_pool
-from lenscope.discover.tasks import ROWS_FILE, TASK_KIND, TASK_SCHEMA, Task, batch_of, load_task
-from lenscope.discover.tasks import last_logits, per_row_logit_diff
+from lenscope.discover.tasks import (
+    ROWS_FILE,
+    TASK_KIND,
+    TASK_SCHEMA,
+    Task,
+    batch_of,
+    last_logits,
+    load_task,
+    per_row_logit_diff,
+)
 from lenscope.model.load import load_model
 from lenscope.model.transformer import HookedTransformer
 
@@ -36,17 +44,119 @@ N_ROWS = 128
 
 
 # Common names in the standard library's source (the corpus the models learned from).
-WORDS = (
-    "name value key data path size count index line text mode level offset timeout result "
-    "item node parent child width height args kwargs func callback buffer stream source target "
-    "prefix suffix message error status state config options params default encoding flags "
-    "start stop step length number format pattern token match module obj attr field entry "
-    "table header body content client server request response address port host user password "
-    "filename dirname root base context handler parser reader writer file files items keys "
-    "values lines words chars block chunk limit total order position label title description "
-    "version tag event signal sender queue task thread process command output input method "
-    "owner group"
-).split()
+WORDS = tuple(
+    [
+        "name",
+        "value",
+        "key",
+        "data",
+        "path",
+        "size",
+        "count",
+        "index",
+        "line",
+        "text",
+        "mode",
+        "level",
+        "offset",
+        "timeout",
+        "result",
+        "item",
+        "node",
+        "parent",
+        "child",
+        "width",
+        "height",
+        "args",
+        "kwargs",
+        "func",
+        "callback",
+        "buffer",
+        "stream",
+        "source",
+        "target",
+        "prefix",
+        "suffix",
+        "message",
+        "error",
+        "status",
+        "state",
+        "config",
+        "options",
+        "params",
+        "default",
+        "encoding",
+        "flags",
+        "start",
+        "stop",
+        "step",
+        "length",
+        "number",
+        "format",
+        "pattern",
+        "token",
+        "match",
+        "module",
+        "obj",
+        "attr",
+        "field",
+        "entry",
+        "table",
+        "header",
+        "body",
+        "content",
+        "client",
+        "server",
+        "request",
+        "response",
+        "address",
+        "port",
+        "host",
+        "user",
+        "password",
+        "filename",
+        "dirname",
+        "root",
+        "base",
+        "context",
+        "handler",
+        "parser",
+        "reader",
+        "writer",
+        "file",
+        "files",
+        "items",
+        "keys",
+        "values",
+        "lines",
+        "words",
+        "chars",
+        "block",
+        "chunk",
+        "limit",
+        "total",
+        "order",
+        "position",
+        "label",
+        "title",
+        "description",
+        "version",
+        "tag",
+        "event",
+        "signal",
+        "sender",
+        "queue",
+        "task",
+        "thread",
+        "process",
+        "command",
+        "output",
+        "input",
+        "method",
+        "owner",
+        "group",
+    ]
+)
 
 
 def identifiers(model: HookedTransformer) -> list[str]:
@@ -67,8 +177,12 @@ def induction_rows(model: HookedTransformer, seed: int = 0) -> list[dict[str, An
         r2 = rng.sample([t for t in pool if t not in r], 12)
         k = 6
         rows.append(
-            {"clean": [bos, *r, *r[:k]], "corrupted": [bos, *r2, *r[:k]], "answer": r[k],
-             "wrong": r2[k]}
+            {
+                "clean": [bos, *r, *r[:k]],
+                "corrupted": [bos, *r2, *r[:k]],
+                "answer": r[k],
+                "wrong": r2[k],
+            }
         )
     return rows
 
@@ -97,8 +211,12 @@ def self_assign_rows(model: HookedTransformer, seed: int = 2) -> list[dict[str, 
         a, b = rng.sample(names, 2)
         t = "    def __init__(self, {x}):\n        self.{x} ="
         rows.append(
-            {"clean": t.format(x=a), "corrupted": t.format(x=b), "answer": " " + a,
-             "wrong": " " + b}
+            {
+                "clean": t.format(x=a),
+                "corrupted": t.format(x=b),
+                "answer": " " + a,
+                "wrong": " " + b,
+            }
         )
     return rows
 
@@ -120,14 +238,22 @@ def measure(model: HookedTransformer, task: Task) -> dict[str, float]:
 
 
 TASKS = {
-    "induction": ("attn2", induction_rows,
-                  "induction: a repeated random token sequence; corrupted: first copy resampled"),
-    "brackets": ("mini", bracket_rows,
-                 "closing bracket type: `f(a, b` -> `)` vs `f[a, b` -> `]`; corrupted: the "
-                 "opening bracket swapped"),
-    "self-assign": ("mini", self_assign_rows,
-                    "an __init__ argument's name copied into `self.NAME =`; corrupted: another "
-                    "name"),
+    "induction": (
+        "attn2",
+        induction_rows,
+        "induction: a repeated random token sequence; corrupted: first copy resampled",
+    ),
+    "brackets": (
+        "mini",
+        bracket_rows,
+        "closing bracket type: `f(a, b` -> `)` vs `f[a, b` -> `]`; corrupted: the "
+        "opening bracket swapped",
+    ),
+    "self-assign": (
+        "mini",
+        self_assign_rows,
+        "an __init__ argument's name copied into `self.NAME =`; corrupted: another name",
+    ),
 }
 
 
@@ -145,8 +271,14 @@ def build(out: Path) -> None:
             TASK_KIND,
             TASK_SCHEMA,
             provenance={"built_by": "lenscope.discover.make_tasks", "seed": "fixed per task"},
-            data={"name": name, "model": model_name, "description": desc, "metric": "logit_diff",
-                  "n_rows": len(rows), **stats},
+            data={
+                "name": name,
+                "model": model_name,
+                "description": desc,
+                "metric": "logit_diff",
+                "n_rows": len(rows),
+                **stats,
+            },
         )
         with writing_artifact(dest, man) as tmp:
             (tmp / ROWS_FILE).write_text(tmp_rows, "utf-8")

@@ -152,8 +152,14 @@ def load_task(
     rows = [_row(model, raw, path, i) for i, raw in _read_jsonl(path)]
     if not rows:
         raise InputError(f"task {name!r} ({path}) has no rows")
-    return Task(name, rows, chosen, want if isinstance(want, str) else None,
-                str(info.get("description", "")), info)
+    return Task(
+        name,
+        rows,
+        chosen,
+        want if isinstance(want, str) else None,
+        str(info.get("description", "")),
+        info,
+    )
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -204,7 +210,9 @@ def _prompt(model: HookedTransformer, x: object, what: str) -> list[int]:
         if tok is None:
             raise InputError(f"{what}: {model.cfg.name} has no tokenizer; give token ids")
         ids = tok.encode(x, prepend_bos=model.cfg.default_prepend_bos)
-    elif isinstance(x, list) and x and all(isinstance(i, int) and not isinstance(i, bool) for i in x):
+    elif (
+        isinstance(x, list) and x and all(isinstance(i, int) and not isinstance(i, bool) for i in x)
+    ):
         ids = list(x)
         bad = [i for i in ids if not 0 <= i < v]
         if bad:
