@@ -19,14 +19,14 @@ import torch
 from torch import Tensor
 
 from lenscope.discover.forward import EdgeForward
-from lenscope.discover.tasks import Batch
+from lenscope.discover.tasks import TaskBatch
 from lenscope.errors import InputError
 
 Ablation = Literal["zero", "mean", "mean-pos", "resample"]
 ABLATIONS: tuple[Ablation, ...] = ("zero", "mean", "mean-pos", "resample")
 
 
-def check_ablation(ablation: str, batch: Batch) -> Ablation:
+def check_ablation(ablation: str, batch: TaskBatch) -> Ablation:
     """The ablation's name, checked against the task's rows (one-line errors)."""
     if ablation not in ABLATIONS:
         raise InputError(f"ablation {ablation!r} is not one of {', '.join(ABLATIONS)}")
@@ -46,7 +46,7 @@ def check_ablation(ablation: str, batch: Batch) -> Ablation:
     return ablation
 
 
-def ablated_outputs(ef: EdgeForward, batch: Batch, ablation: Ablation) -> Tensor:
+def ablated_outputs(ef: EdgeForward, batch: TaskBatch, ablation: Ablation) -> Tensor:
     """[n_upstream, rows | 1, pos | 1, d_model]: what each upstream node's ablated edges carry,
     broadcastable against the clean run's outputs [n_upstream, rows, pos, d_model]."""
     n_up, d = len(ef.graph.upstream), ef.model.cfg.d_model

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lenscope.discover.context import Context
+from lenscope.discover.context import DiscoveryContext
 from lenscope.errors import InputError
 
 Progress = Callable[[int, int], None]
@@ -34,7 +34,9 @@ def check_tau(tau: float) -> float:
     return float(tau)
 
 
-def acdc(ctx: Context, tau: float, progress: Progress | None = None) -> tuple[Tensor, Tensor]:
+def acdc(
+    ctx: DiscoveryContext, tau: float, progress: Progress | None = None
+) -> tuple[Tensor, Tensor]:
     """(scores [n_edges], kept [n_edges] bool)."""
     check_tau(tau)
     g = ctx.graph

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lenscope.discover import acdc as acdc_mod
 from lenscope.discover import eap, faithful, select
-from lenscope.discover.context import Context
+from lenscope.discover.context import DiscoveryContext
 from lenscope.discover.patch import patch_scores
 from lenscope.discover.result import (
     METHODS,
@@ -21,7 +21,7 @@ from lenscope.discover.result import (
     Method,
     circuit_nodes,
 )
-from lenscope.discover.tasks import Metric, Task, load_task
+from lenscope.discover.tasks import CircuitTask, Metric, load_task
 from lenscope.errors import InputError
 from lenscope.model.transformer import HookedTransformer
 
@@ -39,7 +39,7 @@ def check_method(method: str) -> Method:
 
 
 def score_edges(
-    ctx: Context,
+    ctx: DiscoveryContext,
     method: Method,
     steps: int = DEFAULT_STEPS,
     tau: float = DEFAULT_TAU,
@@ -64,7 +64,7 @@ def score_edges(
 
 def discover(
     model: HookedTransformer,
-    task: Task | str,
+    task: CircuitTask | str,
     method: str = "eap-ig",
     ablation: str = "resample",
     *,
@@ -99,7 +99,7 @@ def discover(
         if max_rows < 1:
             raise InputError(f"max_rows is at least 1, not {max_rows}")
         t = t.head(max_rows)
-    ctx = Context.build(model, t, ablation, metric)
+    ctx = DiscoveryContext.build(model, t, ablation, metric)
     g = ctx.graph
     if top_n is not None:
         select.check_n(top_n, g.n_edges)

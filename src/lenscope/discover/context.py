@@ -8,33 +8,46 @@ import torch
 from torch import Tensor
 
 from lenscope.discover.ablate import Ablation, ablated_outputs, check_ablation
-from lenscope.discover.forward import EdgeForward, State
-from lenscope.discover.graph import Graph
-from lenscope.discover.tasks import Batch, Metric, Task, batch_of, last_logits, metric_value
+from lenscope.discover.forward import EdgeForward, ForwardState
+from lenscope.discover.graph import EdgeGraph
+from lenscope.discover.tasks import (
+    CircuitTask,
+    Metric,
+    TaskBatch,
+    batch_of,
+    last_logits,
+    metric_value,
+)
 from lenscope.model.transformer import HookedTransformer
 
 
 @dataclass
-class Context:
+class DiscoveryContext:
     """Everything the methods share. `ablate` masks are [n_upstream, n_receivers] with 1 on
     ablated edges; `value(mask)` is the metric with those edges ablated."""
 
     ef: EdgeForward
-    task: Task
-    batch: Batch
+    task: CircuitTask
+    batch: TaskBatch
     ablation: Ablation
     metric: Metric
     ablated: Tensor  # [n_upstream, rows | 1, pos | 1, d]
     clean_outputs: Tensor  # [n_upstream, rows, pos, d]
-    states: list[State]  # the clean run's state at each layer's start (and before the logits)
+    states: list[
+        ForwardState
+    ]  # the clean run's state at each layer's start (and before the logits)
     clean_logprobs: Tensor  # [rows, vocab] at each row's last position
     full_value: float  # the metric of the full model
     empty_value: float  # the metric with every edge ablated
 
     @classmethod
     def build(
-        cls, model: HookedTransformer, task: Task, ablation: str, metric: Metric | None = None
-    ) -> Context:
+        cls,
+        model: HookedTransformer,
+        task: CircuitTask,
+        ablation: str,
+        metric: Metric | None = None,
+    ) -> DiscoveryContext:
         ef = EdgeForward(model)
         batch = batch_of(task, model.device)
         abl = check_ablation(ablation, batch)
@@ -50,7 +63,7 @@ class Context:
         return ctx
 
     @property
-    def graph(self) -> Graph:
+    def graph(self) -> EdgeGraph:
         return self.ef.graph
 
     def metric_of(self, logits: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lenscope.discover.context import Context
+from lenscope.discover.context import DiscoveryContext
 from lenscope.discover.forward import OutputFn
 from lenscope.errors import InputError
 
@@ -39,7 +39,7 @@ def check_steps(steps: int) -> int:
 
 
 def receiver_grads(
-    ctx: Context, on_outputs: OutputFn | None = None, start_layer: int = 0
+    ctx: DiscoveryContext, on_outputs: OutputFn | None = None, start_layer: int = 0
 ) -> tuple[Tensor, int]:
     """d metric / d input_r for every receiver r read in this run: [n_receivers, rows, pos, d]
     (zeros for receivers before `start_layer`) and the index of the first receiver read."""
@@ -64,7 +64,7 @@ def receiver_grads(
     return out, seen[0][0].start
 
 
-def _scores(ctx: Context, grads: Tensor, up: slice | None = None) -> Tensor:
+def _scores(ctx: DiscoveryContext, grads: Tensor, up: slice | None = None) -> Tensor:
     """(out_u - ablated_u) . grad_r as [n_upstream, n_receivers] (rows of `up` only if given)."""
     diff = ctx.clean_outputs - ctx.ablated
     m = torch.zeros(len(ctx.graph.upstream), len(ctx.graph.receivers), dtype=torch.float64)
@@ -73,13 +73,13 @@ def _scores(ctx: Context, grads: Tensor, up: slice | None = None) -> Tensor:
     return m
 
 
-def eap_scores(ctx: Context) -> Tensor:
+def eap_scores(ctx: DiscoveryContext) -> Tensor:
     """EAP: the first-order estimate of every edge's patching effect [n_edges]."""
     grads, _ = receiver_grads(ctx)
     return ctx.graph.from_matrix(_scores(ctx, grads))
 
 
-def _interpolate(ctx: Context, group: slice, alpha: float) -> OutputFn:
+def _interpolate(ctx: DiscoveryContext, group: slice, alpha: float) -> OutputFn:
     abl = ctx.ablated[group]
 
     def fn(sl: slice, x: Tensor) -> Tensor | None:
@@ -90,7 +90,9 @@ def _interpolate(ctx: Context, group: slice, alpha: float) -> OutputFn:
     return fn
 
 
-def eap_ig_inputs_scores(ctx: Context, steps: int = 5, progress: Progress | None = None) -> Tensor:
+def eap_ig_inputs_scores(
+    ctx: DiscoveryContext, steps: int = 5, progress: Progress | None = None
+) -> Tensor:
     """EAP-IG on the inputs: gradients averaged along the path of the embeddings [n_edges]."""
     check_steps(steps)
     first = slice(0, ctx.graph.n_inputs)
@@ -104,7 +106,7 @@ def eap_ig_inputs_scores(ctx: Context, steps: int = 5, progress: Progress | None
     return ctx.graph.from_matrix(_scores(ctx, total / steps))
 
 
-def upstream_groups(ctx: Context) -> list[tuple[slice, int]]:
+def upstream_groups(ctx: DiscoveryContext) -> list[tuple[slice, int]]:
     """Each upstream layer (embeddings, a layer's heads, a layer's MLP) and the layer to start at."""
     g = ctx.graph
     out = [(slice(0, g.n_inputs), 0)]
@@ -117,7 +119,7 @@ def upstream_groups(ctx: Context) -> list[tuple[slice, int]]:
 
 
 def eap_ig_activations_scores(
-    ctx: Context, steps: int = 5, progress: Progress | None = None
+    ctx: DiscoveryContext, steps: int = 5, progress: Progress | None = None
 ) -> Tensor:
     """EAP-IG on the activations: per upstream layer, gradients averaged along the path of that
     layer's outputs [n_edges]."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lenscope.discover.context import Context
+from lenscope.discover.context import DiscoveryContext
 
 Progress = Callable[[int, int], None]
 
@@ -35,10 +35,10 @@ def grid(n_edges: int, points: int = 40) -> list[int]:
     return sorted({0, n_edges, *(round(float(x)) for x in geo)})
 
 
-class Curve:
+class FaithfulnessCurve:
     """Fractions of the top-n circuits of one score vector (memoised by n)."""
 
-    def __init__(self, ctx: Context, scores: Tensor) -> None:
+    def __init__(self, ctx: DiscoveryContext, scores: Tensor) -> None:
         self.ctx = ctx
         self.order = torch.argsort(-scores.abs(), stable=True)
         self.cache: dict[int, float] = {}
@@ -70,10 +70,10 @@ class Curve:
 
 
 def faithfulness_curve(
-    ctx: Context, scores: Tensor, points: int = 40, progress: Progress | None = None
+    ctx: DiscoveryContext, scores: Tensor, points: int = 40, progress: Progress | None = None
 ) -> tuple[list[tuple[int, float]], float, int | None, int | None]:
     """(curve [(edges kept, fraction)], area, n80, n90) for the top-n circuits of `scores`."""
-    c = Curve(ctx, scores)
+    c = FaithfulnessCurve(ctx, scores)
     counts = grid(scores.numel(), points)
     curve = []
     for i, n in enumerate(counts):
@@ -86,11 +86,11 @@ def faithfulness_curve(
     return curve, area, c.smallest_reaching(0.8, counts), c.smallest_reaching(0.9, counts)
 
 
-def circuit_fraction(ctx: Context, keep: Tensor) -> float:
+def circuit_fraction(ctx: DiscoveryContext, keep: Tensor) -> float:
     """The circuit alone (`keep` [n_edges] bool), as a fraction of the full model."""
     return ctx.fraction(ctx.value(ctx.mask_keeping(keep)))
 
 
-def completeness(ctx: Context, keep: Tensor) -> float:
+def completeness(ctx: DiscoveryContext, keep: Tensor) -> float:
     """The full model with the circuit knocked out, as a fraction of the full model."""
     return ctx.fraction(ctx.value(ctx.mask_keeping(~keep)))

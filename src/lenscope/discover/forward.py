@@ -9,7 +9,8 @@ where `resid` is this run's residual stream where r reads it (the sum of the ups
 and the biases), `out_u` upstream node u's output in this run, `ablated_u` its ablated value and
 `a[u, r]` in [0, 1] how much of edge u -> r is ablated (1 = the edge carries the ablated value).
 With `a = 0` this is the model's own forward (checked against it in the tests). The blocks'
-own norms, MLPs and rotary embeddings run; only attention is recomputed per head.
+weights, norms and rotary embeddings are read; no hook of the model runs (another user of the
+same model may have hooks attached), and the model is never changed.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lenscope.discover.graph import Graph
-from lenscope.model.layers import Block
+from lenscope.discover.graph import EdgeGraph
+from lenscope.linalg import linear
+from lenscope.model.layers import MLP, Block
+from lenscope.model.norms import normalize
 from lenscope.model.transformer import HookedTransformer
 
 # (upstream indices, their outputs [k, batch, pos, d]) -> the outputs to use (or None: keep)
@@ -32,7 +35,7 @@ InputFn = Callable[[slice, Tensor], Tensor | None]
 
 
 @dataclass
-class State:
+class ForwardState:
     """Where a forward stands when layer `layer` starts: every upstream output so far (groups of
     [k, batch, pos, d]) and the residual stream. Runs resume from a clean run's states."""
 
@@ -45,18 +48,20 @@ class State:
 
 
 @dataclass
-class Run:
+class EdgeRun:
     logits: Tensor  # [batch, pos, d_vocab]
     outputs: Tensor | None = None  # [n_upstream, batch, pos, d] when asked for
-    states: list[State] | None = None  # one per layer (and one before the logits) when asked for
+    states: list[ForwardState] | None = (
+        None  # one per layer (and one before the logits) when asked for
+    )
 
 
 class EdgeForward:
-    """Runs `model` with per-receiver inputs over `graph` (`Graph.of(model.cfg)` by default)."""
+    """Runs `model` with per-receiver inputs over `graph` (`EdgeGraph.of(model.cfg)` by default)."""
 
-    def __init__(self, model: HookedTransformer, graph: Graph | None = None) -> None:
+    def __init__(self, model: HookedTransformer, graph: EdgeGraph | None = None) -> None:
         self.model = model
-        self.graph = graph or Graph.of(model.cfg)
+        self.graph = graph or EdgeGraph.of(model.cfg)
         cfg = model.cfg
         self.blocks: list[Block] = list(model.blocks)  # type: ignore[arg-type]
         self.w = [
@@ -75,12 +80,12 @@ class EdgeForward:
         ablate: Tensor | None = None,
         ablated: Tensor | None = None,
         *,
-        start: State | None = None,
+        start: ForwardState | None = None,
         on_outputs: OutputFn | None = None,
         on_inputs: InputFn | None = None,
         keep_outputs: bool = False,
         keep_states: bool = False,
-    ) -> Run:
+    ) -> EdgeRun:
         """tokens [batch, pos] (right-padded rows are fine: attention is causal).
 
         `ablate` [n_upstream, n_receivers] (or [batch, n_upstream, n_receivers], one mask per
@@ -89,7 +94,11 @@ class EdgeForward:
         before it are not recomputed: only valid when `ablate` is zero on edges into them)."""
         g, model = self.graph, self.model
         b, p = tokens.shape
-        st = State(0) if start is None else State(start.layer, list(start.outs), start.resid)
+        st = (
+            ForwardState(0)
+            if start is None
+            else ForwardState(start.layer, list(start.outs), start.resid)
+        )
         cos_sin = None
         for block in self.blocks:
             if block.attn.rotary is not None:
@@ -105,7 +114,7 @@ class EdgeForward:
             first = _apply(on_outputs, slice(0, g.n_inputs), first)
             st.outs.append(first)
             st.resid = first.sum(0)
-        states: list[State] = []
+        states: list[ForwardState] = []
         diff_cache: list[Tensor] = []  # the stacked out - ablated of the first n upstream nodes
 
         def inputs(recv: slice, resid: Tensor) -> Tensor:
@@ -127,30 +136,30 @@ class EdgeForward:
 
         for layer in range(st.layer, g.n_layers):
             if keep_states:
-                states.append(State(layer, list(st.outs), st.resid))
+                states.append(ForwardState(layer, list(st.outs), st.resid))
             block = self.blocks[layer]
             sl = g.attn_receivers(layer)
             x = _apply(on_inputs, sl, inputs(sl, st.resid))
-            heads = self._heads(layer, block.ln1(x), cos_sin)
+            heads = self._heads(layer, normalize(block.ln1, x), cos_sin)
             heads = _apply(on_outputs, g.heads_upstream(layer), heads)
             st.outs.append(heads)
             st.resid = st.resid + heads.sum(0) + self.b[layer][3]
             if g.has_mlp:
-                assert block.mlp is not None and block.ln2 is not None
+                assert isinstance(block.mlp, MLP) and block.ln2 is not None
                 r = g.mlp_receiver(layer)
                 x = _apply(on_inputs, slice(r, r + 1), inputs(slice(r, r + 1), st.resid))
-                out = block.mlp(block.ln2(x))
+                out = _mlp(block.mlp, normalize(block.ln2, x))
                 out = _apply(
                     on_outputs, slice(g.mlp_upstream(layer), g.mlp_upstream(layer) + 1), out
                 )
                 st.outs.append(out)
                 st.resid = st.resid + out[0]
         if keep_states:
-            states.append(State(g.n_layers, list(st.outs), st.resid))
+            states.append(ForwardState(g.n_layers, list(st.outs), st.resid))
         last = len(g.receivers) - 1
         x = _apply(on_inputs, slice(last, last + 1), inputs(slice(last, last + 1), st.resid))
-        logits = model.unembed_resid(model.ln_final(x[0]))
-        return Run(
+        logits = model.unembed_resid(normalize(model.ln_final, x[0]))
+        return EdgeRun(
             logits,
             st.stacked() if keep_outputs else None,
             states if keep_states else None,
@@ -183,3 +192,10 @@ def _apply(fn: OutputFn | InputFn | None, sl: slice, x: Tensor) -> Tensor:
         return x
     out = fn(sl, x)
     return x if out is None else out
+
+
+def _mlp(mlp: MLP, x: Tensor) -> Tensor:
+    """The MLP's output without running its hooks."""
+    lin = linear(x, mlp.W_in, mlp.b_in)
+    post = mlp.act(linear(x, mlp.W_gate)) * lin if mlp.W_gate is not None else mlp.act(lin)
+    return linear(post, mlp.W_out, mlp.b_out)

@@ -30,7 +30,7 @@ CHANNELS: tuple[Channel, ...] = ("q", "k", "v")
 
 
 @dataclass(frozen=True)
-class Node:
+class CircuitNode:
     """An upstream node (it writes into the residual stream) or the logits."""
 
     node_id: str
@@ -43,7 +43,7 @@ class Node:
 class Receiver:
     """One input of a node: a head's q, k or v input, an MLP's input, the logits."""
 
-    node: Node
+    node: CircuitNode
     channel: Channel | None = None
 
     @property
@@ -84,41 +84,41 @@ def check_supported(cfg: ModelConfig) -> None:
 
 
 @dataclass(frozen=True)
-class Graph:
+class EdgeGraph:
     """Nodes, receivers and edges of one model (see the module docstring)."""
 
     n_layers: int
     n_heads: int
     has_mlp: bool
     has_pos: bool
-    upstream: tuple[Node, ...]
+    upstream: tuple[CircuitNode, ...]
     receivers: tuple[Receiver, ...]
     valid: Tensor  # [n_upstream, n_receivers] bool
     edge_up: Tensor  # [n_edges] long
     edge_recv: Tensor  # [n_edges] long
 
     @classmethod
-    def of(cls, cfg: ModelConfig) -> Graph:
+    def of(cls, cfg: ModelConfig) -> EdgeGraph:
         check_supported(cfg)
         has_mlp, has_pos = not cfg.attn_only, cfg.positional == "learned"
-        ups: list[Node] = [Node("embed", "embed")]
+        ups: list[CircuitNode] = [CircuitNode("embed", "embed")]
         if has_pos:
-            ups.append(Node("pos", "pos"))
+            ups.append(CircuitNode("pos", "pos"))
         recvs: list[Receiver] = []
         reads: list[int] = []  # how many upstream nodes each receiver reads (a prefix of ups)
         for lay in range(cfg.n_layers):
-            heads = [Node(head_id(lay, h), "head", lay, h) for h in range(cfg.n_heads)]
+            heads = [CircuitNode(head_id(lay, h), "head", lay, h) for h in range(cfg.n_heads)]
             for ch in CHANNELS:
                 for hn in heads:
                     recvs.append(Receiver(hn, ch))
                     reads.append(len(ups))
             ups.extend(heads)
             if has_mlp:
-                mn = Node(mlp_id(lay), "mlp", lay)
+                mn = CircuitNode(mlp_id(lay), "mlp", lay)
                 recvs.append(Receiver(mn))
                 reads.append(len(ups))
                 ups.append(mn)
-        recvs.append(Receiver(Node("logits", "logits")))
+        recvs.append(Receiver(CircuitNode("logits", "logits")))
         reads.append(len(ups))
         valid = torch.zeros(len(ups), len(recvs), dtype=torch.bool)
         for r, n in enumerate(reads):

@@ -31,7 +31,7 @@ from lenscope.discover.tasks import (
     ROWS_FILE,
     TASK_KIND,
     TASK_SCHEMA,
-    Task,
+    CircuitTask,
     batch_of,
     last_logits,
     load_task,
@@ -221,7 +221,7 @@ def self_assign_rows(model: HookedTransformer, seed: int = 2) -> list[dict[str, 
     return rows
 
 
-def measure(model: HookedTransformer, task: Task) -> dict[str, float]:
+def measure(model: HookedTransformer, task: CircuitTask) -> dict[str, float]:
     """Accuracy (the answer's logit beats the wrong token's), top-1 accuracy (the answer is the
     model's top prediction) and the mean logit difference."""
     b = batch_of(task, model.device)

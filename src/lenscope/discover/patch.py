@@ -12,12 +12,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lenscope.discover.context import Context
+from lenscope.discover.context import DiscoveryContext
 
 Progress = Callable[[int, int], None]  # (done, total)
 
 
-def edge_effect(ctx: Context, k: int) -> float:
+def edge_effect(ctx: DiscoveryContext, k: int) -> float:
     """full metric - metric with edge k alone ablated."""
     g = ctx.graph
     u, r = int(g.edge_up[k]), int(g.edge_recv[k])
@@ -26,7 +26,7 @@ def edge_effect(ctx: Context, k: int) -> float:
     return ctx.full_value - ctx.value(mask, start_layer=g.layer_of_receiver(r))
 
 
-def patch_scores(ctx: Context, progress: Progress | None = None) -> Tensor:
+def patch_scores(ctx: DiscoveryContext, progress: Progress | None = None) -> Tensor:
     """Every edge's exact patching effect [n_edges] (one forward per edge)."""
     n = ctx.graph.n_edges
     out = torch.empty(n, dtype=torch.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lenscope.discover.graph import Channel, Graph, Node
+from lenscope.discover.graph import Channel, CircuitNode, EdgeGraph
 from lenscope.jsonable import JsonResult
 
 Method = Literal["patch", "eap", "eap-ig", "eap-ig-act", "acdc"]
@@ -46,7 +46,7 @@ class Faithfulness(JsonResult):
 
 
 @dataclass
-class NodeView(JsonResult):
+class CircuitNodeView(JsonResult):
     node_id: str
     layer: int | None  # the logits sit after the last layer (n_layers); embeddings at -1
     kind: str  # embed | pos | head | mlp | logits
@@ -71,7 +71,7 @@ class DiscoverResult(JsonResult):
     edges: list[EdgeScore]  # every edge, best |score| first
     faithfulness: Faithfulness
     seconds: float  # scoring time
-    nodes: list[NodeView] = field(default_factory=list)  # the circuit's nodes
+    nodes: list[CircuitNodeView] = field(default_factory=list)  # the circuit's nodes
 
     def graph_view(self) -> dict[str, Any]:
         """The shape the web app's graph component draws: nodes, links, faithfulness."""
@@ -95,23 +95,23 @@ class DiscoverResult(JsonResult):
         }
 
 
-def node_view(node: Node, n_layers: int) -> NodeView:
+def node_view(node: CircuitNode, n_layers: int) -> CircuitNodeView:
     layer = node.layer
     if node.kind in ("embed", "pos"):
         layer = -1
     elif node.kind == "logits":
         layer = n_layers
-    return NodeView(node.node_id, layer, node.kind, node.index)
+    return CircuitNodeView(node.node_id, layer, node.kind, node.index)
 
 
-def circuit_nodes(graph: Graph, kept_names: set[str]) -> list[NodeView]:
+def circuit_nodes(graph: EdgeGraph, kept_names: set[str]) -> list[CircuitNodeView]:
     """The nodes touched by the kept edges, in graph order."""
     touched: set[str] = set()
     for k in range(graph.n_edges):
         if graph.edge_name(k) in kept_names:
             touched.add(graph.upstream[int(graph.edge_up[k])].node_id)
             touched.add(graph.receivers[int(graph.edge_recv[k])].node.node_id)
-    out: list[NodeView] = []
+    out: list[CircuitNodeView] = []
     seen: set[str] = set()
     for n in [*graph.upstream, graph.receivers[-1].node]:
         if n.node_id in touched and n.node_id not in seen:

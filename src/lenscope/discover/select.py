@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from lenscope.discover.graph import Graph
+from lenscope.discover.graph import EdgeGraph
 from lenscope.errors import InputError
 
 
@@ -38,7 +38,7 @@ def threshold(scores: Tensor, t: float) -> Tensor:
     return scores.abs() >= t
 
 
-def greedy(graph: Graph, scores: Tensor, n: int) -> Tensor:
+def greedy(graph: EdgeGraph, scores: Tensor, n: int) -> Tensor:
     """n edges grown from the logits: each step the best |score| edge into the circuit's nodes."""
     check_n(n, scores.numel())
     in_circuit = {"logits"}

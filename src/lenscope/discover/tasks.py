@@ -37,7 +37,7 @@ MAX_ROWS = 100_000
 
 
 @dataclass
-class TaskRow:
+class CircuitTaskRow:
     clean: list[int]
     corrupted: list[int]
     answer: int
@@ -45,23 +45,25 @@ class TaskRow:
 
 
 @dataclass
-class Task:
+class CircuitTask:
     """A task tokenized for one model."""
 
     name: str
-    rows: list[TaskRow]
+    rows: list[CircuitTaskRow]
     metric: Metric = "logit_diff"
     model: str | None = None  # the model the task was written for (shipped tasks), if known
     description: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # the manifest's data (accuracy, ...)
 
-    def head(self, n: int) -> Task:
+    def head(self, n: int) -> CircuitTask:
         """The first n rows (all when n is larger)."""
-        return Task(self.name, self.rows[:n], self.metric, self.model, self.description, self.info)
+        return CircuitTask(
+            self.name, self.rows[:n], self.metric, self.model, self.description, self.info
+        )
 
 
 @dataclass
-class TaskInfo:
+class CircuitTaskInfo:
     """A shipped task, as listed: its short name, model, size and how well the model does it."""
 
     name: str
@@ -77,9 +79,9 @@ def tasks_dir() -> Path:
     return shipped_dir("assets") / "tasks"
 
 
-def list_tasks(model: str | None = None) -> list[TaskInfo]:
+def list_tasks(model: str | None = None) -> list[CircuitTaskInfo]:
     """The shipped tasks (only those written for `model` when given)."""
-    out: list[TaskInfo] = []
+    out: list[CircuitTaskInfo] = []
     root = tasks_dir()
     if not root.is_dir():
         return out
@@ -90,7 +92,7 @@ def list_tasks(model: str | None = None) -> list[TaskInfo]:
         if model is not None and data.get("model") != model:
             continue
         out.append(
-            TaskInfo(
+            CircuitTaskInfo(
                 d.name,
                 str(data.get("model", "")),
                 str(data.get("description", "")),
@@ -135,7 +137,7 @@ def load_task(
     metric: Metric | None = None,
     *,
     check_model: bool = True,
-) -> Task:
+) -> CircuitTask:
     """Read and tokenize a task for `model`; every mistake is one `InputError` line."""
     path, info = resolve_task(name_or_path)
     want = info.get("model")
@@ -152,7 +154,7 @@ def load_task(
     rows = [_row(model, raw, path, i) for i, raw in _read_jsonl(path)]
     if not rows:
         raise InputError(f"task {name!r} ({path}) has no rows")
-    return Task(
+    return CircuitTask(
         name,
         rows,
         chosen,
@@ -186,14 +188,14 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 _KEYS = ("clean", "corrupted", "answer", "wrong")
 
 
-def _row(model: HookedTransformer, raw: dict[str, Any], path: Path, line: int) -> TaskRow:
+def _row(model: HookedTransformer, raw: dict[str, Any], path: Path, line: int) -> CircuitTaskRow:
     where = f"{path} line {line}"
     missing = [k for k in _KEYS if k not in raw]
     if missing:
         raise InputError(f"{where}: missing {', '.join(missing)} (a row has {', '.join(_KEYS)})")
     clean = _prompt(model, raw["clean"], f"{where}: clean")
     corrupted = _prompt(model, raw["corrupted"], f"{where}: corrupted")
-    return TaskRow(
+    return CircuitTaskRow(
         clean,
         corrupted,
         _token(model, raw["answer"], f"{where}: answer"),
@@ -246,7 +248,7 @@ def _token(model: HookedTransformer, x: object, what: str) -> int:
 
 # ---- batches and the metric ------------------------------------------------------------------
 @dataclass
-class Batch:
+class TaskBatch:
     """A task's rows as right-padded tensors."""
 
     clean: Tensor  # [rows, pos]
@@ -270,12 +272,12 @@ def _pad(seqs: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
     return out.to(device), torch.tensor([len(s) for s in seqs], device=device)
 
 
-def batch_of(task: Task, device: torch.device) -> Batch:
+def batch_of(task: CircuitTask, device: torch.device) -> TaskBatch:
     clean, clean_len = _pad([r.clean for r in task.rows], device)
     corr, corr_len = _pad([r.corrupted for r in task.rows], device)
     ans = torch.tensor([r.answer for r in task.rows], device=device)
     wrong = torch.tensor([r.wrong for r in task.rows], device=device)
-    return Batch(clean, clean_len, corr, corr_len, ans, wrong)
+    return TaskBatch(clean, clean_len, corr, corr_len, ans, wrong)
 
 
 def last_logits(logits: Tensor, lengths: Tensor) -> Tensor:
@@ -284,7 +286,7 @@ def last_logits(logits: Tensor, lengths: Tensor) -> Tensor:
 
 
 def metric_value(
-    logits: Tensor, batch: Batch, metric: Metric, clean_logprobs: Tensor | None = None
+    logits: Tensor, batch: TaskBatch, metric: Metric, clean_logprobs: Tensor | None = None
 ) -> Tensor:
     """The task metric (a scalar, mean over rows; higher = the task done better)."""
     last = last_logits(logits, batch.clean_len).float()
@@ -299,7 +301,7 @@ def metric_value(
     return -(clean_logprobs.exp() * (clean_logprobs - lp)).sum(-1).mean()
 
 
-def per_row_logit_diff(logits: Tensor, batch: Batch) -> Tensor:
+def per_row_logit_diff(logits: Tensor, batch: TaskBatch) -> Tensor:
     last = last_logits(logits, batch.clean_len).float()
     rows = torch.arange(last.shape[0], device=last.device)
     return last[rows, batch.answer] - last[rows, batch.wrong]
