@@ -18,13 +18,13 @@ def test_weights_name_the_same_pairs(attn2: HookedTransformer) -> None:
 
 
 def test_discovered_circuits_hold_the_key_edges(attn2: HookedTransformer) -> None:
-    task = load_task("induction", attn2).head(16)
+    task = load_task("induction", attn2).head(12)
     for method in ("eap-ig-act", "patch"):
         res = discover(attn2, task, method, "resample", steps=3, points=12)
-        assert K_EDGES <= set(res.circuit), (method, res.circuit)
+        assert set(res.circuit) >= K_EDGES, (method, res.circuit)
         # and they rank among the strongest edges, not at the tail of a large circuit
         top = [e.edge for e in res.edges[:12]]
-        assert K_EDGES <= set(top), (method, top)
+        assert set(top) >= K_EDGES, (method, top)
         assert res.faithfulness.circuit_fraction >= 0.8
         view = res.graph_view()
         links = {(x["source"], x["target"], x["receiver"]) for x in view["links"]}

@@ -12,6 +12,7 @@ from lenscope.discover.context import DiscoveryContext
 from lenscope.discover.patch import edge_effect
 from lenscope.discover.tasks import load_task, metric_value
 from lenscope.model.hooks import HookPoint
+from lenscope.model.layers import Block
 from lenscope.model.norms import normalize
 from lenscope.model.transformer import HookedTransformer
 
@@ -20,9 +21,15 @@ def _head_out(cache: dict[str, Tensor], model: HookedTransformer, layer: int, he
     return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.W_O[layer, head]
 
 
+def _block(model: HookedTransformer, layer: int) -> Block:
+    b = model.blocks[layer]
+    assert isinstance(b, Block)
+    return b
+
+
 def _cache(model: HookedTransformer, tokens: Tensor) -> dict[str, Tensor]:
     _, c = model.run_with_cache(tokens)
-    return {k: c[k] for k in c.keys()}
+    return {k: c[k] for k in c}
 
 
 def _k_edge_run(
@@ -35,7 +42,7 @@ def _k_edge_run(
     diff = _head_out(clean, model, *src) - _head_out(corr, model, *src)
     lay, h = dst
     resid = clean[f"blocks.{lay}.hook_resid_pre"]
-    x = normalize(model.blocks[lay].ln1, resid - t * diff)
+    x = normalize(_block(model, lay).ln1, resid - t * diff)
     k = x @ model.W_K[lay, h] + model.b_K[lay, h]
 
     def put(act: Tensor, hook: HookPoint) -> Tensor:
@@ -63,7 +70,9 @@ def test_an_mlp_edge_with_zero_ablation(mini: HookedTransformer) -> None:
     with torch.no_grad():
         c = _cache(mini, b.clean)
         src = _head_out(c, mini, 0, 5)  # zero-ablated: its write is removed from the MLP's input
-        x = normalize(mini.blocks[0].ln2, c["blocks.0.hook_resid_mid"] - src)
+        ln2 = _block(mini, 0).ln2
+        assert ln2 is not None
+        x = normalize(ln2, c["blocks.0.hook_resid_mid"] - src)
         pre = x @ mini.W_in[0] + mini.b_in[0]
 
         def put(act: Tensor, hook: HookPoint) -> Tensor:
