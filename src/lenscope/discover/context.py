@@ -38,7 +38,7 @@ class DiscoveryContext:
     ]  # the clean run's state at each layer's start (and before the logits)
     clean_logprobs: Tensor  # [rows, vocab] at each row's last position
     full_value: float  # the metric of the full model
-    empty_value: float  # the metric with every edge ablated
+    _empty: float | None = None
 
     @classmethod
     def build(
@@ -54,13 +54,25 @@ class DiscoveryContext:
         chosen = metric or task.metric
         with torch.no_grad():
             ablated = ablated_outputs(ef, batch, abl)
-            run = ef.run(batch.clean, keep_outputs=True, keep_states=True)
+            run = ef.run(
+                batch.clean, keep_outputs=True, keep_states=True, read_at=batch.clean_len - 1
+            )
         assert run.outputs is not None and run.states is not None
         lp = last_logits(run.logits, batch.clean_len).float().log_softmax(-1)
         full = float(metric_value(run.logits, batch, chosen, lp))
-        ctx = cls(ef, task, batch, abl, chosen, ablated, run.outputs, run.states, lp, full, 0.0)
-        ctx.empty_value = ctx.value(ctx.graph.valid.to(ablated.dtype))
-        return ctx
+        return cls(ef, task, batch, abl, chosen, ablated, run.outputs, run.states, lp, full)
+
+    @property
+    def empty_value(self) -> float:
+        """The metric with every edge ablated (computed once, when first asked)."""
+        if self._empty is None:
+            self._empty = self.value(self.graph.valid.to(self.ablated.dtype))
+        return self._empty
+
+    @property
+    def read_at(self) -> Tensor:
+        """Each row's last position, where the metric reads the logits."""
+        return self.batch.clean_len - 1
 
     @property
     def graph(self) -> EdgeGraph:
@@ -74,7 +86,9 @@ class DiscoveryContext:
         run (only right when no edge into an earlier layer is ablated)."""
         start = self.states[start_layer] if start_layer > 0 else None
         with torch.no_grad():
-            run = self.ef.run(self.batch.clean, ablate, self.ablated, start=start)
+            run = self.ef.run(
+                self.batch.clean, ablate, self.ablated, start=start, read_at=self.read_at
+            )
         return float(self.metric_of(run.logits))
 
     def fraction(self, value: float) -> float:

@@ -54,12 +54,23 @@ def receiver_grads(
 
     start = ctx.states[start_layer] if start_layer > 0 else None
     with torch.enable_grad():
-        run = ctx.ef.run(ctx.batch.clean, start=start, on_outputs=on_outputs, on_inputs=grab)
+        run = ctx.ef.run(
+            ctx.batch.clean,
+            start=start,
+            on_outputs=on_outputs,
+            on_inputs=grab,
+            read_at=ctx.read_at,
+        )
         value = ctx.metric_of(run.logits)
         grads = torch.autograd.grad(value, [x for _, x in seen], allow_unused=True)
     out = ctx.clean_outputs.new_zeros(len(g.receivers), *ctx.clean_outputs.shape[1:])
+    rows = torch.arange(out.shape[1], device=out.device)
     for (sl, _x), gr in zip(seen, grads, strict=True):
-        if gr is not None:
+        if gr is None:
+            continue
+        if gr.shape[2] == 1 and out.shape[2] != 1:  # the logits, read at one position per row
+            out[sl, rows, ctx.read_at] = gr[:, :, 0]
+        else:
             out[sl] = gr
     return out, seen[0][0].start
 
@@ -69,7 +80,7 @@ def _scores(ctx: DiscoveryContext, grads: Tensor, up: slice | None = None) -> Te
     diff = ctx.clean_outputs - ctx.ablated
     m = torch.zeros(len(ctx.graph.upstream), len(ctx.graph.receivers), dtype=torch.float64)
     sl = up or slice(0, len(ctx.graph.upstream))
-    m[sl] = torch.einsum("ubpd,rbpd->ur", diff[sl].double(), grads.double())
+    m[sl] = torch.einsum("ubpd,rbpd->ur", diff[sl], grads).double()
     return m
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from lenscope.discover.graph import EdgeGraph
 from lenscope.linalg import linear
 from lenscope.model.layers import MLP, Block
-from lenscope.model.norms import normalize
+from lenscope.model.norms import Norm
 from lenscope.model.transformer import HookedTransformer
 
 # (upstream indices, their outputs [k, batch, pos, d]) -> the outputs to use (or None: keep)
@@ -73,6 +73,15 @@ class EdgeForward:
             for b in self.blocks
         ]
         self.scale = 1.0 / cfg.attn_scale
+        # every weight detached: gradients flow to activations only, never into parameters
+        self.W_E = model.W_E.detach()
+        self.W_pos = model.W_pos.detach() if model.W_pos is not None else None
+        self.W_U = model.W_U.detach()
+        self.b_U = model.b_U.detach() if model.b_U is not None else None
+        self.ln1 = [_norm_params(b.ln1) for b in self.blocks]
+        self.ln2 = [_norm_params(b.ln2) for b in self.blocks]
+        self.ln_final = _norm_params(model.ln_final)
+        self.mlps = [_mlp_params(b.mlp) for b in self.blocks]
 
     def run(
         self,
@@ -85,14 +94,17 @@ class EdgeForward:
         on_inputs: InputFn | None = None,
         keep_outputs: bool = False,
         keep_states: bool = False,
+        read_at: Tensor | None = None,
     ) -> EdgeRun:
         """tokens [batch, pos] (right-padded rows are fine: attention is causal).
 
         `ablate` [n_upstream, n_receivers] (or [batch, n_upstream, n_receivers], one mask per
         row) says how much of each edge is ablated; `ablated` [n_upstream, batch | 1, pos | 1, d]
         the values ablated edges carry. `start` resumes from a state of a clean run (the layers
-        before it are not recomputed: only valid when `ablate` is zero on edges into them)."""
-        g, model = self.graph, self.model
+        before it are not recomputed: only valid when `ablate` is zero on edges into them).
+        With `read_at` [batch] (one position per row) the logits are computed there only:
+        [batch, 1, d_vocab]."""
+        g = self.graph
         b, p = tokens.shape
         st = (
             ForwardState(0)
@@ -106,10 +118,10 @@ class EdgeForward:
                 cos_sin = block.attn.rotary.cos_sin(pos_ids, self.w[0][0].dtype)
                 break
         if st.resid is None:
-            emb = [F.embedding(tokens, model.W_E)]
+            emb = [F.embedding(tokens, self.W_E)]
             if g.has_pos:
-                assert model.W_pos is not None
-                emb.append(model.W_pos[:p].expand(b, p, -1))
+                assert self.W_pos is not None
+                emb.append(self.W_pos[:p].expand(b, p, -1))
             first = torch.stack(emb)
             first = _apply(on_outputs, slice(0, g.n_inputs), first)
             st.outs.append(first)
@@ -117,7 +129,7 @@ class EdgeForward:
         states: list[ForwardState] = []
         diff_cache: list[Tensor] = []  # the stacked out - ablated of the first n upstream nodes
 
-        def inputs(recv: slice, resid: Tensor) -> Tensor:
+        def inputs(recv: slice, resid: Tensor, at: Tensor | None = None) -> Tensor:
             n_recv = recv.stop - recv.start
             base = resid.expand(n_recv, *resid.shape)
             if ablate is None or ablated is None:
@@ -129,6 +141,9 @@ class EdgeForward:
                 return base
             if not diff_cache or diff_cache[0].shape[0] != n:
                 diff_cache[:] = [st.stacked() - ablated[:n]]
+                if at is not None:
+                    rows = torch.arange(b, device=at.device)
+                    diff_cache[:] = [diff_cache[0][:, rows, at][:, :, None]]
             d = diff_cache[0]
             if a.ndim == 3:
                 return base - torch.einsum("bur,ubpd->rbpd", a.to(d.dtype), d)
@@ -140,15 +155,16 @@ class EdgeForward:
             block = self.blocks[layer]
             sl = g.attn_receivers(layer)
             x = _apply(on_inputs, sl, inputs(sl, st.resid))
-            heads = self._heads(layer, normalize(block.ln1, x), cos_sin)
+            heads = self._heads(layer, _normalize(self.ln1[layer], x), cos_sin)
             heads = _apply(on_outputs, g.heads_upstream(layer), heads)
             st.outs.append(heads)
             st.resid = st.resid + heads.sum(0) + self.b[layer][3]
             if g.has_mlp:
-                assert isinstance(block.mlp, MLP) and block.ln2 is not None
+                mlp = self.mlps[layer]
+                assert mlp is not None
                 r = g.mlp_receiver(layer)
                 x = _apply(on_inputs, slice(r, r + 1), inputs(slice(r, r + 1), st.resid))
-                out = _mlp(block.mlp, normalize(block.ln2, x))
+                out = mlp(_normalize(self.ln2[layer], x))
                 out = _apply(
                     on_outputs, slice(g.mlp_upstream(layer), g.mlp_upstream(layer) + 1), out
                 )
@@ -157,8 +173,12 @@ class EdgeForward:
         if keep_states:
             states.append(ForwardState(g.n_layers, list(st.outs), st.resid))
         last = len(g.receivers) - 1
-        x = _apply(on_inputs, slice(last, last + 1), inputs(slice(last, last + 1), st.resid))
-        logits = model.unembed_resid(normalize(model.ln_final, x[0]))
+        resid = st.resid
+        if read_at is not None:
+            resid = resid[torch.arange(b, device=resid.device), read_at][:, None]
+            diff_cache.clear()
+        x = _apply(on_inputs, slice(last, last + 1), inputs(slice(last, last + 1), resid, read_at))
+        logits = linear(_normalize(self.ln_final, x[0]), self.W_U, self.b_U)
         return EdgeRun(
             logits,
             st.stacked() if keep_outputs else None,
@@ -194,8 +214,39 @@ def _apply(fn: OutputFn | InputFn | None, sl: slice, x: Tensor) -> Tensor:
     return x if out is None else out
 
 
-def _mlp(mlp: MLP, x: Tensor) -> Tensor:
-    """The MLP's output without running its hooks."""
-    lin = linear(x, mlp.W_in, mlp.b_in)
-    post = mlp.act(linear(x, mlp.W_gate)) * lin if mlp.W_gate is not None else mlp.act(lin)
-    return linear(post, mlp.W_out, mlp.b_out)
+NormParams = tuple[str, float, Tensor | None, Tensor | None]  # kind, eps, weight, bias
+
+
+def _norm_params(norm: Norm | None) -> NormParams:
+    if norm is None or norm.w is None:
+        return ("none", 0.0, None, None)
+    return (norm.kind, norm.eps, norm.w.detach(), None if norm.b is None else norm.b.detach())
+
+
+def _normalize(params: NormParams, x: Tensor) -> Tensor:
+    """The norm of `x` (as `lenscope.model.norms.normalize`) with detached weights."""
+    kind, eps, w, b = params
+    if w is None:
+        return x
+    if kind == "LN":
+        return F.layer_norm(x, (x.shape[-1],), w, b, eps)
+    return F.rms_norm(x, (x.shape[-1],), w, eps)
+
+
+def _mlp_params(mlp: object) -> Callable[[Tensor], Tensor] | None:
+    """The block's MLP as a function of its (normalised) input, with detached weights, running
+    none of its hooks."""
+    if not isinstance(mlp, MLP):
+        return None
+    w_in, w_out = mlp.W_in.detach(), mlp.W_out.detach()
+    b_in = None if mlp.b_in is None else mlp.b_in.detach()
+    b_out = None if mlp.b_out is None else mlp.b_out.detach()
+    w_gate = None if mlp.W_gate is None else mlp.W_gate.detach()
+    act = mlp.act
+
+    def run(x: Tensor) -> Tensor:
+        lin = linear(x, w_in, b_in)
+        post = act(linear(x, w_gate)) * lin if w_gate is not None else act(lin)
+        return linear(post, w_out, b_out)
+
+    return run

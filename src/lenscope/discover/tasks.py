@@ -281,7 +281,10 @@ def batch_of(task: CircuitTask, device: torch.device) -> TaskBatch:
 
 
 def last_logits(logits: Tensor, lengths: Tensor) -> Tensor:
-    """[rows, pos, vocab] -> the logits at each row's last real position [rows, vocab]."""
+    """[rows, pos, vocab] -> the logits at each row's last real position [rows, vocab]; logits
+    computed at that position only ([rows, 1, vocab]) are taken as they are."""
+    if logits.shape[1] == 1:
+        return logits[:, 0]
     return logits[torch.arange(logits.shape[0], device=logits.device), lengths - 1]
 
 
