@@ -10,7 +10,7 @@ faithfulness curve and its figures, the method and the ablation. The work is bou
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +35,36 @@ class CircuitTaskView(BaseModel):
     n_rows: int
     accuracy: float | None
     mean_logit_diff: float | None
+
+
+class DiscoverNodeView(BaseModel):
+    node_id: str
+    layer: int | None = Field(description="embeddings -1, the logits n_layers")
+    kind: Literal["embed", "pos", "head", "mlp", "logits"]
+    index: int | None = None
+
+
+class DiscoverLinkView(BaseModel):
+    source: str
+    target: str
+    weight: float = Field(description="the edge's score in units of the task metric")
+    receiver: Literal["q", "k", "v"] | None = Field(description="which input of a head")
+
+
+class DiscoverFaithfulnessView(BaseModel):
+    curve: list[tuple[int, float]] = Field(description="[edges kept, fraction of the full model]")
+    area: float
+    n80: int | None
+    n90: int | None
+    completeness: float
+
+
+class DiscoverGraphView(BaseModel):
+    nodes: list[DiscoverNodeView]
+    links: list[DiscoverLinkView]
+    faithfulness: DiscoverFaithfulnessView
+    method: str
+    ablation: str
 
 
 class DiscoverRequest(BaseModel):
@@ -68,10 +98,12 @@ async def discover_tasks(state: ServerState = Depends(get_state)) -> list[Circui
     ]
 
 
-@router.post("/discover", summary="Discover the circuit of a shipped task")
+@router.post(
+    "/discover", response_model=DiscoverGraphView, summary="Discover the circuit of a shipped task"
+)
 async def discover_route(
     req: DiscoverRequest, state: ServerState = Depends(get_state)
-) -> dict[str, Any]:
+) -> DiscoverGraphView:
     """{nodes, links, faithfulness: {curve, area, n80, n90, completeness}, method, ablation}."""
     from lenscope.discover.api import discover
     from lenscope.discover.graph import EdgeGraph
@@ -92,7 +124,7 @@ async def discover_route(
         )
     exact = req.method in ("patch", "acdc")
 
-    def job() -> dict[str, Any]:
+    def job() -> DiscoverGraphView:
         if exact and EdgeGraph.of(model.cfg).n_edges > MAX_EXACT_EDGES:
             raise ApiError(
                 400,
@@ -112,6 +144,6 @@ async def discover_route(
             max_rows=MAX_ROWS_EXACT if exact else MAX_ROWS,
             points=CURVE_POINTS,
         )
-        return res.graph_view()
+        return DiscoverGraphView.model_validate(res.graph_view())
 
     return await state.heavy.run(job)
