@@ -9,6 +9,7 @@ import typer
 from lenscope.cli import (
     circuits,
     demo,
+    discover,
     lens,
     markov,
     models,
@@ -33,6 +34,7 @@ app = typer.Typer(
 
 for _module in (models, train, run, demo, circuits, markov, lens, sae, why, records, serve):
     _module.register(app)
+discover.register(app)
 
 
 def main() -> None:
