@@ -25,6 +25,7 @@ PYDANTIC_INPUTS = {
     "Ablate",
     "Patch",
     "Steer",
+    "Clamp",
     "InterventionSet",
 }
 RESULTS = {
@@ -52,6 +53,7 @@ RESULTS = {
     "lenscope.sae.train": ["SAETrainResult"],
     "lenscope.train.loop": ["TrainResult"],
     "lenscope.explain.run": ["ExplainSummary"],
+    "lenscope.discover.result": ["DiscoverResult", "Faithfulness", "EdgeScore"],
 }
 
 

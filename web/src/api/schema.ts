@@ -106,6 +106,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/discover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Discover the circuit of a shipped task
+         * @description {nodes, links, faithfulness: {curve, area, n80, n90, completeness}, method, ablation}.
+         */
+        post: operations["discover_route_api_discover_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/discover/tasks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Tasks of the served model
+         * @description The shipped discovery tasks written for the served model, with its accuracy on each.
+         */
+        get: operations["discover_tasks_api_discover_tasks_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/health": {
         parameters: {
             query?: never;
@@ -604,6 +644,21 @@ export interface components {
             /** Title */
             title: string;
         };
+        /** CircuitTaskView */
+        CircuitTaskView: {
+            /** Accuracy */
+            accuracy: number | null;
+            /** Description */
+            description: string;
+            /** Mean Logit Diff */
+            mean_logit_diff: number | null;
+            /** Model */
+            model: string;
+            /** N Rows */
+            n_rows: number;
+            /** Name */
+            name: string;
+        };
         /** CircuitsView */
         CircuitsView: {
             /** Composition */
@@ -636,6 +691,23 @@ export interface components {
             summary: string;
             /** Tables */
             tables: components["schemas"]["TokenTableView"][];
+        };
+        /**
+         * Clamp
+         * @description Set a node's activation to `value`: an MLP neuron's post-activation, or an SAE or
+         *     transcoder latent's activation (edited inside the splice, so the latent writes `value` times
+         *     its decoder rows into every hook it writes), at the node's position or at every position.
+         */
+        Clamp: {
+            /** Node */
+            node: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "clamp";
+            /** Value */
+            value: number;
         };
         /** ClassView */
         ClassView: {
@@ -735,6 +807,106 @@ export interface components {
             prompt: string;
             /** Target */
             target: string;
+        };
+        /** DiscoverFaithfulnessView */
+        DiscoverFaithfulnessView: {
+            /** Area */
+            area: number;
+            /** Completeness */
+            completeness: number;
+            /**
+             * Curve
+             * @description [edges kept, fraction of the full model]
+             */
+            curve: [
+                number,
+                number
+            ][];
+            /** N80 */
+            n80: number | null;
+            /** N90 */
+            n90: number | null;
+        };
+        /** DiscoverGraphView */
+        DiscoverGraphView: {
+            /** Ablation */
+            ablation: string;
+            faithfulness: components["schemas"]["DiscoverFaithfulnessView"];
+            /** Links */
+            links: components["schemas"]["DiscoverLinkView"][];
+            /** Method */
+            method: string;
+            /** Nodes */
+            nodes: components["schemas"]["DiscoverNodeView"][];
+        };
+        /** DiscoverLinkView */
+        DiscoverLinkView: {
+            /**
+             * Receiver
+             * @description which input of a head
+             */
+            receiver: ("q" | "k" | "v") | null;
+            /** Source */
+            source: string;
+            /** Target */
+            target: string;
+            /**
+             * Weight
+             * @description the edge's score in units of the task metric
+             */
+            weight: number;
+        };
+        /** DiscoverNodeView */
+        DiscoverNodeView: {
+            /** Index */
+            index?: number | null;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "embed" | "pos" | "head" | "mlp" | "logits";
+            /**
+             * Layer
+             * @description embeddings -1, the logits n_layers
+             */
+            layer: number | null;
+            /** Node Id */
+            node_id: string;
+        };
+        /** DiscoverRequest */
+        DiscoverRequest: {
+            /**
+             * Ablation
+             * @default resample
+             * @enum {string}
+             */
+            ablation?: "zero" | "mean" | "mean-pos" | "resample";
+            /**
+             * Method
+             * @default eap-ig
+             * @enum {string}
+             */
+            method?: "patch" | "eap" | "eap-ig" | "eap-ig-act" | "acdc";
+            /**
+             * Steps
+             * @description EAP-IG steps
+             */
+            steps?: number | null;
+            /**
+             * Task
+             * @description a shipped task of this model
+             */
+            task: string;
+            /**
+             * Tau
+             * @description ACDC's threshold
+             */
+            tau?: number | null;
+            /**
+             * Top N
+             * @description edges in the circuit
+             */
+            top_n?: number | null;
         };
         /** EdgeRanking */
         EdgeRanking: {
@@ -993,7 +1165,7 @@ export interface components {
          */
         InterventionSet: {
             /** Interventions */
-            interventions?: (components["schemas"]["Ablate"] | components["schemas"]["Patch"] | components["schemas"]["Steer"])[];
+            interventions?: (components["schemas"]["Ablate"] | components["schemas"]["Patch"] | components["schemas"]["Steer"] | components["schemas"]["Clamp"])[];
             /** Reference */
             reference?: (string | number[])[] | null;
         };
@@ -1570,7 +1742,10 @@ export interface components {
         /**
          * Steer
          * @description Add `coefficient` times a direction at `hook` (at `positions`, or all): an explicit vector,
-         *     or an SAE latent's decoder direction (`latent`, whose hook is the default).
+         *     or an SAE latent's decoder direction (`latent`, whose hook is the default). A transcoder
+         *     latent without `hook` is steered inside its splice: `coefficient` is added to its activation,
+         *     so its decoder row is written into its MLP's output (a cross-layer transcoder's rows into
+         *     every MLP output it writes).
          */
         Steer: {
             /**
@@ -2262,6 +2437,176 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Comparison"];
+                };
+            };
+            /** @description invalid input (unknown token, node, position ...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such node, record or view */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an artifact is missing or corrupt */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request does not match the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the server is busy; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    discover_route_api_discover_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DiscoverRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DiscoverGraphView"];
+                };
+            };
+            /** @description invalid input (unknown token, node, position ...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such node, record or view */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an artifact is missing or corrupt */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request does not match the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the server is busy; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    discover_tasks_api_discover_tasks_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CircuitTaskView"][];
                 };
             };
             /** @description invalid input (unknown token, node, position ...) */
