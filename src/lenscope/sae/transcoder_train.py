@@ -132,11 +132,13 @@ def train_transcoders(
     progress: bool = True,
     comm: Comm | None = None,
     log: Log = print,
+    provenance: dict[str, Any] | None = None,
 ) -> TranscoderTrainResult:
     """Train a transcoder set; resume from `run_dir` when it holds a checkpoint of the same
     configuration. Rows of `source` (default: live forward passes of `model` over `tokens`) are
     every layer's input then every layer's output, concatenated. `stop_after` stops after that
-    many steps of this call (an interruption, for tests) without writing the artifact."""
+    many steps of this call (an interruption, for tests) without writing the artifact;
+    `provenance` adds notes (e.g. the data) to the artifact's provenance."""
     comm = comm or comm_from_env()
     sp = sparsity or SparsityConfig()
     L = cfg.n_layers
@@ -244,7 +246,7 @@ def train_transcoders(
             "tokens": state.step * tc.batch_size,
             "processes": comm.world,
             "model_fingerprint": cfg.model_fingerprint,
-        }
+        } | (provenance or {})
         ts.metrics = {
             k: v
             for k, v in {
