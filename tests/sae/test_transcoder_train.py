@@ -38,7 +38,7 @@ def _cfg(activation: str, **kw: object) -> TranscoderSetConfig:
     )
 
 
-def _train(cfg: TranscoderSetConfig, tmp: Path, steps: int = 150, **kw: object) -> object:
+def _train(cfg: TranscoderSetConfig, tmp: Path, steps: int = 100, **kw: object) -> object:
     tc = TrainConfig(
         steps=steps,
         batch_size=256,
@@ -133,7 +133,6 @@ def test_jumprelu_straight_through_gradients() -> None:
     assert torch.equal(out.detach(), torch.tensor([[0.5, 0.101, 0.3], [0.0, 2.0, 0.0]]))
     assert torch.equal(pre.grad, g * (pre.detach() > t.detach()))  # type: ignore[arg-type]
     # threshold: -(t / eps) * rect((pre - t) / eps) * g, summed over rows
-    want = torch.tensor([-(0.1 / eps) * 2.0, -(0.1 / eps) * 4.0 * 0 + 0.0, 0.0])
     near = ((pre.detach() - 0.1).abs() < eps / 2).float()
     want = (-(0.1 / eps) * near * g).sum(0)
     torch.testing.assert_close(t.grad, want)  # type: ignore[arg-type]

@@ -289,7 +289,7 @@ def _import_foreign(p: Path, model: HookedTransformer | None) -> TranscoderSet:
 
     mname = model.cfg.name if model is not None else ""
     if is_clt_folder(p):
-        clt = load_cross_layer_transcoder(p)
+        clt = _fold_clt(load_cross_layer_transcoder(p), p, model)
         cfg = TranscoderSetConfig(
             d_in=clt.cfg.d_in,
             d_sae=clt.cfg.d_sae,
@@ -328,6 +328,33 @@ def _import_foreign(p: Path, model: HookedTransformer | None) -> TranscoderSet:
         model_fingerprint=first.model_fingerprint,
     )
     return TranscoderSet(p.name, cfg, transcoders=ts, path=p)
+
+
+def _fold_clt(
+    clt: CrossLayerTranscoder, p: Path, model: HookedTransformer | None
+) -> CrossLayerTranscoder:
+    """A CLT whose config.yaml says it reads `mlp.hook_in` (the MLP's input, after ln2's weight
+    w and bias b) rewritten to read `ln2.hook_normalized`: W_enc' = W_enc * w, b_enc' = b_enc +
+    W_enc b (what `transcoder_formats` does for per-layer sets)."""
+    from lenscope.sae.transcoder_formats import CONFIGS, _read_yaml
+
+    conf = next((p / n for n in CONFIGS if (p / n).is_file()), None)
+    hook = _read_yaml(conf).get("feature_input_hook") if conf is not None else None
+    if hook != "mlp.hook_in":
+        return clt
+    if model is None:
+        raise InputError(f"{p}: its features read mlp.hook_in; pass the model to load it")
+    for i in range(clt.n_layers):
+        ln = getattr(model.blocks[i], "ln2", None)
+        w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+        if w is None:
+            continue
+        W = clt.W_enc[i].double()
+        clt.W_enc[i] = (W * w.detach().double().cpu()[None, :]).float()
+        if b is not None:
+            clt.b_enc[i] = (clt.b_enc[i].double() + W @ b.detach().double().cpu()).float()
+    clt.hook_in = "ln2.hook_normalized"
+    return clt
 
 
 def _layer_of(hook: str) -> tuple[int, str]:

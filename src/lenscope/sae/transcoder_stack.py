@@ -65,12 +65,14 @@ class TranscoderSetConfig(_DictForm):
             raise InputError(f"layers must be ascending and >= 0, got {list(self.layers)}")
         if self.cross_layer and list(self.layers) != list(range(len(self.layers))):
             raise InputError("a cross-layer transcoder covers every layer from 0: drop --layers")
-        if self.activation in ("topk", "batchtopk"):
+        if self.activation == "topk" or (self.activation == "batchtopk" and self.k is not None):
+            # BatchTopK's k only shapes training (inference uses the threshold): an imported
+            # BatchTopK set may not know it
             if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
                 raise InputError(f"{self.activation} needs k >= 1, got {self.k!r}")
             if self.k > self.d_sae:
                 raise InputError(f"k = {self.k} is larger than d_sae = {self.d_sae}")
-        else:
+        elif self.activation != "batchtopk":
             object.__setattr__(self, "k", None)
         if self.cross_layer and self.activation not in ("relu", "jumprelu"):
             raise InputError(

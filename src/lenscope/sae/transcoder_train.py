@@ -141,6 +141,8 @@ def train_transcoders(
     `provenance` adds notes (e.g. the data) to the artifact's provenance."""
     comm = comm or comm_from_env()
     sp = sparsity or SparsityConfig()
+    if cfg.activation == "batchtopk" and cfg.k is None:
+        raise InputError("training a BatchTopK transcoder needs k (active latents per token)")
     L = cfg.n_layers
     width = L * (cfg.d_in + cfg.d_out)
     if source is None:
