@@ -74,13 +74,13 @@ def _by_hand(model: Any, ts: Any, batches: list[Tensor]) -> dict[str, Any]:
         nll["orig"] += float(ce(logits, b))
         seen: dict[int, Tensor] = {}
 
-        def keep(i: int) -> Any:
+        def keep(i: int, seen: dict[int, Tensor] = seen) -> Any:
             def fn(x: Tensor, _h: Any) -> None:
                 seen[i] = x
 
             return fn
 
-        def put(j: int) -> Any:
+        def put(j: int, seen: dict[int, Tensor] = seen) -> Any:
             def fn(y: Tensor, _h: Any) -> Tensor:
                 return pred(j, seen)
 

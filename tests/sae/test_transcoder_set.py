@@ -40,7 +40,7 @@ def _with_ln_affine(m: Any) -> Any:
 
 def _mlp_inputs(m: Any, toks: Tensor) -> dict[str, Tensor]:
     _, cache = m.run_with_cache(toks)
-    return {k: cache[k] for k in cache.keys()}
+    return {k: cache[k] for k in cache}
 
 
 def _outputs(ts: Any, acts: dict[str, Tensor]) -> list[Tensor]:

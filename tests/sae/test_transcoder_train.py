@@ -142,7 +142,7 @@ def test_stopped_run_resumes_exactly(tmp_path: Path) -> None:
     cfg = _cfg("batchtopk")
     tc = TrainConfig(steps=40, batch_size=128, lr=3e-3, ckpt_every=10, dead_tokens=1024)
     kw = dict(source=mlp_source(), progress=False, log=lambda _s: None)
-    full = train_transcoders(cfg, tc, run_dir=tmp_path / "a", out=tmp_path / "sa", **kw)  # type: ignore[arg-type]
+    train_transcoders(cfg, tc, run_dir=tmp_path / "a", out=tmp_path / "sa", **kw)  # type: ignore[arg-type]
     part = train_transcoders(
         cfg, tc, run_dir=tmp_path / "b", out=tmp_path / "sb", stop_after=23, **kw
     )  # type: ignore[arg-type]

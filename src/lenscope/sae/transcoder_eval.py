@@ -137,9 +137,9 @@ def evaluate_transcoders(
     task = bar.add_task("evaluating", total=len(batches))
     bar.start()
     try:
+        names = {d.hook_in for d in dics} | set(outs)
         for b in batches:
             b = b.to(model.device)
-            names = {d.hook_in for d in dics} | set(outs)
             logits, cache = model.run_with_cache(b, names_filter=lambda n: n in names)
             lat = []
             for i, d in enumerate(dics):

@@ -190,10 +190,7 @@ def load_transcoder_set(
 
     dev = resolve_device(device)
     p = resolve_transcoder_set_path(name_or_path)
-    if (p / "manifest.json").is_file():
-        ts = _load_lenscope(p)
-    else:
-        ts = _import_foreign(p, model)
+    ts = _load_lenscope(p) if (p / "manifest.json").is_file() else _import_foreign(p, model)
     ts.to(dev)
     if model is not None:
         ts.check(model, strict=strict)

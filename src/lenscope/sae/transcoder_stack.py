@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -94,13 +95,13 @@ class _JumpReLU(torch.autograd.Function):
     """f = pre * H(pre - t): gradient to pre where it fires; to t by a rectangle kernel."""
 
     @staticmethod
-    def forward(ctx, pre: Tensor, t: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, pre: Tensor, t: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(pre, t)
         ctx.bandwidth = bandwidth
         return pre * (pre > t).to(pre.dtype)
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
         pre, t = ctx.saved_tensors
         eps = ctx.bandwidth
         near = ((pre - t).abs() < eps / 2).to(pre.dtype) / eps
@@ -112,13 +113,13 @@ class _Step(torch.autograd.Function):
     """H(pre - t), with the straight-through gradient -1/eps * rect((pre - t)/eps) to t."""
 
     @staticmethod
-    def forward(ctx, pre: Tensor, t: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, pre: Tensor, t: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(pre, t)
         ctx.bandwidth = bandwidth
         return (pre > t).to(pre.dtype)
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[None, Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[None, Tensor, None]:
         pre, t = ctx.saved_tensors
         eps = ctx.bandwidth
         near = ((pre - t).abs() < eps / 2).to(pre.dtype) / eps
@@ -126,12 +127,12 @@ class _Step(torch.autograd.Function):
 
 
 def jumprelu_ste(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-    out: Tensor = _JumpReLU.apply(pre, threshold, bandwidth)  # type: ignore[no-untyped-call]
+    out: Tensor = _JumpReLU.apply(pre, threshold, bandwidth)
     return out
 
 
 def step_ste(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-    out: Tensor = _Step.apply(pre, threshold, bandwidth)  # type: ignore[no-untyped-call]
+    out: Tensor = _Step.apply(pre, threshold, bandwidth)
     return out
 
 
@@ -211,12 +212,14 @@ class TranscoderStack(nn.Module):
         if not self.cfg.cross_layer:
             return self.W_dec
         L = self.cfg.n_layers
-        return self.W_dec[torch.arange(L), :, torch.arange(L)]
+        own: Tensor = self.W_dec[torch.arange(L), :, torch.arange(L)]
+        return own
 
     # ---- decoder constraint -----------------------------------------------------------------------
     def _row_norms(self) -> Tensor:
         dims = (2, 3) if self.cfg.cross_layer else (2,)
-        return self.W_dec.norm(dim=dims, keepdim=True).clamp_min(1e-12)
+        norms: Tensor = self.W_dec.norm(dim=dims, keepdim=True)
+        return norms.clamp_min(1e-12)
 
     @torch.no_grad()
     def set_decoder_unit_norm(self) -> None:

@@ -212,7 +212,9 @@ def _sparse_forward(
     with torch.no_grad():
         pre = stack.pre_acts(x)
         kth = (
-            _batch_kth(comm, pre.relu(), global_batch * k, k) if c.activation == "batchtopk" else None
+            _batch_kth(comm, pre.relu(), global_batch * k, k)
+            if c.activation == "batchtopk"
+            else None
         )
     no_bias = torch.zeros(c.d_in, dtype=x.dtype, device=x.device)
     use_aux = _uses_auxk(stack, cfg, dead)

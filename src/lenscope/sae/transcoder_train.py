@@ -223,11 +223,11 @@ def train_transcoders(
             if state.step % max(1, tc.steps // 100) == 0 or state.step == tc.steps:
                 history.append(_record(state.step, tc.batch_size, last))
             if comm.is_main and (state.step % tc.ckpt_every == 0 or state.step == tc.steps):
-                data = ident | {
+                ck_data = ident | {
                     "last": _record(state.step, tc.batch_size, last),
                     "mse_scales": mse_scale.tolist(),
                 }
-                save_checkpoint(run_dir, stack, opt, state, data)
+                save_checkpoint(run_dir, stack, opt, state, ck_data)
     finally:
         bar.close()
     comm.barrier()
