@@ -219,7 +219,7 @@ def _sparse_forward(
     no_bias = torch.zeros(c.d_in, dtype=x.dtype, device=x.device)
     use_aux = _uses_auxk(stack, cfg, dead)
     outs, e_hats, fired, lows = [], [], [], []
-    l0 = torch.zeros((), dtype=torch.float64)
+    l0 = torch.zeros((), dtype=torch.float64, device=x.device)
     for i in range(L):
         p, xi = pre[:, i], x[:, i].contiguous()
         if kth is None:
@@ -291,7 +291,7 @@ def train_step(
         )
     L, do = stack.cfg.n_layers, stack.cfg.d_out
     global_batch = x.shape[0] * comm.world
-    dead = state.tokens_since_fired > cfg.resolved_dead_tokens()
+    dead = (state.tokens_since_fired > cfg.resolved_dead_tokens()).to(x.device)
     loss, fired, stats = compute_losses(
         stack, x, y, cfg, sp, state, mse_scale, dead, global_batch, comm
     )
@@ -305,7 +305,7 @@ def train_step(
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     opt.step()
     stack.set_decoder_unit_norm()
-    zero = torch.zeros((), dtype=torch.float64)
+    zero = torch.zeros((), dtype=torch.float64, device=x.device)
     head = torch.stack([stats["l0"], stats.get("auxk", zero), loss.detach().to(torch.float64)])
     buf = torch.cat(
         [head, stats["sse"], stats["sum_y2"], stats["sum_y"], fired.reshape(-1).to(torch.float64)]
@@ -318,7 +318,7 @@ def train_step(
     fired_all = buf[o + 2 * L + L * do :].view(L, -1) > 0
     sst = sy2 - (sum_y**2).sum(1) / global_batch
     state.tokens_since_fired += global_batch
-    state.tokens_since_fired[fired_all] = 0
+    state.tokens_since_fired[fired_all.to(state.tokens_since_fired.device)] = 0
     if "min_selected" in stats:
         low = comm.all_reduce_min_(stats["min_selected"].clone())
         ok = torch.isfinite(low)

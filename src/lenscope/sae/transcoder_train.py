@@ -133,13 +133,18 @@ def train_transcoders(
     comm: Comm | None = None,
     log: Log = print,
     provenance: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TranscoderTrainResult:
     """Train a transcoder set; resume from `run_dir` when it holds a checkpoint of the same
     configuration. Rows of `source` (default: live forward passes of `model` over `tokens`) are
     every layer's input then every layer's output, concatenated. `stop_after` stops after that
     many steps of this call (an interruption, for tests) without writing the artifact;
-    `provenance` adds notes (e.g. the data) to the artifact's provenance."""
-    comm = comm or comm_from_env()
+    `provenance` adds notes (e.g. the data) to the artifact's provenance; `device` is where
+    the transcoders train (the model runs wherever it is)."""
+    from lenscope.device import resolve_device
+
+    dev = resolve_device(device)
+    comm = comm or comm_from_env(str(dev))
     sp = sparsity or SparsityConfig()
     if cfg.activation == "batchtopk" and cfg.k is None:
         raise InputError("training a BatchTopK transcoder needs k (active latents per token)")
@@ -173,7 +178,7 @@ def train_transcoders(
     run_dir = run_dir or lenscope_home() / "runs" / f"transcoders-{name}"
     out = out or lenscope_home() / "transcoders" / name
     stream = BatchStream(source, tc.batch_size, tc.seed, comm)
-    stack = TranscoderStack(cfg, seed=tc.seed)
+    stack = TranscoderStack(cfg, seed=tc.seed).to(dev)
     lr = tc.resolved_lr(cfg.d_sae)
     opt = Adam(stack.parameters(), lr=lr, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps)
     state = TrainState(tokens_since_fired=torch.zeros(L, cfg.d_sae, dtype=torch.long))
@@ -190,12 +195,12 @@ def train_transcoders(
                 "start over or use another run directory"
             )
         restore(ck, stack, opt, state)
-        mse_scale = torch.tensor(ck.data["mse_scales"], dtype=torch.float32)
+        mse_scale = torch.tensor(ck.data["mse_scales"], dtype=torch.float32, device=dev)
         resumed = state.step
         if comm.is_main:
             log(f"resuming from step {state.step}/{tc.steps} ({ck.path})")
     else:
-        mse_scale = _init_from_data(stack, stream.shuffled(0).float(), cfg)
+        mse_scale = _init_from_data(stack, stream.shuffled(0).to(dev, torch.float32), cfg)
     dead_window = tc.resolved_dead_tokens()
     bar = TrainProgress(
         tc.steps, state.step, tc.batch_size, enabled=progress and comm.is_main, label="transcoders"
@@ -209,7 +214,7 @@ def train_transcoders(
         while state.step < tc.steps:
             if stop_after is not None and done_here >= stop_after:
                 break
-            rows = stream.batch(state.step).float()
+            rows = stream.batch(state.step).to(dev, torch.float32)
             x = rows[:, :split].reshape(-1, L, cfg.d_in)
             y = rows[:, split:].reshape(-1, L, cfg.d_out)
             last = train_step(stack, opt, x, y, tc, sp, state, mse_scale, comm, lr)
@@ -236,7 +241,7 @@ def train_transcoders(
     nmse = last.nmse if last else float(prev.get("nmse", float("nan")))
     l0 = last.l0 if last else float(prev.get("l0", float("nan")))
     layers_nmse = last.nmse_layers if last else []
-    ts = _as_set(stack, name)
+    ts = _as_set(stack.cpu(), name)
     path: Path | None = None
     if save and state.step >= tc.steps and comm.is_main:
         prov = {
