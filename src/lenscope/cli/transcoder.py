@@ -194,8 +194,9 @@ def eval_(
     from lenscope.data import token_stream
     from lenscope.device import resolve_device
     from lenscope.model import load_model
+    from lenscope.sae import load_transcoder_set
     from lenscope.sae.transcoder_eval import evaluate_transcoders
-    from lenscope.sae.transcoder_set import load_transcoder_set, update_metrics
+    from lenscope.sae.transcoder_set import update_metrics
 
     _threads(threads)
     dev = resolve_device(device)
@@ -242,8 +243,8 @@ def export(
     """Write the set in circuit-tracer's layout (config.yaml + per-layer safetensors) or SAELens'
     (one cfg.json + sae_weights.safetensors folder per layer)."""
     from lenscope.model import load_model
+    from lenscope.sae import load_transcoder_set
     from lenscope.sae.transcoder_export import FORMATS, export_transcoder_set
-    from lenscope.sae.transcoder_set import load_transcoder_set
 
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; use {' or '.join(FORMATS)}")
@@ -269,7 +270,8 @@ def import_(
     from dataclasses import replace
 
     from lenscope.model import fingerprint, load_model
-    from lenscope.sae.transcoder_set import load_transcoder_set, save_transcoder_set
+    from lenscope.sae import load_transcoder_set
+    from lenscope.sae.transcoder_set import save_transcoder_set
 
     m = load_model(model)
     ts = load_transcoder_set(path, model=m, strict=False)
