@@ -259,3 +259,59 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         else:
             assert torch.equal(b.tensors[name], t), name
     assert (tmp_path / "dp" / "set" / "manifest.json").is_file()
+
+
+def test_kill_9_then_resume_is_exact(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    tc = TrainConfig(steps=30, batch_size=128, lr=3e-3, ckpt_every=1, dead_tokens=256)
+    script = (
+        "import torch, json\n"
+        "torch.set_num_threads(1)\n"
+        "from pathlib import Path\n"
+        "from lenscope.sae.config import TrainConfig\n"
+        "from lenscope.sae.distributed import Comm\n"
+        "from lenscope.sae.transcoder_train import train_transcoders\n"
+        "from tests.sae.helpers import SlowSource\n"
+        "from tests.sae.tc_helpers import mlp_blocks\n"
+        "from tests.sae.test_transcoder_train import _cfg\n"
+        f"tc = TrainConfig(**json.loads({json.dumps(json.dumps(tc.to_dict()))}))\n"
+        "train_transcoders(_cfg('batchtopk'), tc, source=SlowSource(mlp_blocks()[0], 0.15),"
+        f" out=Path({str(tmp_path / 'set')!r}), run_dir=Path({str(tmp_path / 'run')!r}),"
+        " progress=False, comm=Comm(), log=lambda _s: None)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root / "src"), str(root)]))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            ck = latest_checkpoint(tmp_path / "run") if (tmp_path / "run").is_dir() else None
+            if ck is not None and ck.step >= 3:
+                break
+            assert proc.poll() is None, "the training subprocess ended early"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    survivor = latest_checkpoint(tmp_path / "run")
+    assert survivor is not None and 3 <= survivor.step < 30
+    kw = dict(source=mlp_source(), progress=False, log=lambda _s: None)
+    resumed = train_transcoders(
+        _cfg("batchtopk"), tc, run_dir=tmp_path / "run", out=tmp_path / "set", **kw
+    )  # type: ignore[arg-type]
+    assert resumed.resumed_from == survivor.step
+    train_transcoders(
+        _cfg("batchtopk"), tc, run_dir=tmp_path / "ref", out=tmp_path / "ref-set", **kw
+    )  # type: ignore[arg-type]
+    a, b = latest_checkpoint(tmp_path / "ref"), latest_checkpoint(tmp_path / "run")
+    assert a is not None and b is not None and a.step == b.step == 30
+    for name, t in a.tensors.items():
+        assert torch.equal(b.tensors[name], t), name
