@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from tests.sae.tc_helpers import mlp_blocks, mlp_source
 L, D = 2, 16
 
 
-def _cfg(activation: str, **kw: object) -> TranscoderSetConfig:
+def _cfg(activation: str, **kw: Any) -> TranscoderSetConfig:
     k = kw.pop("k", 4 if activation in ("topk", "batchtopk") else None)
     return TranscoderSetConfig(
         d_in=D,
@@ -34,7 +35,7 @@ def _cfg(activation: str, **kw: object) -> TranscoderSetConfig:
         layers=(0, 1),
         activation=activation,
         k=k,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
@@ -135,28 +136,28 @@ def test_jumprelu_straight_through_gradients() -> None:
     # threshold: -(t / eps) * rect((pre - t) / eps) * g, summed over rows
     near = ((pre.detach() - 0.1).abs() < eps / 2).float()
     want = (-(0.1 / eps) * near * g).sum(0)
-    torch.testing.assert_close(t.grad, want)  # type: ignore[arg-type]
+    torch.testing.assert_close(t.grad, want)
 
 
 def test_stopped_run_resumes_exactly(tmp_path: Path) -> None:
     cfg = _cfg("batchtopk")
     tc = TrainConfig(steps=40, batch_size=128, lr=3e-3, ckpt_every=10, dead_tokens=1024)
-    kw = dict(source=mlp_source(), progress=False, log=lambda _s: None)
-    train_transcoders(cfg, tc, run_dir=tmp_path / "a", out=tmp_path / "sa", **kw)  # type: ignore[arg-type]
+    kw: dict[str, Any] = dict(source=mlp_source(), progress=False, log=lambda _s: None)
+    train_transcoders(cfg, tc, run_dir=tmp_path / "a", out=tmp_path / "sa", **kw)
     part = train_transcoders(
         cfg, tc, run_dir=tmp_path / "b", out=tmp_path / "sb", stop_after=23, **kw
-    )  # type: ignore[arg-type]
+    )
     assert part.path is None and part.steps == 23
     ck = latest_checkpoint(tmp_path / "b")
     assert ck is not None and ck.step == 20
-    rest = train_transcoders(cfg, tc, run_dir=tmp_path / "b", out=tmp_path / "sb", **kw)  # type: ignore[arg-type]
+    rest = train_transcoders(cfg, tc, run_dir=tmp_path / "b", out=tmp_path / "sb", **kw)
     assert rest.resumed_from == 20 and rest.path is not None
     a, b = latest_checkpoint(tmp_path / "a"), latest_checkpoint(tmp_path / "b")
     assert a is not None and b is not None and a.step == b.step == 40
     for name, t in a.tensors.items():
         assert torch.equal(b.tensors[name], t), name
     with pytest.raises(Exception, match="different configuration"):
-        train_transcoders(_cfg("topk"), tc, run_dir=tmp_path / "b", out=tmp_path / "sc", **kw)  # type: ignore[arg-type]
+        train_transcoders(_cfg("topk"), tc, run_dir=tmp_path / "b", out=tmp_path / "sc", **kw)
 
 
 def test_live_activations_read_both_hooks_in_one_pass(tmp_path: Path) -> None:
@@ -303,14 +304,14 @@ def test_kill_9_then_resume_is_exact(tmp_path: Path) -> None:
             proc.kill()
     survivor = latest_checkpoint(tmp_path / "run")
     assert survivor is not None and 3 <= survivor.step < 30
-    kw = dict(source=mlp_source(), progress=False, log=lambda _s: None)
+    kw: dict[str, Any] = dict(source=mlp_source(), progress=False, log=lambda _s: None)
     resumed = train_transcoders(
         _cfg("batchtopk"), tc, run_dir=tmp_path / "run", out=tmp_path / "set", **kw
-    )  # type: ignore[arg-type]
+    )
     assert resumed.resumed_from == survivor.step
     train_transcoders(
         _cfg("batchtopk"), tc, run_dir=tmp_path / "ref", out=tmp_path / "ref-set", **kw
-    )  # type: ignore[arg-type]
+    )
     a, b = latest_checkpoint(tmp_path / "ref"), latest_checkpoint(tmp_path / "run")
     assert a is not None and b is not None and a.step == b.step == 30
     for name, t in a.tensors.items():
