@@ -248,13 +248,12 @@ def export(
 
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; use {' or '.join(FORMATS)}")
-    ts = load_transcoder_set(transcoders)
-    m = None
-    if fmt == "circuit-tracer":
-        name = model or ts.cfg.model_name
-        if not name:
+    m = load_model(model) if model is not None else None
+    ts = load_transcoder_set(transcoders, model=m, strict=False)
+    if fmt == "circuit-tracer" and m is None:
+        if not ts.cfg.model_name:
             raise InputError(f"{transcoders} records no model; pass --model")
-        m = load_model(name)
+        m = load_model(ts.cfg.model_name)
     export_transcoder_set(ts, out, fmt, model=m)
     console.print(f"wrote {out} ({fmt})", highlight=False)
 
