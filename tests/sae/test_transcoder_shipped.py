@@ -42,7 +42,7 @@ def test_shipped_transcoders_replace_minis_mlps() -> None:
             y = cache[outs[i]].double().reshape(-1, 256)
             p = predict(i, cache[ins[i]]).double().reshape(-1, 256)
             fvu = ((y - p) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
-            assert fvu < 0.3, (i, fvu)  # docs/transcoders.md: 0.17 to 0.21 on 16,384 tokens
+            assert fvu < 0.25, (i, fvu)  # docs/transcoders.md: 0.14 to 0.18 on 16,384 tokens
         seen: dict[int, torch.Tensor] = {}
         hooks = [(h, lambda a, hook, i=i: seen.__setitem__(i, a)) for i, h in enumerate(ins)]
         hooks += [(h, lambda a, hook, i=i: predict(i, seen[i])) for i, h in enumerate(outs)]
@@ -53,4 +53,4 @@ def test_shipped_transcoders_replace_minis_mlps() -> None:
         return float(F.cross_entropy(logits[:, :-1].flatten(0, 1), toks[:, 1:].flatten()))
 
     recovered = (ce(zeroed) - ce(replaced)) / (ce(zeroed) - ce(clean))
-    assert recovered > 0.8, recovered  # docs/transcoders.md: 89% on 16,384 held-out tokens
+    assert recovered > 0.85, recovered  # docs/transcoders.md: 91% on 16,384 held-out tokens
