@@ -18,6 +18,7 @@ from lenscope.cli import (
     sae,
     serve,
     train,
+    transcoder,
     why,
 )
 from lenscope.cli.common import err_console
@@ -35,6 +36,7 @@ app = typer.Typer(
 for _module in (models, train, run, demo, circuits, markov, lens, sae, why, records, serve):
     _module.register(app)
 discover.register(app)
+transcoder.register(app)
 
 
 def main() -> None:

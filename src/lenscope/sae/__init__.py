@@ -9,6 +9,10 @@ paper's evaluation, splicing into a model, and SAELens / OpenAI / sparsify forma
     latents = {}
     logits = model.run_with_hooks(tokens, fwd_hooks=splice(sae, keep_error=True, sink=latents))
     latents["blocks.2.hook_resid_post"]                     # [batch, pos, d_sae]
+
+Transcoders (one per MLP, or one cross-layer transcoder) come as a set a user names:
+    ts = load_transcoder_set("mini-tc-batchtopk-k16-n1024", model=model)
+    ts.dictionaries()                                       # one Dictionary per layer
 """
 
 from lenscope.sae.architectures import ARCHITECTURES
@@ -21,6 +25,11 @@ from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.train import sae_config_for, train_sae
 from lenscope.sae.transcoder import Transcoder
 from lenscope.sae.transcoder_formats import load_transcoders
+from lenscope.sae.transcoder_set import (
+    TranscoderSet,
+    load_transcoder_set,
+    transcoder_sets_for_model,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -29,6 +38,7 @@ __all__ = [
     "SparseAutoencoder",
     "TrainConfig",
     "Transcoder",
+    "TranscoderSet",
     "check_compatible",
     "evaluate_sae",
     "export_saelens",
@@ -36,10 +46,12 @@ __all__ = [
     "import_sae",
     "list_saes",
     "load_sae",
+    "load_transcoder_set",
     "load_transcoders",
     "sae_config_for",
     "saes_for_model",
     "save_sae",
     "splice",
     "train_sae",
+    "transcoder_sets_for_model",
 ]

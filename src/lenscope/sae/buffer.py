@@ -14,6 +14,7 @@ matches training from live activations.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,12 +44,14 @@ class ActivationSource(Protocol):
 
 
 class LiveSource:
-    """Blocks computed by forward passes of the model (see the module docstring)."""
+    """Blocks computed by forward passes of the model (see the module docstring). With several
+    hooks (a transcoder's inputs and outputs, captured in the same forward pass) each row is
+    their activations concatenated in the order given."""
 
     def __init__(
         self,
         model: HookedTransformer,
-        hook: str,
+        hook: str | Sequence[str],
         tokens: TokenArray,
         d_in: int,
         *,
@@ -62,7 +65,8 @@ class LiveSource:
             raise InputError(f"ctx {ctx} exceeds {model.cfg.name}'s context of {model.cfg.n_ctx}")
         if len(tokens) < ctx:
             raise InputError(f"the token stream has {len(tokens)} tokens, fewer than ctx {ctx}")
-        self.model, self.hook, self.tokens = model, hook, tokens
+        self.hooks = [hook] if isinstance(hook, str) else list(hook)
+        self.model, self.hook, self.tokens = model, ",".join(self.hooks), tokens
         self.d_in, self.ctx, self.seed = d_in, ctx, seed
         self.n_windows = max(1, math.ceil(buffer_tokens / ctx))
         self.block_tokens = self.n_windows * ctx
@@ -76,8 +80,8 @@ class LiveSource:
         # one forward per chunk (every chunk but the last overall is full): the same batches on
         # any number of ranks, so the block is bit-identical whatever the world size
         own = [ch for i, ch in enumerate(chunks) if i % c.world == c.rank]
-        acts = iter_activations(self.model, own, [self.hook], batch_size=self.forward_batch)
-        mine = [a[self.hook] for a in acts]
+        acts = iter_activations(self.model, own, self.hooks, batch_size=self.forward_batch)
+        mine = [torch.cat([a[h] for h in self.hooks], dim=-1) for a in acts]
         if not c.active:
             return torch.cat(mine)
         rows = self.forward_batch * self.ctx

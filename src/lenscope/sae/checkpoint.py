@@ -1,6 +1,6 @@
 """Training checkpoints that survive `kill -9`: two slots, each written atomically.
 
-A checkpoint holds the parameters, Adam's moments and step, the dead-latent counters and the
+A checkpoint holds the parameters (an SAE's, or a transcoder stack's), buffers, Adam's moments and step, the dead-latent counters and the
 configs; the data position is implied by the step. Saves alternate between `ckpt-a` and `ckpt-b`
 (the slot not holding the newest checkpoint is replaced, via a temporary directory and a rename),
 so a kill at any instant leaves at least one complete checkpoint. Non-finite parameters or moments
@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from lenscope.artifacts import Manifest, read_manifest, writing_artifact
 from lenscope.errors import ArtifactError, CheckpointError
-from lenscope.sae.model import SparseAutoencoder
 from lenscope.sae.optim import Adam
 from lenscope.sae.step import TrainState
 
@@ -74,14 +73,15 @@ def clean_stale(run_dir: Path) -> None:
 
 def save_checkpoint(
     run_dir: Path,
-    sae: SparseAutoencoder,
+    sae: nn.Module,
     opt: Adam,
     state: TrainState,
     data: dict[str, Any],
 ) -> Path:
     """Write the state after `state.step` steps into the older slot; return its path."""
     tensors = {f"param.{n}": p.detach().cpu().contiguous() for n, p in sae.named_parameters()}
-    tensors["buffer.threshold"] = sae.threshold.detach().cpu().contiguous()
+    for n, b in sae.named_buffers():  # an SAE's threshold; a transcoder stack's
+        tensors[f"buffer.{n}"] = b.detach().cpu().contiguous()
     names = [n for n, _ in sae.named_parameters()]
     for name, t in opt.state_tensors(names).items():
         tensors[name] = t.detach().cpu().contiguous()
@@ -104,14 +104,15 @@ def save_checkpoint(
     return run_dir / slot
 
 
-def restore(ck: Checkpoint, sae: SparseAutoencoder, opt: Adam, state: TrainState) -> None:
+def restore(ck: Checkpoint, sae: nn.Module, opt: Adam, state: TrainState) -> None:
     """Load a checkpoint's parameters, Adam state and counters in place."""
     t = ck.tensors
     try:
         with torch.no_grad():
             for n, p in sae.named_parameters():
                 p.copy_(t[f"param.{n}"])
-            sae.threshold.copy_(t["buffer.threshold"])
+            for n, b in sae.named_buffers():
+                b.copy_(t[f"buffer.{n}"])
             opt.load_state_tensors([n for n, _ in sae.named_parameters()], t)
         state.tokens_since_fired = t["state.tokens_since_fired"].to(sae.b_dec.device, copy=True)
     except (KeyError, RuntimeError) as e:

@@ -15,7 +15,9 @@ from torch import Tensor
 class TrainProgress:
     """A rich progress bar on stderr (a no-op when disabled)."""
 
-    def __init__(self, total: int, start: int, batch: int, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, start: int, batch: int, enabled: bool = True, label: str = "sae"
+    ) -> None:
         self.enabled = enabled
         self.batch = batch
         self.t0 = time.time()
@@ -25,7 +27,7 @@ class TrainProgress:
         if not enabled:
             return
         self._bar = Progress(
-            TextColumn("[bold]sae[/]"),
+            TextColumn(f"[bold]{label}[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),

@@ -38,6 +38,7 @@ from lenscope.sae.transcoder import Transcoder, TranscoderConfig
 
 CONFIGS = ("config.yaml", "config.yml")
 SAELENS_ARCHS = {"transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
+SAELENS_SKIP_ARCHS = {"skip_transcoder": "relu", "jumprelu_skip_transcoder": "jumprelu"}
 TRANSCODER_LAYOUTS = (
     "SAELens (cfg.json with a transcoder architecture + sae_weights.safetensors), "
     "circuit-tracer (config.yaml listing per-layer files), "
@@ -125,10 +126,10 @@ def load_saelens_transcoder(
     if not isinstance(c, dict):
         raise ArtifactError(f"{path / 'cfg.json'} must hold a JSON object")
     arch = c.get("architecture")
-    if arch not in SAELENS_ARCHS:
+    archs = SAELENS_ARCHS | SAELENS_SKIP_ARCHS
+    if arch not in archs:
         raise ArtifactError(
-            f"{path}: SAELens architecture {arch!r} is not supported "
-            f"({', '.join(SAELENS_ARCHS)}; skip transcoders are not)"
+            f"{path}: SAELens architecture {arch!r} is not supported ({', '.join(archs)})"
         )
     if c.get("normalize_activations", "none") != "none":
         raise ArtifactError(f"{path}: transcoders with normalize_activations are not supported")
@@ -140,7 +141,11 @@ def load_saelens_transcoder(
         raise InputError(f"{path}: the config names no input or output hook; pass both hooks")
     sd = _read_safetensors(path / "sae_weights.safetensors")
     _need(sd, ("W_enc", "b_enc", "W_dec", "b_dec"), path)
-    act = SAELENS_ARCHS[arch]
+    act = _lenscope_activation(archs[arch], meta)
+    skip = arch in SAELENS_SKIP_ARCHS
+    if skip:
+        _need(sd, ("W_skip",), path)
+        sd = {**sd, "W_skip": sd["W_skip"].t()}  # SAELens stores [d_out, d_in]
     try:
         cfg = TranscoderConfig(
             d_in=int(c["d_in"]),
@@ -150,6 +155,7 @@ def load_saelens_transcoder(
             hook_in=str(hin),
             hook_out=str(hout),
             model_name=str(meta.get("model_name") or c.get("model_name") or ""),
+            skip=skip,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{path}/cfg.json: invalid SAELens transcoder config ({e})") from None
@@ -313,9 +319,11 @@ def load_circuit_tracer(path: Path, model: HookedTransformer | None = None) -> l
         raise InputError(f"{f}: transcoders reading mlp.hook_in need the model (pass model=)")
     entries = c.get("transcoders")
     if not isinstance(entries, list) or not entries:
-        raise ArtifactError(f"{f}: `transcoders` must list {{layer, filepath}} entries")
+        raise ArtifactError(f"{f}: `transcoders` must list {{layer, filepath}} entries or paths")
     out: dict[int, Transcoder] = {}
-    for e in entries:
+    for i, e in enumerate(entries):
+        if isinstance(e, str):  # circuit-tracer 0.5: a list of paths, in layer order
+            e = {"layer": i, "filepath": e}
         try:
             layer, fp = int(e["layer"]), str(e["filepath"])
         except (KeyError, TypeError, ValueError):
@@ -342,14 +350,21 @@ def _circuit_tracer_file(file: Path, hook_in: str, hook_out: str, c: dict[str, A
     else:
         sd = _read_safetensors(file)
         _need(sd, ("W_enc", "b_enc", "W_dec", "b_dec"), file)
-        if sd.get("W_skip") is not None:
-            raise ArtifactError(f"{file}: transcoders with a skip connection are not supported")
         if "log_thresholds" in sd:
             raise ArtifactError(f"{file}: log_thresholds are not supported (threshold is)")
         if sd["W_enc"].ndim != 2 or sd["W_dec"].ndim != 2:
             raise ArtifactError(f"{file}: W_enc and W_dec must be matrices")
-        sd = {**sd, "W_enc": sd["W_enc"].t(), "W_dec": sd["W_dec"].t()}  # stored transposed
-        act = "jumprelu" if "threshold" in sd else "relu"
+        if "activation_function.threshold" in sd:  # circuit-tracer 0.5's name
+            sd["threshold"] = sd.pop("activation_function.threshold")
+        # W_enc is stored [d_sae, d_in]; W_dec [d_sae, d_out] (0.5) or [d_out, d_sae] (earlier)
+        d_sae, d_out = sd["b_enc"].shape[0], sd["b_dec"].shape[0]
+        W_dec = sd["W_dec"]
+        if tuple(W_dec.shape) != (d_sae, d_out) and tuple(W_dec.shape) == (d_out, d_sae):
+            W_dec = W_dec.t()
+        sd = {**sd, "W_enc": sd["W_enc"].t(), "W_dec": W_dec}
+        if sd.get("W_skip") is not None:
+            sd["W_skip"] = sd["W_skip"].t()  # applied as x @ W_skip^T
+        act = _lenscope_activation("jumprelu" if "threshold" in sd else "relu", c)
     if sd["W_enc"].ndim != 2 or sd["W_dec"].ndim != 2:
         raise ArtifactError(f"{file}: W_enc and W_dec must be matrices")
     cfg = TranscoderConfig(
@@ -360,8 +375,14 @@ def _circuit_tracer_file(file: Path, hook_in: str, hook_out: str, c: dict[str, A
         hook_in=hook_in,
         hook_out=hook_out,
         model_name=str(c.get("model_name") or ""),
+        skip=sd.get("W_skip") is not None,
     )
     return _build(cfg, sd, str(file))
+
+
+def _lenscope_activation(act: str, c: dict[str, Any]) -> str:
+    """A JumpReLU that lenscope exported from a BatchTopK transcoder loads back as one."""
+    return "batchtopk" if act == "jumprelu" and c.get("lenscope_activation") == "batchtopk" else act
 
 
 def _fold_ln2(t: Transcoder, model: HookedTransformer, layer: int) -> Transcoder:
@@ -380,6 +401,11 @@ def _fold_ln2(t: Transcoder, model: HookedTransformer, layer: int) -> Transcoder
     sd["W_enc"] = (w.detach().double()[:, None] * W).to(t.W_enc.dtype)
     if b is not None:
         sd["b_enc"] = (t.b_enc.detach().double() + b.detach().double() @ W).to(t.b_enc.dtype)
+    if t.W_skip is not None:  # the skip reads the same input: fold it the same way
+        Ws = t.W_skip.detach().double()
+        sd["W_skip"] = (w.detach().double()[:, None] * Ws).to(t.W_skip.dtype)
+        if b is not None:
+            sd["b_dec"] = (t.b_dec.detach().double() + b.detach().double() @ Ws).to(t.b_dec.dtype)
     cfg = TranscoderConfig(**{**t.cfg.__dict__, "hook_in": f"blocks.{layer}.ln2.hook_normalized"})
     return _build(cfg, sd, "")
 
@@ -388,8 +414,8 @@ def _fold_ln2(t: Transcoder, model: HookedTransformer, layer: int) -> Transcoder
 def _build(cfg: TranscoderConfig, sd: dict[str, Tensor], where: str) -> Transcoder:
     t = Transcoder(cfg)
     with torch.no_grad():
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
-            if name not in sd:
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip"):
+            if name not in sd or sd[name] is None:
                 continue
             dst, src = getattr(t, name), sd[name]
             if tuple(src.shape) != tuple(dst.shape):
