@@ -33,10 +33,10 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for _module in (models, train, run, demo, circuits, markov, lens, sae, why, records, serve):
+for _module in (
+    models, train, run, demo, circuits, markov, lens, sae, transcoder, why, discover, records, serve,
+):  # fmt: skip
     _module.register(app)
-discover.register(app)
-transcoder.register(app)
 
 
 def main() -> None:
