@@ -56,8 +56,7 @@ _LATENT = re.compile(r"^L(\d+)\.([A-Za-z_]+)\.F(\d+)(?:@(\d+))?$", re.IGNORECASE
 _EMBED = re.compile(r"^(embed|pos)(?:@(\d+))?$", re.IGNORECASE)
 _HOOK = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.*)$")
-_ANY_EXPERT = re.compile(r"^L(\d+)\.E(\d+)(?:@(\d+))?$", re.IGNORECASE)
-_LATENT = re.compile(r"^(?:L(\d+)\.)?([A-Za-z_.]+)\.F(\d+)$")
+_ANY_LATENT = re.compile(r"^(?:L(\d+)\.)?([A-Za-z_.]+)\.F(\d+)$")
 
 EXPECTED = (
     "expected L5.H3, L2.N517, L2.E3, L6.resid_post.F1234, embed or pos, optionally @POS "

@@ -10,8 +10,8 @@ import torch
 
 from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import bias_terms
-from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.frozen import push
+from lenscope.attribution.ranking import Ranker
 from lenscope.attribution.reads import post_scale, question_reads
 from lenscope.attribution.results import NodeColumns, PromptInfo, Term, node_fields, token_at
 from lenscope.attribution.table import str_tokens

@@ -187,9 +187,8 @@ def _expert_chunk(cap: Capture, lay: int, rows: _Rows, full: bool) -> Chunk:
 def post_push_norm(cap: Capture, lay: int, Y: Tensor) -> Tensor:
     """[b, p, E] the norm of each expert's output [b, p, E, d] as it lands in the stream."""
     ns = post_scale(cap, lay, "mlp")
-    if ns is None:
-        return Y.norm(dim=-1)
-    return push(ns[0], ns[1][:, :, None], Y).norm(dim=-1)
+    out: Tensor = Y.norm(dim=-1) if ns is None else push(ns[0], ns[1][:, :, None], Y).norm(dim=-1)
+    return out
 
 
 def bias_terms(cap: Capture, read: Read) -> dict[str, Tensor]:

@@ -189,8 +189,8 @@ def node_write(cap: Capture, node: NodeId) -> Tensor:
     elif node.kind is NodeKind.EXPERT:
         acts = cap.layers[lay]
         assert acts.experts is not None
-        e = node.index or 0
-        w = acts.experts[:, :, e, None] * expert_outputs(cap, lay)[:, :, e]
+        ex = node.index or 0
+        w = acts.experts[:, :, ex, None] * expert_outputs(cap, lay)[:, :, ex]
         w = post_push(cap, lay, "mlp", w)
     else:
         lat = cap.latents[node.hook_name]
@@ -219,9 +219,7 @@ def downstream_chunks(cap: Capture, node: NodeId, w: Tensor) -> Iterator[Chunk]:
             yield Chunk(NodeKind.HEAD, lay, None, "position", cols)
         if cap.model.cfg.num_experts and neuron_read_order(cap, lay) > after:
             x = push(cap.w.ln2(lay), scale2(cap, lay), w)
-            G = moe_out_grad(cap, lay)
-            x0 = expert_inputs(cap, lay)
-            edge = torch.func.jvp(lambda t: weighted_experts(cap, lay, t, G), (x0,), (x,))[1]
+            edge = expert_edges(cap, lay, x)
             yield Chunk(NodeKind.EXPERT, lay, None, "position", {"edge": edge.detach()})
         elif not cap.model.cfg.attn_only and neuron_read_order(cap, lay) > after:
             acts = cap.layers[lay]
@@ -248,6 +246,15 @@ def downstream_chunks(cap: Capture, node: NodeId, w: Tensor) -> Iterator[Chunk]:
         df = torch.func.jvp(src.encode, (x0,), (w.to(x0.dtype),))[1]
         edge = df.detach().to(w.dtype) * lat.g_f
         yield Chunk(NodeKind.LATENT, layer, site, "position", {"edge": edge}, hook)
+
+
+def expert_edges(cap: Capture, layer: int, x: Tensor) -> Tensor:
+    """[b, p, E] each expert's edge from a write reaching the mixture's input as `x`: the
+    derivative of `w_e(x) (y_e(x) . G)` along x (forward mode), G the gradient at its output."""
+    G = moe_out_grad(cap, layer)
+    x0 = expert_inputs(cap, layer)
+    out: Tensor = torch.func.jvp(lambda t: weighted_experts(cap, layer, t, G), (x0,), (x,))[1]
+    return out.detach()
 
 
 def moe_out_grad(cap: Capture, layer: int) -> Tensor:
