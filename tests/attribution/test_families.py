@@ -27,6 +27,7 @@ from tests.attribution.test_effects import scaling_hook
 from tests.model.hf_fixtures import make_checkpoint
 
 FAMILIES = ["gemma", "gemma2", "gemma3", "qwen3", "olmo2", "phi3", "gptj"]
+MOE = ["mixtral", "qwen3-moe"]
 T, D = 5, 11
 IDS = [3, 17, 42, 8, 29, 64, 11, 5, 73, 20, 36, 9, 51, 14]  # longer than the sliding window
 
@@ -63,7 +64,7 @@ def pre_cap_value(model: HookedTransformer, q: Any, ids: list[int]) -> tuple[flo
     return float(v.detach()), g
 
 
-@pytest.mark.parametrize("family", [*FAMILIES, "mixtral"])
+@pytest.mark.parametrize("family", [*FAMILIES, *MOE])
 @pytest.mark.parametrize("question", [LogitDiff(target=[T, 7], distractor=[D]), Logit(token=T)])
 def test_direct_effects_and_terms_add_up_to_the_value(
     family: str, question: Any, tmp_path_factory: pytest.TempPathFactory
@@ -91,7 +92,7 @@ def test_direct_effects_and_terms_add_up_to_the_value(
         assert "logit_soft_cap" not in terms
 
 
-@pytest.mark.parametrize("family", [*FAMILIES, "mixtral"])
+@pytest.mark.parametrize("family", [*FAMILIES, *MOE])
 def test_each_layers_nodes_write_its_hook_outputs(
     family: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -136,7 +137,7 @@ def ablation_hook(node: NodeId) -> tuple[str, Any]:
     return f"blocks.{node.layer}.mlp.experts.{node.index}.hook_post", fn
 
 
-@pytest.mark.parametrize("family", [*FAMILIES, "mixtral"])
+@pytest.mark.parametrize("family", [*FAMILIES, *MOE])
 def test_measured_ablations_equal_hooked_reruns(
     family: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -80,6 +80,23 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
         }[family.removesuffix("-sliding")]
         cfg = cls[0](**kw)
         model = cls[1](cfg)
+    elif family in ("qwen3-moe", "qwen3-moe-norm"):
+        model = tf.Qwen3MoeForCausalLM(
+            tf.Qwen3MoeConfig(
+                hidden_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=16,
+                intermediate_size=96,
+                moe_intermediate_size=48,
+                num_experts=4,
+                num_experts_per_tok=2,
+                norm_topk_prob=family == "qwen3-moe-norm",  # transformers' default: off
+                max_position_embeddings=64,
+                **common,
+            )
+        )
     elif family.startswith(("gemma", "qwen3", "olmo2")):
         model = _newer_family(family, common)
     elif family in ("phi3", "phi3-partial", "phi3-sliding"):

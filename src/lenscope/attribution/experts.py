@@ -60,7 +60,9 @@ def router_weights(cap: Capture, layer: int, x: Tensor) -> Tensor:
     logits = x.to(moe.W_gate.dtype) @ moe.W_gate.detach()
     probs = torch.softmax(logits.float(), dim=-1)
     kept = probs * (chosen != 0).to(probs.dtype)
-    return (kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)).to(x.dtype)
+    if moe.cfg.experts_renormalize:
+        kept = kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
+    return kept.to(x.dtype)
 
 
 def weighted_experts(cap: Capture, layer: int, x: Tensor, G: Tensor) -> Tensor:

@@ -33,6 +33,7 @@ _LATER_DEFAULTS: dict[str, Any] = {
     "post_norm": False,
     "num_experts": 0,
     "experts_per_token": 0,
+    "experts_renormalize": True,
 }
 
 
@@ -85,6 +86,9 @@ class ModelConfig:
     # which a router picks `experts_per_token` per position. 0 means one dense MLP.
     num_experts: int = 0
     experts_per_token: int = 0
+    # whether the chosen experts' softmax weights are renormalised to sum to 1 (Mixtral; Qwen3-MoE
+    # with `norm_topk_prob`) or kept as they are
+    experts_renormalize: bool = True
 
     def __post_init__(self) -> None:
         if self.d_head == 0:

@@ -2,7 +2,8 @@
 
 A router `W_gate` [d_model, num_experts] (TransformerLens' name) scores the experts at each
 position; the softmax of the scores, kept at the `experts_per_token` best and renormalised to sum
-to 1, weighs the outputs of those experts, each a gated MLP (`lenscope.model.layers.MLP`, which
+to 1 (unless `cfg.experts_renormalize` is off: Qwen3-MoE without `norm_topk_prob`), weighs the
+outputs of those experts, each a gated MLP (`lenscope.model.layers.MLP`, which
 the block builds and hands over, so that this module does not import the layers).
 
 Hook points, under `blocks.{l}.mlp.`:
@@ -58,7 +59,8 @@ class MoE(nn.Module):
         logits = self.hook_router_logits.run(linear(x, self.W_gate))
         probs = torch.softmax(logits.float(), dim=-1)
         top, idx = probs.topk(self.cfg.experts_per_token, dim=-1)
-        top = top / top.sum(-1, keepdim=True)
+        if self.cfg.experts_renormalize:
+            top = top / top.sum(-1, keepdim=True)
         dense = torch.zeros_like(probs).scatter(-1, idx, top)
         return self.hook_expert_weights.run(dense.to(x.dtype))
 
