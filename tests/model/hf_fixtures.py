@@ -186,7 +186,14 @@ def _newer_family(family: str, common: dict[str, object]) -> torch.nn.Module:
             **kw,
         )
         return tf.Gemma2ForCausalLM(cfg2)
-    if family == "gemma3":
+    if family in ("gemma3", "gemma3-linear"):
+        if family == "gemma3-linear":  # Gemma 3 4B and larger: linear rope on global layers
+            kw |= dict(
+                rope_parameters={
+                    "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                }
+            )
         cfg3 = tf.Gemma3TextConfig(
             sliding_window=WINDOW,
             layer_types=alternate,

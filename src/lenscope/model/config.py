@@ -26,6 +26,7 @@ MAX_CTX = 1_048_576
 
 _LATER_DEFAULTS: dict[str, Any] = {
     "rotary_base_local": 0.0,
+    "rotary_scale": 1.0,
     "attn_scores_soft_cap": 0.0,
     "output_logits_soft_cap": 0.0,
     "qk_norm": "none",
@@ -69,6 +70,9 @@ class ModelConfig:
     sliding_window: int = 0
     sliding_layers: list[int] | None = None  # the layers that use the window; None means all
     rotary_base_local: float = 0.0  # the rotary base of sliding-window layers; 0 = rotary_base
+    # linear rope scaling of the layers on `rotary_base` (Gemma 3's global layers): every
+    # rotary frequency divided by this factor, as transformers' "linear" rope type; 1 = none
+    rotary_scale: float = 1.0
     # Gemma 2: scores and logits squashed to cap * tanh(x / cap); 0 means no cap.
     attn_scores_soft_cap: float = 0.0
     output_logits_soft_cap: float = 0.0
@@ -134,6 +138,8 @@ class ModelConfig:
         for name in ("rotary_base_local", "attn_scores_soft_cap", "output_logits_soft_cap"):
             if not getattr(self, name) >= 0.0:
                 raise CheckpointError(f"config {name}={getattr(self, name)} must be >= 0")
+        if not self.rotary_scale > 0.0:
+            raise CheckpointError(f"config rotary_scale={self.rotary_scale} must be > 0")
         if self.qk_norm != "none" and self.normalization != "RMS":
             raise CheckpointError("qk_norm needs normalization='RMS'")
         if self.post_norm and (self.parallel_attn_mlp or self.normalization == "none"):
@@ -155,6 +161,13 @@ class ModelConfig:
         if self.rotary_base_local and self.window(layer):
             return self.rotary_base_local
         return self.rotary_base
+
+    def rotary_scale_of(self, layer: int) -> float:
+        """The linear rope scaling of `layer`: `rotary_scale` where the layer turns at the
+        global base (`rotary_base`), none on local layers with a base of their own."""
+        if self.rotary_base_local and self.window(layer):
+            return 1.0
+        return self.rotary_scale
 
     @property
     def n_params(self) -> int:
