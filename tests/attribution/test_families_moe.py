@@ -1,4 +1,4 @@
-"""Mixtral and Qwen3-MoE in the debugger: each expert of a mixture is a node `L{l}.E{e}` whose write is its
+"""Mixtral, Qwen3-MoE and Qwen2-MoE (whose shared expert is its last expert) in the debugger: each expert of a mixture is a node `L{l}.E{e}` whose write is its
 router weight times its output. Checked against plain hooked runs of the model: ablating an
 expert through its own activations equals the debugger's measured ablation (which zeroes its
 router weight), the experts' writes add up to the layer's `hook_mlp_out`, upstream and
@@ -74,6 +74,8 @@ def test_measured_expert_ablations_equal_hooked_reruns(model: HookedTransformer)
         assert got[node] == pytest.approx(want, abs=1e-5), node
     # the experts chosen above are routed, so their ablations change the value
     assert all(abs(got[n]) > 1e-7 for n in nodes)
+    if model.cfg.d_mlp_shared:  # the shared expert is the last one, weighed everywhere
+        assert any(n.index == model.cfg.num_experts for n in nodes)
 
 
 def test_an_expert_ablated_by_the_interventions_is_removed(model: HookedTransformer) -> None:
@@ -83,7 +85,8 @@ def test_an_expert_ablated_by_the_interventions_is_removed(model: HookedTransfor
     with pytest.raises(InputError, match="mixtures of experts; name an expert") as e:
         dbg.why(IDS, Q, InterventionSet.of(*ablate("L1.N3")), measure=0)
     assert "\n" not in str(e.value)
-    with pytest.raises(InputError, match=r"expert 9 does not exist \(0..3\)"):
+    n = model.cfg.num_experts + (1 if model.cfg.d_mlp_shared else 0)
+    with pytest.raises(InputError, match=rf"expert 9 does not exist \(0..{n - 1}\)"):
         dbg.why(IDS, Q, InterventionSet.of(*ablate("L1.E9")), measure=0)
 
 

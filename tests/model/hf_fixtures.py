@@ -80,6 +80,22 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
         }[family.removesuffix("-sliding")]
         cfg = cls[0](**kw)
         model = cls[1](cfg)
+    elif family == "qwen2-moe":  # a shared expert beside the routed ones
+        model = tf.Qwen2MoeForCausalLM(
+            tf.Qwen2MoeConfig(
+                hidden_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=96,
+                moe_intermediate_size=48,
+                shared_expert_intermediate_size=80,
+                num_experts=4,
+                num_experts_per_tok=2,
+                max_position_embeddings=64,
+                **common,
+            )
+        )
     elif family in ("qwen3-moe", "qwen3-moe-norm"):
         model = tf.Qwen3MoeForCausalLM(
             tf.Qwen3MoeConfig(

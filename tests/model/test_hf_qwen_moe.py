@@ -1,6 +1,6 @@
-"""Qwen3-MoE (a sparse mixture of experts with Qwen3's q/k norms) from checkpoints that
-`transformers` built and saved, with the router's top-k weights renormalised (`norm_topk_prob`)
-and as they are (its default).
+"""Qwen3-MoE (a sparse mixture of experts with Qwen3's q/k norms) and Qwen2-MoE (with a shared
+expert) from checkpoints that `transformers` built and saved, with the router's top-k weights
+renormalised (`norm_topk_prob`) and as they are (its default).
 
 The checks of `test_hf_equivalence` run here too (logits, every hidden state, greedy generation
 with the KV cache, padded batches, the tokenizer, the oneDNN path). Beside them: the router's
@@ -33,7 +33,7 @@ from tests.model.test_hf_equivalence import (  # noqa: F401
 )
 
 
-@pytest.fixture(scope="module", params=["qwen3-moe", "qwen3-moe-norm"])
+@pytest.fixture(scope="module", params=["qwen3-moe", "qwen3-moe-norm", "qwen2-moe"])
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     d = tmp_path_factory.mktemp(request.param)
     hf = make_checkpoint(request.param, d)
@@ -72,7 +72,13 @@ def test_the_router_matches_transformers(pair: Any) -> None:
         pre = f"blocks.{layer}.mlp."
         got = cache[pre + "hook_router_logits"].reshape(-1, cfg.num_experts)
         assert (got - logits).abs().max().item() <= 1e-5
-        w = cache[pre + "hook_expert_weights"].reshape(-1, cfg.num_experts)
+        w = cache[pre + "hook_expert_weights"].reshape(len(got), -1)
+        if cfg.d_mlp_shared:  # the shared expert's sigmoid gate is the last weight
+            mlp = hf.model.layers[layer].mlp
+            with torch.no_grad():
+                gate = torch.sigmoid(mlp.shared_expert_gate(seen[layer]))
+            assert (w[:, -1:] - gate.reshape(-1, 1)).abs().max().item() <= 1e-6
+            w = w[:, :-1]
         want = torch.zeros_like(w).scatter(-1, idx, top)
         assert (w - want).abs().max().item() <= 1e-6
         sums = w.sum(-1)

@@ -6,6 +6,9 @@ gated MLP's output. The layer's MLP output is the sum of these writes, so the ex
 effects add up to the MLP's exactly; zeroing an expert's weight removes its write and nothing
 else (the other weights are not renormalised), which is what a measured ablation does.
 
+A shared expert (Qwen2-MoE) is the mixture's last expert, `L{l}.E{num_experts}`: its weight is
+its sigmoid gate, non-zero at every position.
+
 The expert's *input* is the MLP's input (the stream through `ln2`, scale frozen): both the
 router and the expert read it, so its read field is the gradient of `w_e(x) * (y_e(x) . G)`
 with respect to that input, where G is the gradient at the MLP's output.
@@ -57,12 +60,17 @@ def router_weights(cap: Capture, layer: int, x: Tensor) -> Tensor:
     moe = cap.w.moe(layer)
     chosen = cap.layers[layer].experts
     assert chosen is not None
+    n = moe.cfg.num_experts
     logits = x.to(moe.W_gate.dtype) @ moe.W_gate.detach()
     probs = torch.softmax(logits.float(), dim=-1)
-    kept = probs * (chosen != 0).to(probs.dtype)
+    kept = probs * (chosen[..., :n] != 0).to(probs.dtype)
     if moe.cfg.experts_renormalize:
         kept = kept / kept.sum(-1, keepdim=True).clamp_min(1e-30)
-    return kept.to(x.dtype)
+    out = kept.to(x.dtype)
+    if moe.W_shared_gate is not None:  # the shared expert: a sigmoid gate, at every position
+        shared = torch.sigmoid(x.to(moe.W_gate.dtype) @ moe.W_shared_gate.detach())
+        out = torch.cat([out, shared.to(x.dtype)], dim=-1)
+    return out
 
 
 def weighted_experts(cap: Capture, layer: int, x: Tensor, G: Tensor) -> Tensor:

@@ -102,7 +102,7 @@ def check_node(
         has_pos=model.W_pos is not None,
         latent_sizes={h: s.d_sae for h, s in latents.items()},
         n_tokens=n_tokens,
-        n_experts=cfg.num_experts,
+        n_experts=cfg.num_experts + (1 if cfg.d_mlp_shared else 0),
     )
 
 

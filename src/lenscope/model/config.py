@@ -35,6 +35,7 @@ _LATER_DEFAULTS: dict[str, Any] = {
     "num_experts": 0,
     "experts_per_token": 0,
     "experts_renormalize": True,
+    "d_mlp_shared": 0,
 }
 
 
@@ -93,6 +94,9 @@ class ModelConfig:
     # whether the chosen experts' softmax weights are renormalised to sum to 1 (Mixtral; Qwen3-MoE
     # with `norm_topk_prob`) or kept as they are
     experts_renormalize: bool = True
+    # Qwen2-MoE: a shared expert of this width at every position, weighed by a sigmoid gate; it
+    # is the mixture's last expert (index num_experts). 0 means none.
+    d_mlp_shared: int = 0
 
     def __post_init__(self) -> None:
         if self.d_head == 0:
@@ -149,6 +153,7 @@ class ModelConfig:
         if self.num_experts:
             bound("num_experts", self.num_experts, 1, 1024)
             bound("experts_per_token", self.experts_per_token, 1, self.num_experts)
+            bound("d_mlp_shared", self.d_mlp_shared, 0, 16 * MAX_WIDTH)
 
     def window(self, layer: int) -> int:
         """The sliding window of `layer`'s attention, or 0 when it attends to every earlier key."""
@@ -176,6 +181,7 @@ class ModelConfig:
         mlp = 0 if self.attn_only else self.d_model * self.d_mlp * (3 if self.gated_mlp else 2)
         if self.num_experts:
             mlp = mlp * self.num_experts + self.d_model * self.num_experts
+            mlp += 3 * self.d_model * self.d_mlp_shared + (self.d_model if self.d_mlp_shared else 0)
         return self.n_layers * (attn + mlp)
 
     def to_dict(self) -> dict[str, Any]:

@@ -339,7 +339,10 @@ class Block(nn.Module):
         self.ln2_post = Norm(cfg, cfg.d_model) if cfg.post_norm and not cfg.attn_only else None
         self.mlp: MLP | MoE | None = None
         if cfg.num_experts and not cfg.attn_only:
-            self.mlp = MoE(cfg, [MLP(cfg) for _ in range(cfg.num_experts)])
+            experts: list[nn.Module] = [MLP(cfg) for _ in range(cfg.num_experts)]
+            if cfg.d_mlp_shared:  # Qwen2-MoE's shared expert: the last one, its own width
+                experts.append(MLP(replace(cfg, d_mlp=cfg.d_mlp_shared)))
+            self.mlp = MoE(cfg, experts)
         elif not cfg.attn_only:
             self.mlp = MLP(cfg)
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):

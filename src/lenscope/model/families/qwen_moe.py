@@ -1,6 +1,9 @@
 """Qwen3-MoE (`Qwen3MoeForCausalLM`, `model_type: qwen3_moe`): Qwen3's attention (per-head q/k
 RMSNorms, grouped-query, rotary, sliding window when set) with each MLP a sparse mixture of
-experts (`lenscope.model.moe`) of width `moe_intermediate_size`.
+experts (`lenscope.model.moe`) of width `moe_intermediate_size`. Qwen2-MoE
+(`Qwen2MoeForCausalLM`, `model_type: qwen2_moe`): Qwen2's attention (q/k/v biases) with the same
+mixture plus a shared expert of width `shared_expert_intermediate_size` at every position,
+weighed by `sigmoid(shared_expert_gate(x))`: the mixture's last expert (`cfg.d_mlp_shared`).
 
 The router's top-k weights are renormalised to sum to 1 only with `norm_topk_prob` (its default is
 off, unlike Mixtral's). Every layer must be sparse (`decoder_sparse_step` 1, no
@@ -12,6 +15,7 @@ Hub's (`mlp.experts.{e}.gate_proj|up_proj|down_proj.weight`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,37 +25,67 @@ from lenscope.errors import UnsupportedArchitectureError
 from lenscope.model.config import ModelConfig
 from lenscope.model.convert import Getter, StateDict, need
 from lenscope.model.families.qk import qk_config, qk_weights
+from lenscope.model.hf import llama_config, llama_weights
 
 
-def qwen3_moe_config(c: dict[str, Any], name: str) -> ModelConfig:
+def _check_sparse(c: dict[str, Any], arch: str) -> None:
     step = int(c.get("decoder_sparse_step") or 1)
     dense = list(c.get("mlp_only_layers") or [])
     n_layers = int(need(c, "num_hidden_layers"))
     sparse = [i for i in range(n_layers) if i not in dense and (i + 1) % step == 0]
     if len(sparse) != n_layers:
         raise UnsupportedArchitectureError(
-            f"qwen3_moe with dense MLP layers (decoder_sparse_step={step}, mlp_only_layers="
-            f"{dense}) is not supported; lenscope runs Qwen3-MoE with every layer sparse"
+            f"{arch} with dense MLP layers (decoder_sparse_step={step}, mlp_only_layers="
+            f"{dense}) is not supported; lenscope runs it with every layer sparse"
         )
-    m = int(need(c, "moe_intermediate_size"))
-    base = qk_config({**c, "model_type": "qwen3", "intermediate_size": m}, name)
+
+
+def _mixture(c: dict[str, Any], base: ModelConfig, arch: str) -> ModelConfig:
     return replace(
         base,
         num_experts=int(need(c, "num_experts", "num_local_experts")),
         experts_per_token=int(need(c, "num_experts_per_tok")),
         experts_renormalize=bool(c.get("norm_topk_prob", False)),
-        architecture="qwen3_moe",
+        architecture=arch,
     )
 
 
+def qwen3_moe_config(c: dict[str, Any], name: str) -> ModelConfig:
+    _check_sparse(c, "qwen3_moe")
+    m = int(need(c, "moe_intermediate_size"))
+    base = qk_config({**c, "model_type": "qwen3", "intermediate_size": m}, name)
+    return _mixture(c, base, "qwen3_moe")
+
+
+def qwen2_moe_config(c: dict[str, Any], name: str) -> ModelConfig:
+    _check_sparse(c, "qwen2_moe")
+    m = int(need(c, "moe_intermediate_size"))
+    window = c.get("sliding_window") if c.get("use_sliding_window") else None  # 0 when unused
+    qwen2 = {**c, "model_type": "qwen2", "intermediate_size": m, "sliding_window": window}
+    base = llama_config(qwen2, name)
+    shared = int(c.get("shared_expert_intermediate_size") or 0)
+    bias = bool(c.get("qkv_bias", True))
+    return replace(_mixture(c, base, "qwen2_moe"), d_mlp_shared=shared, attn_bias=bias)
+
+
 def qwen3_moe_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    return _with_experts(sd, cfg, qk_weights)
+
+
+def qwen2_moe_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
+    return _with_experts(sd, cfg, llama_weights)
+
+
+def _with_experts(
+    sd: StateDict, cfg: ModelConfig, convert: Callable[[StateDict, ModelConfig], StateDict]
+) -> StateDict:
     d, m, n = cfg.d_model, cfg.d_mlp, cfg.num_experts
-    # Qwen3's conversion for everything but the MLPs, handed empty placeholders for them
+    # the dense family's conversion for everything but the MLPs, handed empty placeholders
     dense = {k: v for k, v in sd.items() if ".mlp." not in k}
     for i in range(cfg.n_layers):
         for x in ("gate", "up", "down"):
             dense[f"model.layers.{i}.mlp.{x}_proj.weight"] = torch.empty(0, 0)
-    out = {k: v for k, v in qk_weights(dense, cfg).items() if ".mlp." not in k}
+    out = {k: v for k, v in convert(dense, cfg).items() if ".mlp." not in k}
     g = Getter({k.removeprefix("model."): v for k, v in sd.items()})
     for i in range(cfg.n_layers):
         p, o = f"layers.{i}.mlp.", f"blocks.{i}.mlp."
@@ -70,6 +104,16 @@ def qwen3_moe_weights(sd: StateDict, cfg: ModelConfig) -> StateDict:
                 )
                 for e in range(n)
             ]
+        if cfg.d_mlp_shared:
+            s, x = cfg.d_mlp_shared, p + "shared_expert."
+            out[o + "W_shared_gate"] = g(p + "shared_expert_gate.weight", (1, d)).T
+            parts.append(
+                (
+                    g(x + "gate_proj.weight", (s, d)),
+                    g(x + "up_proj.weight", (s, d)),
+                    g(x + "down_proj.weight", (d, s)),
+                )
+            )
         for e, (gate, up, down_e) in enumerate(parts):
             out |= {
                 f"{o}experts.{e}.W_gate": gate.T,
