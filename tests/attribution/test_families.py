@@ -175,6 +175,17 @@ def test_attention_sides_each_sum_to_the_score(
     assert a.score == pytest.approx(score, abs=1e-5)
     assert a.query_total == pytest.approx(score, abs=1e-4)
     assert a.key_total == pytest.approx(score, abs=1e-4)
+    # the token-pair view weighs attention by the norm of what lands in the stream at the query
+    block = model.blocks[layer]
+    group = model.cfg.n_heads // model.cfg.n_kv_heads
+    v = cache[f"blocks.{layer}.attn.hook_v"][0, : qq + 1, h // group]
+    write = v @ block.attn.W_O[h]
+    if block.ln1_post is not None:
+        s = cache[f"blocks.{layer}.ln1_post.hook_scale"][0, qq]
+        write = write / s * block.ln1_post.w
+    want = scores.softmax(-1)[h, qq, : qq + 1] * write.norm(dim=-1)
+    pair = next(p for p in a.pairs if p.head == f"L{layer}.H{h}")
+    torch.testing.assert_close(torch.tensor(pair.weighted), want.detach(), atol=1e-5, rtol=1e-4)
     capped = [t for t in a.query_terms if t.name.endswith("soft_cap")]
     assert bool(capped) == bool(model.cfg.attn_scores_soft_cap)
     if capped:  # the sides split the raw score q.k / scale, the cap's share is the term

@@ -137,3 +137,22 @@ def test_edges_into_an_expert_agree_with_edges_out_of_a_head(model: HookedTransf
     got = {r.node: r.edge for r in down}
     assert got[f"L2.E{e}"] == pytest.approx(head.edge, abs=1e-6)
     assert head.edge != 0.0
+
+
+def test_the_server_lists_experts_and_answers_why(model: HookedTransformer) -> None:
+    from fastapi.testclient import TestClient
+
+    from lenscope.server import ServerConfig, ServerState, create_app
+
+    st = ServerState(ServerConfig("moe"), model, records_note="")
+    try:
+        with TestClient(create_app(st), base_url="http://127.0.0.1") as c:
+            info = c.get("/api/model").json()
+            assert info["node_kinds"][:2] == ["head", "expert"]
+            q = {"kind": "logit_diff", "target": [5], "distractor": [11]}
+            r = c.post("/api/why", json={"prompt": IDS, "question": q, "kinds": ["expert"]})
+            assert r.status_code == 200, r.text
+            rows = r.json()["table"]["rows"]
+            assert rows and all(row["kind"] == "expert" for row in rows)
+    finally:
+        st.close()
