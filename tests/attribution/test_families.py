@@ -26,7 +26,17 @@ from lenscope.nodes import NodeId, NodeKind
 from tests.attribution.test_effects import scaling_hook
 from tests.model.hf_fixtures import make_checkpoint
 
-FAMILIES = ["gemma", "gemma2", "gemma3", "gemma3-linear", "qwen3", "olmo2", "phi3", "gptj"]
+FAMILIES = [
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3-linear",
+    "qwen3",
+    "olmo2",
+    "phi3",
+    "phi3-longrope",
+    "gptj",
+]
 MOE = ["mixtral", "qwen3-moe", "qwen2-moe"]
 T, D = 5, 11
 IDS = [3, 17, 42, 8, 29, 64, 11, 5, 73, 20, 36, 9, 51, 14]  # longer than the sliding window

@@ -12,6 +12,7 @@ WINDOW = 6  # the sliding window of the "-sliding" families, shorter than most t
 # Gemma 2's soft caps, small enough that they change the scores and the logits of these
 # checkpoints (tests check that they bite); q_pre_attn_scalar unlike d_head (16).
 ATTN_CAP, LOGIT_CAP, Q_PRE_ATTN_SCALAR = 0.5, 0.3, 8
+LONGROPE_ORIGINAL = 16  # Phi-3 LongRoPE's original context in the "phi3-longrope" checkpoint
 NEWER = ["gemma", "gemma2", "gemma3", "qwen3", "qwen3-sliding", "olmo2"]
 
 
@@ -115,7 +116,7 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
         )
     elif family.startswith(("gemma", "qwen3", "olmo2")):
         model = _newer_family(family, common)
-    elif family in ("phi3", "phi3-partial", "phi3-sliding"):
+    elif family in ("phi3", "phi3-partial", "phi3-sliding", "phi3-longrope"):
         kw = dict(
             hidden_size=64,
             num_hidden_layers=3,
@@ -132,6 +133,17 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
             kw |= dict(rope_parameters=dict(partial_rotary_factor=0.5, rope_theta=500.0))
         if family == "phi3-sliding":
             kw |= dict(sliding_window=WINDOW, attn_implementation="eager")
+        if family == "phi3-longrope":  # short factors up to 16 positions, long ones beyond
+            kw |= dict(
+                original_max_position_embeddings=LONGROPE_ORIGINAL,
+                rope_parameters=dict(
+                    rope_type="longrope",
+                    rope_theta=10000.0,
+                    short_factor=[1.0 + 0.25 * i for i in range(8)],
+                    long_factor=[2.0 + 1.5 * i for i in range(8)],
+                    original_max_position_embeddings=LONGROPE_ORIGINAL,
+                ),
+            )
         model = tf.Phi3ForCausalLM(tf.Phi3Config(**kw))
     elif family in ("gptj", "gptj-tied"):
         cfg = tf.GPTJConfig(

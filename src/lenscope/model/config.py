@@ -27,6 +27,7 @@ MAX_CTX = 1_048_576
 _LATER_DEFAULTS: dict[str, Any] = {
     "rotary_base_local": 0.0,
     "rotary_scale": 1.0,
+    "rotary_long_rope": None,
     "attn_scores_soft_cap": 0.0,
     "output_logits_soft_cap": 0.0,
     "qk_norm": "none",
@@ -74,6 +75,11 @@ class ModelConfig:
     # linear rope scaling of the layers on `rotary_base` (Gemma 3's global layers): every
     # rotary frequency divided by this factor, as transformers' "linear" rope type; 1 = none
     rotary_scale: float = 1.0
+    # LongRoPE (Phi-3's long-context checkpoints): {"short_factor": [...], "long_factor": [...],
+    # "original_max": int, "attention_factor": float}: each frequency divided by its short
+    # factor, or by its long one when a forward's last position passes original_max, and cos and
+    # sin multiplied by attention_factor, as transformers' "longrope" rope type. None = plain.
+    rotary_long_rope: dict[str, Any] | None = None
     # Gemma 2: scores and logits squashed to cap * tanh(x / cap); 0 means no cap.
     attn_scores_soft_cap: float = 0.0
     output_logits_soft_cap: float = 0.0

@@ -66,17 +66,36 @@ class Rotary(nn.Module):
         inv = inv / scale
         self.inv_freq: Tensor
         self.register_buffer("inv_freq", inv.float(), persistent=False)
+        self.long_rope = cfg.rotary_long_rope
+        self.inv_long: Tensor | None = None
+        self.gain = 1.0
+        if self.long_rope is not None:  # LongRoPE: per-frequency short and long factors
+            short = torch.tensor(self.long_rope["short_factor"], dtype=torch.float64)
+            long = torch.tensor(self.long_rope["long_factor"], dtype=torch.float64)
+            self.inv_freq = (inv / short).float()
+            self.inv_long = (inv / long).float()
+            self.gain = float(self.long_rope["attention_factor"])
 
     def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> Angles:
         """positions [batch, pos] -> cos, sin [batch, pos, 1, rotary_dim]."""
-        freqs = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
+        inv = self.inv_freq
+        if self.inv_long is not None and int(positions.max()) + 1 > self.long_rope_original:
+            inv = self.inv_long  # as transformers: the long factors once a forward passes it
+        freqs = positions.to(torch.float32)[..., None] * inv.to(positions.device)
         emb = (
             freqs.repeat_interleave(2, dim=-1)
             if self.interleaved
             else torch.cat((freqs, freqs), dim=-1)
         )
-        cos, sin = emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
+        cos, sin = emb.cos()[:, :, None, :], emb.sin()[:, :, None, :]
+        if self.gain != 1.0:
+            cos, sin = cos * self.gain, sin * self.gain
+        cos, sin = cos.to(dtype), sin.to(dtype)
         return Angles(cos, sin, self.base, positions, self.scale)
+
+    @property
+    def long_rope_original(self) -> int:
+        return int(self.long_rope["original_max"]) if self.long_rope is not None else 0
 
     @property
     def key(self) -> tuple[float, float]:
