@@ -120,3 +120,14 @@ def test_dense_layers_are_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedArchitectureError, match="every layer sparse") as e:
         load_model(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_a_saved_mixture_loads_back(pair: Any, tmp_path: Path) -> None:
+    from lenscope import save_model
+
+    _, ours = pair
+    back = load_model(save_model(ours, tmp_path / "m"))
+    assert back.cfg == ours.cfg
+    t = _tokens(seed=15)
+    with torch.no_grad():
+        assert torch.equal(back(t), ours(t))

@@ -80,3 +80,14 @@ def test_bad_factors_are_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="short_factor has 2 numbers") as e:
         load_model(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_a_saved_model_loads_back(pair: Any, tmp_path: Path) -> None:
+    from lenscope import save_model
+
+    _, ours = pair
+    back = load_model(save_model(ours, tmp_path / "m"))
+    assert back.cfg == ours.cfg
+    t = _tokens(LONGROPE_ORIGINAL + 5, seed=4)
+    with torch.no_grad():
+        assert torch.equal(back(t), ours(t))
