@@ -7,6 +7,8 @@ embedding), optionally pinned to a place in the prompt:
     L5.H3@12       ... at query position 12
     L5.H3@12:4     ... the token pair query 12 <- key 4 (what the head moved from 4 to 12)
     L2.N517        MLP neuron 517 of layer 2 (L2.N517@7 at position 7)
+    L2.E3          expert 3 of layer 2's mixture of experts: its router-weighted output
+                   (L2.E3@7 at position 7); the experts of a layer sum to its MLP's output
     L6.resid_post.F1234   latent 1234 of an SAE reading blocks.6.hook_resid_post (@7 as above)
     L3.transcoder.F12     feature 12 of the transcoder that replaces layer 3's MLP (it reads
                           layer 3's MLP input, ln2's output or resid_mid, and writes its
@@ -35,6 +37,7 @@ from lenscope.errors import InputError
 class NodeKind(StrEnum):
     HEAD = "head"
     NEURON = "neuron"
+    EXPERT = "expert"
     LATENT = "latent"
     EMBED = "embed"
     POS = "pos"
@@ -60,6 +63,7 @@ DICTIONARY_SITES: dict[str, str] = {
 
 _HEAD = re.compile(r"^L(\d+)\.H(\d+)(?:@(\d+)(?::(\d+))?)?$", re.IGNORECASE)
 _NEURON = re.compile(r"^L(\d+)\.N(\d+)(?:@(\d+))?$", re.IGNORECASE)
+_EXPERT = re.compile(r"^L(\d+)\.E(\d+)(?:@(\d+))?$", re.IGNORECASE)
 _LATENT = re.compile(r"^L(\d+)\.([A-Za-z_]+)\.F(\d+)(?:@(\d+))?$", re.IGNORECASE)
 _EMBED = re.compile(r"^(embed|pos)(?:@(\d+))?$", re.IGNORECASE)
 _HOOK = re.compile(r"^blocks\.(\d+)\.(hook_[a-z_]+)$")
@@ -68,8 +72,8 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.(.*)$")
 _ANY_LATENT = re.compile(r"^(?:L(\d+)\.)?([A-Za-z_.]+)\.F(\d+)$")
 
 EXPECTED = (
-    "expected L5.H3, L2.N517, L6.resid_post.F1234, L3.transcoder.F12, embed or pos, optionally "
-    "@POS (or @Q:K for heads)"
+    "expected L5.H3, L2.N517, L2.E3, L6.resid_post.F1234, L3.transcoder.F12, embed or pos, "
+    "optionally @POS (or @Q:K for heads)"
 )
 
 
@@ -98,6 +102,10 @@ class NodeId:
             return cls(
                 NodeKind.NEURON, int(m.group(1)), int(m.group(2)), None, _opt_int(m.group(3))
             )
+        if m := _EXPERT.match(s):
+            return cls(
+                NodeKind.EXPERT, int(m.group(1)), int(m.group(2)), None, _opt_int(m.group(3))
+            )
         if m := _LATENT.match(s):
             site = m.group(2).lower().removeprefix("hook_")
             if site not in LATENT_SITES and site not in DICTIONARY_SITES:
@@ -118,6 +126,8 @@ class NodeId:
             base = f"L{self.layer}.H{self.index}"
         elif self.kind is NodeKind.NEURON:
             base = f"L{self.layer}.N{self.index}"
+        elif self.kind is NodeKind.EXPERT:
+            base = f"L{self.layer}.E{self.index}"
         elif self.kind is NodeKind.LATENT:
             base = f"L{self.layer}.{self.site}.F{self.index}"
         else:
@@ -152,6 +162,8 @@ class NodeId:
             return f"blocks.{self.layer}.attn.{leaf}"
         if self.kind is NodeKind.NEURON:
             return f"blocks.{self.layer}.mlp.hook_post"
+        if self.kind is NodeKind.EXPERT:  # its router weight: zero removes its output
+            return f"blocks.{self.layer}.mlp.hook_expert_weights"
         if self.kind is NodeKind.LATENT:
             assert self.site is not None
             return latent_hook(self.layer or 0, self.site)
@@ -166,6 +178,7 @@ class NodeId:
         has_pos: bool = True,
         latent_sizes: Mapping[str, int] | None = None,
         n_tokens: int | None = None,
+        n_experts: int = 0,
     ) -> NodeId:
         """Raise `InputError` if this node does not exist in the model (or the prompt); else self."""
         name = str(self)
@@ -173,6 +186,18 @@ class NodeId:
             raise InputError(f"node {name}: layer {self.layer} does not exist (0..{n_layers - 1})")
         if self.kind is NodeKind.HEAD and not 0 <= (self.index or 0) < n_heads:
             raise InputError(f"node {name}: head {self.index} does not exist (0..{n_heads - 1})")
+        if self.kind is NodeKind.NEURON and n_experts:
+            raise InputError(
+                f"node {name}: the model's MLPs are mixtures of experts; name an expert "
+                f"(L{self.layer}.E0..E{n_experts - 1}) instead of a neuron"
+            )
+        if self.kind is NodeKind.EXPERT:
+            if not n_experts:
+                raise InputError(f"node {name}: the model has no mixture of experts")
+            if not 0 <= (self.index or 0) < n_experts:
+                raise InputError(
+                    f"node {name}: expert {self.index} does not exist (0..{n_experts - 1})"
+                )
         if self.kind is NodeKind.NEURON:
             if not d_mlp:
                 raise InputError(f"node {name}: the model is attention-only, it has no neurons")
@@ -255,6 +280,11 @@ def transcoder_key(layer: int, cross_layer: bool = False) -> str:
     """The key a transcoder's latents are filed under: `blocks.3.transcoder` (`blocks.3.clt` for a
     cross-layer transcoder's layer-3 encoder); its latents' ids are `L3.transcoder.F12`."""
     return latent_hook(layer, "clt" if cross_layer else "transcoder")
+
+
+def expert_node_id(layer: int, expert: int) -> str:
+    """`L2.E3`: expert `expert` of layer `layer`'s mixture of experts (its weighted output)."""
+    return str(NodeId(NodeKind.EXPERT, layer, expert))
 
 
 def latent_prefix(hook_name: str) -> str:

@@ -12,6 +12,7 @@ WINDOW = 6  # the sliding window of the "-sliding" families, shorter than most t
 # Gemma 2's soft caps, small enough that they change the scores and the logits of these
 # checkpoints (tests check that they bite); q_pre_attn_scalar unlike d_head (16).
 ATTN_CAP, LOGIT_CAP, Q_PRE_ATTN_SCALAR = 0.5, 0.3, 8
+LONGROPE_ORIGINAL = 16  # Phi-3 LongRoPE's original context in the "phi3-longrope" checkpoint
 NEWER = ["gemma", "gemma2", "gemma3", "qwen3", "qwen3-sliding", "olmo2"]
 
 
@@ -80,9 +81,42 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
         }[family.removesuffix("-sliding")]
         cfg = cls[0](**kw)
         model = cls[1](cfg)
+    elif family == "qwen2-moe":  # a shared expert beside the routed ones
+        model = tf.Qwen2MoeForCausalLM(
+            tf.Qwen2MoeConfig(
+                hidden_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=96,
+                moe_intermediate_size=48,
+                shared_expert_intermediate_size=80,
+                num_experts=4,
+                num_experts_per_tok=2,
+                max_position_embeddings=64,
+                **common,
+            )
+        )
+    elif family in ("qwen3-moe", "qwen3-moe-norm"):
+        model = tf.Qwen3MoeForCausalLM(
+            tf.Qwen3MoeConfig(
+                hidden_size=64,
+                num_hidden_layers=3,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=16,
+                intermediate_size=96,
+                moe_intermediate_size=48,
+                num_experts=4,
+                num_experts_per_tok=2,
+                norm_topk_prob=family == "qwen3-moe-norm",  # transformers' default: off
+                max_position_embeddings=64,
+                **common,
+            )
+        )
     elif family.startswith(("gemma", "qwen3", "olmo2")):
         model = _newer_family(family, common)
-    elif family in ("phi3", "phi3-partial", "phi3-sliding"):
+    elif family in ("phi3", "phi3-partial", "phi3-sliding", "phi3-longrope"):
         kw = dict(
             hidden_size=64,
             num_hidden_layers=3,
@@ -99,6 +133,17 @@ def make_checkpoint(family: str, d: Path) -> torch.nn.Module:
             kw |= dict(rope_parameters=dict(partial_rotary_factor=0.5, rope_theta=500.0))
         if family == "phi3-sliding":
             kw |= dict(sliding_window=WINDOW, attn_implementation="eager")
+        if family == "phi3-longrope":  # short factors up to 16 positions, long ones beyond
+            kw |= dict(
+                original_max_position_embeddings=LONGROPE_ORIGINAL,
+                rope_parameters=dict(
+                    rope_type="longrope",
+                    rope_theta=10000.0,
+                    short_factor=[1.0 + 0.25 * i for i in range(8)],
+                    long_factor=[2.0 + 1.5 * i for i in range(8)],
+                    original_max_position_embeddings=LONGROPE_ORIGINAL,
+                ),
+            )
         model = tf.Phi3ForCausalLM(tf.Phi3Config(**kw))
     elif family in ("gptj", "gptj-tied"):
         cfg = tf.GPTJConfig(
@@ -169,7 +214,14 @@ def _newer_family(family: str, common: dict[str, object]) -> torch.nn.Module:
             **kw,
         )
         return tf.Gemma2ForCausalLM(cfg2)
-    if family == "gemma3":
+    if family in ("gemma3", "gemma3-linear"):
+        if family == "gemma3-linear":  # Gemma 3 4B and larger: linear rope on global layers
+            kw |= dict(
+                rope_parameters={
+                    "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                }
+            )
         cfg3 = tf.Gemma3TextConfig(
             sliding_window=WINDOW,
             layer_types=alternate,

@@ -198,15 +198,6 @@ def test_neuron_weights_of_a_mixture_are_refused_in_one_line(pair: Any) -> None:
     assert "\n" not in str(e.value)
 
 
-def test_the_debugger_refuses_a_mixture_in_one_line(pair: Any) -> None:
-    from lenscope.attribution.api import Debugger
-
-    _, ours = pair
-    with pytest.raises(InputError, match="mixture of experts") as e:
-        Debugger(ours)
-    assert "\n" not in str(e.value)
-
-
 def test_a_saved_mixture_loads_back(pair: Any, tmp_path: Path) -> None:
     from lenscope import save_model
 

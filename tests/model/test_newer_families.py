@@ -195,13 +195,13 @@ def _hf_dir(tmp_path: Path, family: str, **edits: Any) -> Path:
 
 
 def test_bad_configs_fail_with_one_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedArchitectureError, match="rope scaling 'linear'"):
+    with pytest.raises(UnsupportedArchitectureError, match="rope scaling 'yarn'"):
         load_model(
             _hf_dir(
                 tmp_path / "a",
                 "gemma3",
                 rope_parameters={
-                    "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                    "full_attention": {"rope_type": "yarn", "factor": 8.0, "rope_theta": 1e6},
                     "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
                 },
             )

@@ -54,11 +54,6 @@ class Debugger:
     in as nodes (transcoders with their error kept: the model's output is unchanged)."""
 
     def __init__(self, model: HookedTransformer, saes: Sequence[Any] = ()) -> None:
-        if model.cfg.num_experts:
-            raise InputError(
-                f"{model.cfg.name} is a mixture of experts, whose experts are not debugger nodes "
-                "yet; hook blocks.{l}.mlp.experts.{e} or its router directly"
-            )
         self.model = model
         self.latents: dict[str, Dictionary] = {}
         for sae in saes:
@@ -283,6 +278,7 @@ def check_finite(cap: Capture, intervened: bool) -> None:
     outputs = [cap.value] + ([cap.logits] if cap.logits is not None else [])
     grads = [cap.g_embed, *(t.g_z for t in cap.layers), *(lat.g_f for lat in cap.latents.values())]
     grads += [t.g_post for t in cap.layers if t.g_post is not None]
+    grads += [t.g_experts for t in cap.layers if t.g_experts is not None]
     grads += [g for g in (cap.g_pos, cap.u) if g is not None]
     if not all(bool(t.isfinite().all()) for t in outputs):
         what = "the model's output" if cap.logits is not None else "the attention score"

@@ -10,8 +10,9 @@ import torch
 
 from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import bias_terms, is_view_term
+from lenscope.attribution.frozen import push
 from lenscope.attribution.ranking import Ranker
-from lenscope.attribution.reads import question_reads
+from lenscope.attribution.reads import post_scale, question_reads
 from lenscope.attribution.results import NodeColumns, PromptInfo, Term, node_fields, token_at
 from lenscope.attribution.table import str_tokens
 from lenscope.attribution.trace_edges import upstream_chunks
@@ -123,6 +124,9 @@ def pair_view(cap: Capture, query: int, row: int = 0) -> list[HeadAttention]:
     out = []
     for lay, acts in enumerate(cap.layers):
         W_O = cap.w.W_O(lay)
+        post = post_scale(cap, lay, "attn")
+        if post is not None:  # what lands in the stream at the query: through the post-norm
+            W_O = push(post[0], post[1][row, query], W_O)
         gram = W_O @ W_O.transpose(1, 2)
         vn = torch.einsum("khe,hef,khf->hk", acts.v[row], gram, acts.v[row]).clamp(min=0).sqrt()
         a = acts.pattern[row, :, query, : query + 1]

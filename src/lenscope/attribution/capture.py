@@ -43,6 +43,17 @@ class LayerActs:
     pre_lin: Tensor | None = None
     post: Tensor | None = None
     g_post: Tensor | None = None
+    # the frozen scales of the post-sublayer norms (Gemma 2/3, OLMo-2) [b, p, 1] and of the
+    # q/k norms (Gemma 3, Qwen3: [b, p, heads, 1] per head; OLMo-2: [b, p, 1] over all heads)
+    s_attn_post: Tensor | None = None
+    s_mlp_post: Tensor | None = None
+    s_q: Tensor | None = None
+    s_k: Tensor | None = None
+    # mixtures of experts: each expert's router weight [b, p, E] (zero where not chosen), the
+    # gradient of the value there, and the gradient at the MLP's output (before any post-norm)
+    experts: Tensor | None = None
+    g_experts: Tensor | None = None
+    g_mlp_out: Tensor | None = None
 
 
 @dataclass
@@ -110,14 +121,34 @@ def layer_hooks(model: HookedTransformer, layer: int) -> dict[str, str]:
         "pattern": a + "hook_pattern",
         "z": a + "hook_z",
     }
+    if cfg.qk_norm != "none":
+        names |= {"s_q": a + "q_norm.hook_scale", "s_k": a + "k_norm.hook_scale"}
+    if cfg.post_norm:
+        names["s_attn_post"] = f"blocks.{layer}.ln1_post.hook_scale"
     if not cfg.attn_only:
         m = f"blocks.{layer}.mlp."
-        names |= {"pre": m + "hook_pre", "post": m + "hook_post"}
-        if cfg.gated_mlp:
+        if cfg.num_experts:
+            names |= {"experts": m + "hook_expert_weights"}
+            names["mlp_out"] = f"blocks.{layer}.hook_mlp_out"
+        else:
+            names |= {"pre": m + "hook_pre", "post": m + "hook_post"}
+        if cfg.gated_mlp and not cfg.num_experts:
             names["pre_lin"] = m + "hook_pre_linear"
         if not cfg.parallel_attn_mlp:
             names["mid"] = f"blocks.{layer}.hook_resid_mid"
+        if cfg.post_norm:
+            names["s_mlp_post"] = f"blocks.{layer}.ln2_post.hook_scale"
     return names
+
+
+def _mlp_grad_names(model: HookedTransformer, per: dict[str, str]) -> list[str]:
+    """The MLP activations the value is differentiated at: a dense MLP's post-activation, or a
+    mixture's expert weights and output."""
+    if model.cfg.attn_only:
+        return []
+    if model.cfg.num_experts:
+        return [per["experts"], per["mlp_out"]]
+    return [per["post"]]
 
 
 def _expand(t: Tensor, n_heads: int) -> Tensor:
@@ -214,8 +245,7 @@ def capture(
         if view.W_pos is not None:
             wanted.append(store["hook_pos_embed"])
         wanted += [store[per["z"]] for per in names]
-        if not cfg.attn_only:
-            wanted += [store[per["post"]] for per in names]
+        wanted += [store[n] for per in names for n in _mlp_grad_names(view, per)]
         lat_hooks = [h for h, src in latents.items() if src.hook_in in sink]
         wanted += [sink[latents[h].hook_in] for h in lat_hooks]
         if logits is not None:
@@ -233,7 +263,7 @@ def capture(
     if view.W_pos is not None:
         pos_embed, g_pos = d(store["hook_pos_embed"]), d(g.pop())
     g_z = [d(g.pop()) for _ in names]
-    g_post = [d(g.pop()) for _ in names] if not cfg.attn_only else [None] * n_run
+    g_mlp = [[d(g.pop()) for _ in _mlp_grad_names(view, per)] for per in names]
     layers = []
     for lay, per in enumerate(names):
         acts = LayerActs(
@@ -247,11 +277,17 @@ def capture(
             z=d(store[per["z"]]),
             g_z=g_z[lay],
         )
-        if not cfg.attn_only:
+        for name in ("s_attn_post", "s_mlp_post", "s_q", "s_k"):
+            if name in per:
+                setattr(acts, name, d(store[per[name]]))
+        if cfg.num_experts and not cfg.attn_only:
+            acts.experts = d(store[per["experts"]])
+            acts.g_experts, acts.g_mlp_out = g_mlp[lay]
+        elif not cfg.attn_only:
             acts.pre = d(store[per["pre"]])
             acts.pre_lin = d(store[per["pre_lin"]]) if "pre_lin" in per else None
             acts.post = d(store[per["post"]])
-            acts.g_post = g_post[lay]
+            (acts.g_post,) = g_mlp[lay]
         layers.append(acts)
     lat: dict[str, LatentActs] = {}
     for h in lat_hooks:

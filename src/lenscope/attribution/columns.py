@@ -16,7 +16,16 @@ import torch
 from torch import Tensor
 
 from lenscope.attribution.capture import Capture
-from lenscope.attribution.reads import Read, latent_writes, upstream, writes_into
+from lenscope.attribution.experts import expert_outputs
+from lenscope.attribution.frozen import pull, push
+from lenscope.attribution.reads import (
+    Read,
+    latent_writes,
+    post_pull,
+    post_scale,
+    upstream,
+    writes_into,
+)
 from lenscope.nodes import NodeKind, latent_site
 
 COLUMNS = ("activation", "write_norm", "read", "total")
@@ -86,7 +95,9 @@ def writer_chunks(cap: Capture, read: Read, full: bool = True) -> Iterator[Chunk
     for lay in range(cap.n_up):
         if upstream(read, NodeKind.HEAD, lay):
             yield from _head_chunks(cap, lay, rows, full)
-        if not cap.model.cfg.attn_only and upstream(read, NodeKind.NEURON, lay):
+        if cap.model.cfg.num_experts and upstream(read, NodeKind.EXPERT, lay):
+            yield _expert_chunk(cap, lay, rows, full)
+        elif not cap.model.cfg.attn_only and upstream(read, NodeKind.NEURON, lay):
             yield _neuron_chunk(cap, lay, rows, full)
     for hook, lat in cap.latents.items():
         layer, site = latent_site(hook)
@@ -108,17 +119,40 @@ def writer_chunks(cap: Capture, read: Read, full: bool = True) -> Iterator[Chunk
         yield Chunk(NodeKind.LATENT, layer, site, "position", _masked(cap, cols), hook)
 
 
+def _sublayer_read(cap: Capture, lay: int, which: str, rows: _Rows) -> Tensor:
+    """The read field at the rows, carried back through the sublayer's post-norm (if any) to
+    what the sublayer computes: the writes of its nodes reach the stream through that norm."""
+    ns = post_scale(cap, lay, which)
+    return rows.R if ns is None else pull(ns[0], rows.take(ns[1]), rows.R)
+
+
+def _write_gain(cap: Capture, lay: int, which: str) -> tuple[Tensor | None, Tensor | None]:
+    """(the post-norm's weight, its scale [b, p]) that a write's norm is multiplied by and
+    divided by on its way into the stream; (None, None) without a post-norm."""
+    ns = post_scale(cap, lay, which)
+    if ns is None:
+        return None, None
+    norm, s = ns
+    assert norm.w is not None and not norm.centres
+    return norm.w.detach().to(s.dtype), s[..., 0]
+
+
 def _head_chunks(cap: Capture, lay: int, rows: _Rows, full: bool) -> Iterator[Chunk]:
     acts = cap.layers[lay]
     W_O = cap.w.W_O(lay)
-    RO = torch.einsum("bpd,hed->bphe", rows.R, W_O)
+    RO = torch.einsum("bpd,hed->bphe", _sublayer_read(cap, lay, "attn", rows), W_O)
     pos = {"read": rows.put((rows.take(acts.z) * RO).sum(-1), acts.z.shape[:3])}
     pair_read = rows.take(acts.pattern, 2) * torch.einsum("bqhe,bkhe->bhqk", RO, acts.v)
     pair = {"read": rows.put(pair_read, acts.pattern.shape, 2)}
     if full:
-        gram = W_O @ W_O.transpose(1, 2)  # [H, dh, dh]
+        gain, s = _write_gain(cap, lay, "attn")
+        W_eff = W_O if gain is None else W_O * gain
+        gram = W_eff @ W_eff.transpose(1, 2)  # [H, dh, dh]
         zn = torch.einsum("bphe,hef,bphf->bph", acts.z, gram, acts.z).clamp(min=0).sqrt()
         vn = torch.einsum("bkhe,hef,bkhf->bkh", acts.v, gram, acts.v).clamp(min=0).sqrt()
+        pair_norm = acts.pattern * vn.permute(0, 2, 1)[:, :, None, :]
+        if s is not None:  # a pair's write lands at its query, through that position's scale
+            zn, pair_norm = zn / s[..., None], pair_norm / s[:, None, :, None]
         pos |= {
             "activation": acts.z.norm(dim=-1),
             "write_norm": zn,
@@ -126,7 +160,7 @@ def _head_chunks(cap: Capture, lay: int, rows: _Rows, full: bool) -> Iterator[Ch
         }
         pair |= {
             "activation": acts.pattern,
-            "write_norm": acts.pattern * vn.permute(0, 2, 1)[:, :, None, :],
+            "write_norm": pair_norm,
             "total": acts.pattern * torch.einsum("bqhe,bkhe->bhqk", acts.g_z, acts.v),
         }
     yield Chunk(NodeKind.HEAD, lay, None, "position", _masked(cap, pos))
@@ -137,14 +171,42 @@ def _neuron_chunk(cap: Capture, lay: int, rows: _Rows, full: bool) -> Chunk:
     acts = cap.layers[lay]
     assert acts.post is not None and acts.g_post is not None
     W_out = cap.w.mlp(lay)[2]
-    cols = {"read": rows.put(rows.take(acts.post) * (rows.R @ W_out.T), acts.post.shape)}
+    R = _sublayer_read(cap, lay, "mlp", rows)
+    cols = {"read": rows.put(rows.take(acts.post) * (R @ W_out.T), acts.post.shape)}
     if full:
+        _, s = _write_gain(cap, lay, "mlp")
+        norm = acts.post.abs() * cap.w.W_out_norms[lay]
         cols |= {
             "activation": acts.post,
-            "write_norm": acts.post.abs() * cap.w.W_out_norms[lay],
+            "write_norm": norm if s is None else norm / s[..., None],
             "total": acts.post * acts.g_post,
         }
     return Chunk(NodeKind.NEURON, lay, None, "position", _masked(cap, cols))
+
+
+def _expert_chunk(cap: Capture, lay: int, rows: _Rows, full: bool) -> Chunk:
+    """Experts `L{l}.E{e}` of a mixture: activation = router weight, write = weight x output."""
+    acts = cap.layers[lay]
+    assert acts.experts is not None and acts.g_experts is not None
+    Y = expert_outputs(cap, lay)  # [b, p, E, d]
+    R = _sublayer_read(cap, lay, "mlp", rows)
+    sub = rows.take(acts.experts) * torch.einsum("bped,bpd->bpe", rows.take(Y), R)
+    cols = {"read": rows.put(sub, acts.experts.shape)}
+    if full:
+        wrote = post_push_norm(cap, lay, Y)
+        cols |= {
+            "activation": acts.experts,
+            "write_norm": acts.experts.abs() * wrote,
+            "total": acts.experts * acts.g_experts,
+        }
+    return Chunk(NodeKind.EXPERT, lay, None, "position", _masked(cap, cols))
+
+
+def post_push_norm(cap: Capture, lay: int, Y: Tensor) -> Tensor:
+    """[b, p, E] the norm of each expert's output [b, p, E, d] as it lands in the stream."""
+    ns = post_scale(cap, lay, "mlp")
+    out: Tensor = Y.norm(dim=-1) if ns is None else push(ns[0], ns[1][:, :, None], Y).norm(dim=-1)
+    return out
 
 
 def bias_terms(cap: Capture, read: Read) -> dict[str, Tensor]:
@@ -153,15 +215,15 @@ def bias_terms(cap: Capture, read: Read) -> dict[str, Tensor]:
     so it is reported apart: name ends with `.sae_rest`); for each transcoder its bias
     (`L3.transcoder.b_dec`) and error (`L3.transcoder.error`) where they are upstream."""
     R = read.field * cap.valid()[..., None].to(read.field.dtype)
-    total_read = R.sum(1)  # [b, d]
     out: dict[str, Tensor] = {}
+    cfg = cap.model.cfg
     for lay in range(cap.n_up):
         if upstream(read, NodeKind.HEAD, lay):
-            out[f"L{lay}.b_O"] = total_read @ cap.w.b_O(lay)
-        if not cap.model.cfg.attn_only and upstream(read, NodeKind.NEURON, lay):
+            out[f"L{lay}.b_O"] = post_pull(cap, lay, "attn", R).sum(1) @ cap.w.b_O(lay)
+        if not (cfg.attn_only or cfg.num_experts) and upstream(read, NodeKind.NEURON, lay):
             b_out = cap.w.mlp(lay)[3]
             if b_out is not None:
-                out[f"L{lay}.b_out"] = total_read @ b_out
+                out[f"L{lay}.b_out"] = post_pull(cap, lay, "mlp", R).sum(1) @ b_out
     for hook, lat in cap.latents.items():
         layer, site = latent_site(hook)
         if lat.source.is_sae:

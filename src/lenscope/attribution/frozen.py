@@ -15,7 +15,8 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from lenscope.model.layers import Block
+from lenscope.model.layers import MLP, Block
+from lenscope.model.moe import MoE
 from lenscope.model.norms import Norm, norm_scale, pull, push
 from lenscope.model.transformer import HookedTransformer
 
@@ -70,12 +71,31 @@ class Weights:
         return self._t(m.W_in), gate, self._t(m.W_out), b_out
 
     @cached_property
-    def W_out_norms(self) -> list[Tensor]:  # per layer [m]
-        return (
-            [self.mlp(i)[2].norm(dim=-1) for i in range(len(self.blocks))]
-            if not (self.model.cfg.attn_only)
-            else []
-        )
+    def W_out_norms(self) -> list[Tensor]:  # per layer [m]: the norm of each neuron's write
+        cfg = self.model.cfg
+        if cfg.attn_only or cfg.num_experts:
+            return []
+        out = []
+        for i in range(len(self.blocks)):
+            post = self.post_norm(i, "mlp")
+            W = self.mlp(i)[2]
+            out.append((W if post is None else push(post, None, W)).norm(dim=-1))
+        return out
+
+    def moe(self, layer: int) -> MoE:
+        m = self.blocks[layer].mlp
+        assert isinstance(m, MoE)
+        return m
+
+    def expert(self, layer: int, e: int) -> MLP:
+        ex = self.moe(layer).experts[e]
+        assert isinstance(ex, MLP)
+        return ex
+
+    def post_norm(self, layer: int, which: str) -> Norm | None:
+        """The norm after the attention ("attn") or MLP ("mlp") sublayer, if the model has one."""
+        b = self.blocks[layer]
+        return b.ln1_post if which == "attn" else b.ln2_post
 
     @cached_property
     def W_U(self) -> Tensor:  # [d, V]

@@ -101,6 +101,7 @@ class Ranker:
                 NodeKind.POS: "pos_embed",
                 NodeKind.HEAD: "heads_query",
                 NodeKind.NEURON: "neurons",
+                NodeKind.EXPERT: "neurons",  # a mixture's MLP share: its experts
                 NodeKind.LATENT: "latents",
             }[chunk.kind]
             self._tok(name, per_tok)

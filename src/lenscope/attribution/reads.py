@@ -21,7 +21,9 @@ import torch
 from torch import Tensor
 
 from lenscope.attribution.capture import Capture
-from lenscope.attribution.frozen import norm_scale, pull
+from lenscope.attribution.experts import expert_inputs, expert_outputs, router_weights
+from lenscope.attribution.frozen import norm_scale, pull, push
+from lenscope.model.norms import Norm, normalize
 from lenscope.nodes import DICTIONARY_SITES, LATENT_SITES, NodeId, NodeKind, latent_site
 
 SITE_OFFSET = {
@@ -53,7 +55,7 @@ def write_order(kind: NodeKind, layer: int | None, site: str | None = None) -> f
     assert layer is not None
     if kind is NodeKind.HEAD:
         return 4.0 * layer + 1
-    if kind is NodeKind.NEURON:
+    if kind in (NodeKind.NEURON, NodeKind.EXPERT):
         return 4.0 * layer + 3
     assert site is not None
     return 4.0 * layer + SITE_OFFSET[site]
@@ -86,14 +88,75 @@ def _rows(cap: Capture) -> Tensor:
     return torch.arange(cap.batch.size, device=cap.value.device)
 
 
+# ---- post-sublayer norms (Gemma 2/3, OLMo-2) -----------------------------------------------------
+def post_scale(cap: Capture, layer: int, which: str) -> tuple[Norm, Tensor] | None:
+    """(norm, frozen scale [b, p, 1]) after the "attn" or "mlp" sublayer, None without one."""
+    norm = cap.w.post_norm(layer, which)
+    acts = cap.layers[layer]
+    s = acts.s_attn_post if which == "attn" else acts.s_mlp_post
+    if norm is None or s is None:
+        return None
+    return norm, s
+
+
+def post_push(cap: Capture, layer: int, which: str, w: Tensor) -> Tensor:
+    """A sublayer's raw write [b, p, d] as it lands in the residual stream: through the
+    sublayer's post-norm with its scale frozen (linear), unchanged without one."""
+    ns = post_scale(cap, layer, which)
+    return w if ns is None else push(ns[0], ns[1], w)
+
+
+def post_pull(cap: Capture, layer: int, which: str, g: Tensor) -> Tensor:
+    """A read field [b, p, d] on the stream carried back to the sublayer's raw output."""
+    ns = post_scale(cap, layer, which)
+    return g if ns is None else pull(ns[0], ns[1], g)
+
+
 # ---- heads --------------------------------------------------------------------------------------
-def unrotate(cap: Capture, g: Tensor) -> Tensor:
-    """Carry a gradient at rotated q/k back to q/k before the rotary embedding."""
-    rot = cap.w.blocks[0].attn.rotary if cap.model.cfg.n_layers else None
+def unrotate(cap: Capture, layer: int, g: Tensor) -> Tensor:
+    """Carry a gradient at rotated q/k back to q/k before the rotary embedding (of `layer`'s
+    own base: Gemma 3's local layers turn at another base than its global ones)."""
+    rot = cap.w.blocks[layer].attn.rotary
     if rot is None:
         return g
     cos, sin = rot.cos_sin(cap.positions, g.dtype)
     return rot.rotate(g, cos, -sin)
+
+
+def qk_pull(norm: Norm | None, scale: Tensor | None, g: Tensor) -> Tensor:
+    """A gradient at normed queries or keys [b, p, H, dh] carried back through the q/k RMSNorm
+    with its scale frozen (`g * w / scale`, RMSNorm does not centre). Per-head norms have a
+    weight [dh] and scales [b, p, heads, 1]; norms over all heads at once (OLMo-2) a weight
+    [heads * dh] and scales [b, p, 1]; grouped keys are expanded to the H query heads."""
+    if norm is None or norm.w is None or scale is None:
+        return g
+    n_heads, dh = g.shape[-2:]
+    w = norm.w.detach().to(g.dtype).reshape(-1, dh)
+    if w.shape[0] not in (1, n_heads):
+        w = w.repeat_interleave(n_heads // w.shape[0], dim=0)
+    s = scale[..., None] if scale.ndim == 3 else scale
+    if s.shape[2] not in (1, n_heads):
+        s = s.repeat_interleave(n_heads // s.shape[2], dim=2)
+    return g * w / s
+
+
+def raw_scores(cap: Capture, layer: int) -> Tensor:
+    """[b, H, q, k] the scores `q.k / attn_scale` before any soft-cap (cached)."""
+    key = f"raw.{layer}"
+    if key not in cap.cache:
+        acts = cap.layers[layer]
+        raw = torch.einsum("bqhe,bkhe->bhqk", acts.q, acts.k) / cap.model.cfg.attn_scale
+        cap.cache[key] = raw
+    return cap.cache[key]
+
+
+def cap_slope(cap: Capture, layer: int) -> Tensor | None:
+    """[b, H, q, k] the derivative of the attention soft-cap `c tanh(s / c)` at each raw score
+    (Gemma 2), None without a cap."""
+    c = cap.model.cfg.attn_scores_soft_cap
+    if c <= 0:
+        return None
+    return 1 - torch.tanh(raw_scores(cap, layer) / c) ** 2
 
 
 def head_input_grads(
@@ -106,7 +169,9 @@ def head_input_grads(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients at q, k (before rotary) and v [b, p, H, dh] of every head of `layer`, from an
     output gradient at z (optionally only through the (query, key) pairs in `keep` [b, H, q, k])
-    or from a gradient at the pre-softmax scores `dS`."""
+    or from a gradient `dS` at the raw scores `q.k / attn_scale` (before any soft-cap).
+    With q/k norms the gradients are at the queries and keys before them (`hook_q`, `hook_k`),
+    carried back through the norms with their scales frozen."""
     acts = cap.layers[layer]
     a = acts.pattern
     if dS is None:
@@ -117,12 +182,18 @@ def head_input_grads(
             dA, am = dA * keep, a * keep
         g_v = torch.einsum("bhqk,bqhe->bkhe", am, g_z)
         dS = a * (dA - (a * dA).sum(-1, keepdim=True))
+        slope = cap_slope(cap, layer)
+        if slope is not None:  # through the soft-cap: the true gradient at the raw score
+            dS = dS * slope
     else:
         g_v = torch.zeros_like(acts.v)
     scale = cap.model.cfg.attn_scale
-    g_q = torch.einsum("bhqk,bkhe->bqhe", dS, acts.k) / scale
-    g_k = torch.einsum("bhqk,bqhe->bkhe", dS, acts.q) / scale
-    return unrotate(cap, g_q), unrotate(cap, g_k), g_v
+    g_q = unrotate(cap, layer, torch.einsum("bhqk,bkhe->bqhe", dS, acts.k) / scale)
+    g_k = unrotate(cap, layer, torch.einsum("bhqk,bqhe->bkhe", dS, acts.q) / scale)
+    attn = cap.w.blocks[layer].attn
+    g_q = qk_pull(attn.q_norm, acts.s_q, g_q)
+    g_k = qk_pull(attn.k_norm, acts.s_k, g_k)
+    return g_q, g_k, g_v
 
 
 def head_own_term(cap: Capture, layer: int, g: tuple[Tensor, Tensor, Tensor], via: str) -> Tensor:
@@ -185,6 +256,30 @@ def neuron_read(cap: Capture, layer: int, g_post: Tensor) -> tuple[Tensor, Tenso
         if lnb is not None:
             own = own + (g_pre * (lnb @ W_gate)).sum((1, 2))
     return pull(ln, scale2(cap, layer), v), own
+
+
+def expert_read(cap: Capture, layer: int, g_out: Tensor) -> Tensor:
+    """Read field of experts of `layer`: the gradient of `sum w_e(x) (y_e(x) . g)` (the experts
+    and positions where `g_out` [b, p, E, d], a gradient at each expert's weighted output, is
+    non-zero) with respect to the stream, through the router and the experts, ln2 frozen."""
+    x0 = expert_inputs(cap, layer)
+    with torch.enable_grad():
+        x = x0.detach().requires_grad_(True)
+        moe = cap.w.moe(layer)
+        dt = moe.W_gate.dtype
+        chosen = cap.layers[layer].experts
+        assert chosen is not None
+        w = router_weights(cap, layer, x)
+        total = x.new_zeros(())
+        for e in range(chosen.shape[-1]):
+            ge = g_out[:, :, e]
+            if bool((ge != 0).any()):
+                y = cap.w.expert(layer, e)(x.to(dt)).to(x.dtype)
+                total = total + (w[..., e : e + 1] * y * ge).sum()
+        (gx,) = torch.autograd.grad(total, x, allow_unused=True)
+    if gx is None:
+        gx = torch.zeros_like(x0)
+    return pull(cap.w.ln2(layer), scale2(cap, layer), gx.detach())
 
 
 def neuron_read_order(cap: Capture, layer: int) -> float:
@@ -265,7 +360,8 @@ def question_reads(cap: Capture) -> tuple[Read, Read | None]:
     if not cap.question.is_attention:
         assert cap.final is not None and cap.u is not None
         x = cap.final[b, ans]
-        g = cap.u @ w.W_U.T
+        u, cap_term = _output_grad(cap, x)
+        g = u @ w.W_U.T
         r = pull(w.ln_final, norm_scale(w.ln_final, x), g)
         f = torch.zeros_like(cap.final)
         f[b, ans] = r
@@ -273,7 +369,9 @@ def question_reads(cap: Capture) -> tuple[Read, Read | None]:
         if w.ln_final.b is not None:
             terms["ln_final.b"] = (w.ln_final.b.detach().to(g.dtype) * g).sum(-1)
         if w.b_U is not None:
-            terms["b_U"] = cap.u @ w.b_U
+            terms["b_U"] = u @ w.b_U
+        if cap_term is not None:
+            terms["logit_soft_cap"] = cap_term
         return Read(f, FINAL, None, terms), None
     lay, h = cap.question.layer, cap.question.head
     assert cap.keys is not None
@@ -282,6 +380,11 @@ def question_reads(cap: Capture) -> tuple[Read, Read | None]:
     dS = torch.zeros_like(acts.pattern)
     dS[b, h, ans, keys] = 1.0
     g_q, g_k, _ = head_input_grads(cap, lay, dS=dS)
+    # with a soft-cap the sides split the raw score; the cap's share closes the sum to the value
+    capped = {}
+    if cap.model.cfg.attn_scores_soft_cap > 0:
+        raw = raw_scores(cap, lay)[b, h, ans, keys]
+        capped = {f"L{lay}.H{h}.soft_cap": cap.value - raw}
     ln = w.ln1(lay)
     lnb = ln.b.detach().to(g_q.dtype) if ln.b is not None else None
     reads = []
@@ -293,8 +396,30 @@ def question_reads(cap: Capture) -> tuple[Read, Read | None]:
         own = bias[h] + (lnb @ W[h] if lnb is not None else 0.0)
         pos = ans if name == "q" else keys
         term = (gx[b, pos, h] * own).sum(-1)
-        reads.append(Read(f, 4.0 * lay + 0.5, None, {f"L{lay}.H{h}.b_{name.upper()}": term}))
+        terms = {f"L{lay}.H{h}.b_{name.upper()}": term, **capped}
+        reads.append(Read(f, 4.0 * lay + 0.5, None, terms))
     return reads[0], reads[1]
+
+
+def _output_grad(cap: Capture, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(the gradient [b, V] the question's read is built from, the soft-cap term [b] or None).
+
+    Without a final-logit soft-cap: d value / d logits. With one (Gemma 2/3) the logits are
+    `c tanh(l / c)` of the pre-cap logits `l`, which are linear in the stream: a logit or a
+    logit difference is decomposed on the pre-cap logits (its coefficients, exactly), and the
+    term `logit_soft_cap` = value - the question on the pre-cap logits closes the sum; a
+    probability is linearised at the point, as always, through the cap's slope."""
+    assert cap.u is not None
+    c = cap.model.cfg.output_logits_soft_cap
+    if c <= 0:
+        return cap.u, None
+    w = cap.w
+    pre = normalize(w.ln_final, x) @ w.W_U
+    if w.b_U is not None:
+        pre = pre + w.b_U
+    if cap.question.spec.kind == "prob":
+        return cap.u * (1 - torch.tanh(pre / c) ** 2), None
+    return cap.u, cap.value - cap.question.value(pre)
 
 
 def combined(a: Read, b: Read | None) -> Read:
@@ -310,10 +435,15 @@ def write_grad(cap: Capture, node: NodeId, read: Tensor, order: float = FINAL) -
     `order`: where `read` reads (a cross-layer transcoder's later writes do not reach it)."""
     if node.kind is NodeKind.HEAD:
         assert node.layer is not None
+        read = post_pull(cap, node.layer, "attn", read)
         return torch.einsum("bpd,hed->bphe", read, cap.w.W_O(node.layer))
     if node.kind is NodeKind.NEURON:
         assert node.layer is not None
-        return read @ cap.w.mlp(node.layer)[2].T
+        return post_pull(cap, node.layer, "mlp", read) @ cap.w.mlp(node.layer)[2].T
+    if node.kind is NodeKind.EXPERT:
+        assert node.layer is not None
+        read = post_pull(cap, node.layer, "mlp", read)
+        return torch.einsum("bped,bpd->bpe", expert_outputs(cap, node.layer), read)
     lat = cap.latents[node.hook_name]
     src = lat.source
     g = torch.zeros_like(lat.f)

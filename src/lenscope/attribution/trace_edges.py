@@ -17,11 +17,13 @@ from torch import Tensor
 
 from lenscope.attribution.capture import Capture
 from lenscope.attribution.columns import Chunk, bias_terms, writer_chunks
+from lenscope.attribution.experts import expert_inputs, expert_outputs, weighted_experts
 from lenscope.attribution.frozen import norm_scale, push
 from lenscope.attribution.reads import (
     FINAL,
     Read,
     combined,
+    expert_read,
     head_input_grads,
     head_own_term,
     head_read,
@@ -32,6 +34,8 @@ from lenscope.attribution.reads import (
     neuron_input_grads,
     neuron_read,
     neuron_read_order,
+    post_pull,
+    post_push,
     question_reads,
     scale1,
     scale2,
@@ -98,6 +102,12 @@ def node_reads(
         g_post = g * _node_mask(cap, node, acts.post)
         f, own = neuron_read(cap, lay, g_post)
         return {"in": Read(f, neuron_read_order(cap, lay), None, {f"{node.component}.b_in": own})}
+    if node.kind is NodeKind.EXPERT:
+        acts = cap.layers[lay]
+        assert acts.experts is not None
+        G = moe_out_grad(cap, lay) if field is None else post_pull(cap, lay, "mlp", field)
+        g_out = G[:, :, None, :] * _node_mask(cap, node, acts.experts)[..., None]
+        return {"in": Read(expert_read(cap, lay, g_out), neuron_read_order(cap, lay), None, {})}
     lat = cap.latents[node.hook_name]
     g = lat.g_f if field is None else write_grad(cap, node, field, order)
     g_f = g * _node_mask(cap, node, lat.f)
@@ -175,12 +185,19 @@ def node_write(cap: Capture, node: NodeId) -> Tensor:
             vk = acts.v[:, node.key_position, node.index] @ W_O
             w = torch.zeros_like(acts.resid_pre)
             w[:, node.position] = a[:, None] * vk
-            return w
-        w = acts.z[:, :, node.index] @ W_O
+            return post_push(cap, lay, "attn", w)
+        w = post_push(cap, lay, "attn", acts.z[:, :, node.index] @ W_O)
     elif node.kind is NodeKind.NEURON:
         acts = cap.layers[lay]
         assert acts.post is not None
         w = acts.post[:, :, node.index or 0, None] * cap.w.mlp(lay)[2][node.index or 0]
+        w = post_push(cap, lay, "mlp", w)
+    elif node.kind is NodeKind.EXPERT:
+        acts = cap.layers[lay]
+        assert acts.experts is not None
+        ex = node.index or 0
+        w = acts.experts[:, :, ex, None] * expert_outputs(cap, lay)[:, :, ex]
+        w = post_push(cap, lay, "mlp", w)
     else:
         lat = cap.latents[node.hook_name]
         if len(latent_writes(cap, node.hook_name)) > 1:
@@ -211,7 +228,11 @@ def downstream_chunks(cap: Capture, node: NodeId, w: Tensor) -> Iterator[Chunk]:
             }
             cols["edge"] = cols["q"] + cols["k"] + cols["v"]
             yield Chunk(NodeKind.HEAD, lay, None, "position", cols)
-        if not cap.model.cfg.attn_only and neuron_read_order(cap, lay) > after:
+        if cap.model.cfg.num_experts and neuron_read_order(cap, lay) > after:
+            x = push(cap.w.ln2(lay), scale2(cap, lay), w)
+            edge = expert_edges(cap, lay, x)
+            yield Chunk(NodeKind.EXPERT, lay, None, "position", {"edge": edge.detach()})
+        elif not cap.model.cfg.attn_only and neuron_read_order(cap, lay) > after:
             acts = cap.layers[lay]
             assert acts.g_post is not None
             g_pre, g_lin = neuron_input_grads(cap, lay, acts.g_post)
@@ -237,6 +258,22 @@ def downstream_chunks(cap: Capture, node: NodeId, w: Tensor) -> Iterator[Chunk]:
         df = torch.func.jvp(src.encode, (x0,), (dx,))[1]
         edge = df.detach().to(w.dtype) * lat.g_f
         yield Chunk(NodeKind.LATENT, layer, site, "position", {"edge": edge}, hook)
+
+
+def expert_edges(cap: Capture, layer: int, x: Tensor) -> Tensor:
+    """[b, p, E] each expert's edge from a write reaching the mixture's input as `x`: the
+    derivative of `w_e(x) (y_e(x) . G)` along x (forward mode), G the gradient at its output."""
+    G = moe_out_grad(cap, layer)
+    x0 = expert_inputs(cap, layer)
+    out: Tensor = torch.func.jvp(lambda t: weighted_experts(cap, layer, t, G), (x0,), (x,))[1]
+    return out.detach()
+
+
+def moe_out_grad(cap: Capture, layer: int) -> Tensor:
+    """[b, p, d] the value's gradient at a mixture's output (its post-norm's scale frozen)."""
+    g = cap.layers[layer].g_mlp_out
+    assert g is not None
+    return post_pull(cap, layer, "mlp", g)
 
 
 def output_effects(cap: Capture, node: NodeId, w: Tensor) -> tuple[int, Tensor] | None:

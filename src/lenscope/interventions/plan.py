@@ -87,7 +87,7 @@ def node_target(node: NodeId) -> tuple[str, dict[int, list[int]], bool]:
         return node.hook_name, {1: [node.index], 2: [node.position], 3: [node.key_position]}, False
     if node.position is not None:
         sel[1] = [node.position]
-    if node.kind in (NodeKind.HEAD, NodeKind.NEURON, NodeKind.LATENT):
+    if node.kind in (NodeKind.HEAD, NodeKind.NEURON, NodeKind.EXPERT, NodeKind.LATENT):
         assert node.index is not None
         sel[2] = [node.index]
     return node.hook_name, sel, node.kind is NodeKind.LATENT
@@ -104,6 +104,7 @@ def check_node(
         has_pos=model.W_pos is not None,
         latent_sizes={h: s.d_sae for h, s in latents.items()},
         n_tokens=n_tokens,
+        n_experts=cfg.num_experts + (1 if cfg.d_mlp_shared else 0),
     )
 
 

@@ -26,6 +26,8 @@ MAX_CTX = 1_048_576
 
 _LATER_DEFAULTS: dict[str, Any] = {
     "rotary_base_local": 0.0,
+    "rotary_scale": 1.0,
+    "rotary_long_rope": None,
     "attn_scores_soft_cap": 0.0,
     "output_logits_soft_cap": 0.0,
     "qk_norm": "none",
@@ -33,6 +35,8 @@ _LATER_DEFAULTS: dict[str, Any] = {
     "post_norm": False,
     "num_experts": 0,
     "experts_per_token": 0,
+    "experts_renormalize": True,
+    "d_mlp_shared": 0,
 }
 
 
@@ -68,6 +72,14 @@ class ModelConfig:
     sliding_window: int = 0
     sliding_layers: list[int] | None = None  # the layers that use the window; None means all
     rotary_base_local: float = 0.0  # the rotary base of sliding-window layers; 0 = rotary_base
+    # linear rope scaling of the layers on `rotary_base` (Gemma 3's global layers): every
+    # rotary frequency divided by this factor, as transformers' "linear" rope type; 1 = none
+    rotary_scale: float = 1.0
+    # LongRoPE (Phi-3's long-context checkpoints): {"short_factor": [...], "long_factor": [...],
+    # "original_max": int, "attention_factor": float}: each frequency divided by its short
+    # factor, or by its long one when a forward's last position passes original_max, and cos and
+    # sin multiplied by attention_factor, as transformers' "longrope" rope type. None = plain.
+    rotary_long_rope: dict[str, Any] | None = None
     # Gemma 2: scores and logits squashed to cap * tanh(x / cap); 0 means no cap.
     attn_scores_soft_cap: float = 0.0
     output_logits_soft_cap: float = 0.0
@@ -85,6 +97,12 @@ class ModelConfig:
     # which a router picks `experts_per_token` per position. 0 means one dense MLP.
     num_experts: int = 0
     experts_per_token: int = 0
+    # whether the chosen experts' softmax weights are renormalised to sum to 1 (Mixtral; Qwen3-MoE
+    # with `norm_topk_prob`) or kept as they are
+    experts_renormalize: bool = True
+    # Qwen2-MoE: a shared expert of this width at every position, weighed by a sigmoid gate; it
+    # is the mixture's last expert (index num_experts). 0 means none.
+    d_mlp_shared: int = 0
 
     def __post_init__(self) -> None:
         if self.d_head == 0:
@@ -130,6 +148,8 @@ class ModelConfig:
         for name in ("rotary_base_local", "attn_scores_soft_cap", "output_logits_soft_cap"):
             if not getattr(self, name) >= 0.0:
                 raise CheckpointError(f"config {name}={getattr(self, name)} must be >= 0")
+        if not self.rotary_scale > 0.0:
+            raise CheckpointError(f"config rotary_scale={self.rotary_scale} must be > 0")
         if self.qk_norm != "none" and self.normalization != "RMS":
             raise CheckpointError("qk_norm needs normalization='RMS'")
         if self.post_norm and (self.parallel_attn_mlp or self.normalization == "none"):
@@ -139,6 +159,7 @@ class ModelConfig:
         if self.num_experts:
             bound("num_experts", self.num_experts, 1, 1024)
             bound("experts_per_token", self.experts_per_token, 1, self.num_experts)
+            bound("d_mlp_shared", self.d_mlp_shared, 0, 16 * MAX_WIDTH)
 
     def window(self, layer: int) -> int:
         """The sliding window of `layer`'s attention, or 0 when it attends to every earlier key."""
@@ -152,6 +173,13 @@ class ModelConfig:
             return self.rotary_base_local
         return self.rotary_base
 
+    def rotary_scale_of(self, layer: int) -> float:
+        """The linear rope scaling of `layer`: `rotary_scale` where the layer turns at the
+        global base (`rotary_base`), none on local layers with a base of their own."""
+        if self.rotary_base_local and self.window(layer):
+            return 1.0
+        return self.rotary_scale
+
     @property
     def n_params(self) -> int:
         """Parameters excluding embeddings and unembedding (TransformerLens' convention)."""
@@ -159,6 +187,7 @@ class ModelConfig:
         mlp = 0 if self.attn_only else self.d_model * self.d_mlp * (3 if self.gated_mlp else 2)
         if self.num_experts:
             mlp = mlp * self.num_experts + self.d_model * self.num_experts
+            mlp += 3 * self.d_model * self.d_mlp_shared + (self.d_model if self.d_mlp_shared else 0)
         return self.n_layers * (attn + mlp)
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,41 +36,71 @@ def rotate_interleaved(x: Tensor) -> Tensor:
 
 
 class Angles(tuple[Tensor, Tensor]):
-    """(cos, sin) of one rotary base at some positions, remembering the base and the positions:
-    a layer whose rotary base differs (Gemma 3's local and global layers) recomputes its own from
-    them, so code that replays blocks with the first layer's angles stays exact."""
+    """(cos, sin) of one rotary base at some positions, remembering the base (and linear
+    scaling) and the positions: a layer whose rotary differs (Gemma 3's local and global layers)
+    recomputes its own from them, so code that replays blocks with the first layer's angles
+    stays exact."""
 
     base: float
     positions: Tensor
+    scale: float
 
-    def __new__(cls, cos: Tensor, sin: Tensor, base: float, positions: Tensor) -> Angles:
+    def __new__(
+        cls, cos: Tensor, sin: Tensor, base: float, positions: Tensor, scale: float = 1.0
+    ) -> Angles:
         out = super().__new__(cls, (cos, sin))
-        out.base, out.positions = base, positions
+        out.base, out.positions, out.scale = base, positions, scale
         return out
 
 
 class Rotary(nn.Module):
     """Rotary position embedding on the first `rotary_dim` dims of each head (partial rotary)."""
 
-    def __init__(self, cfg: ModelConfig, base: float | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, base: float | None = None, scale: float = 1.0) -> None:
         super().__init__()
         self.dim = cfg.rotary_dim
         self.interleaved = cfg.rotary_interleaved
         self.base = cfg.rotary_base if base is None else base
+        self.scale = scale  # linear rope scaling: frequencies divided by it
         inv = 1.0 / (self.base ** (torch.arange(0, self.dim, 2, dtype=torch.float64) / self.dim))
+        inv = inv / scale
         self.inv_freq: Tensor
         self.register_buffer("inv_freq", inv.float(), persistent=False)
+        self.long_rope = cfg.rotary_long_rope
+        self.inv_long: Tensor | None = None
+        self.gain = 1.0
+        if self.long_rope is not None:  # LongRoPE: per-frequency short and long factors
+            short = torch.tensor(self.long_rope["short_factor"], dtype=torch.float64)
+            long = torch.tensor(self.long_rope["long_factor"], dtype=torch.float64)
+            self.inv_freq = (inv / short).float()
+            self.inv_long = (inv / long).float()
+            self.gain = float(self.long_rope["attention_factor"])
 
     def cos_sin(self, positions: Tensor, dtype: torch.dtype) -> Angles:
         """positions [batch, pos] -> cos, sin [batch, pos, 1, rotary_dim]."""
-        freqs = positions.to(torch.float32)[..., None] * self.inv_freq.to(positions.device)
+        inv = self.inv_freq
+        if self.inv_long is not None and int(positions.max()) + 1 > self.long_rope_original:
+            inv = self.inv_long  # as transformers: the long factors once a forward passes it
+        freqs = positions.to(torch.float32)[..., None] * inv.to(positions.device)
         emb = (
             freqs.repeat_interleave(2, dim=-1)
             if self.interleaved
             else torch.cat((freqs, freqs), dim=-1)
         )
-        cos, sin = emb.cos()[:, :, None, :].to(dtype), emb.sin()[:, :, None, :].to(dtype)
-        return Angles(cos, sin, self.base, positions)
+        cos, sin = emb.cos()[:, :, None, :], emb.sin()[:, :, None, :]
+        if self.gain != 1.0:
+            cos, sin = cos * self.gain, sin * self.gain
+        cos, sin = cos.to(dtype), sin.to(dtype)
+        return Angles(cos, sin, self.base, positions, self.scale)
+
+    @property
+    def long_rope_original(self) -> int:
+        return int(self.long_rope["original_max"]) if self.long_rope is not None else 0
+
+    @property
+    def key(self) -> tuple[float, float]:
+        """(base, scale): layers with the same key share their angles."""
+        return self.base, self.scale
 
     def rotate(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         rot, rest = x[..., : self.dim], x[..., self.dim :]
@@ -93,7 +123,11 @@ class Attention(nn.Module):
         self.b_qkv = nn.Parameter(torch.zeros((h + 2 * kv) * dh)) if cfg.attn_bias else None
         self.w_o = nn.Parameter(torch.empty(h * dh, d))
         self.b_o = nn.Parameter(torch.zeros(d)) if cfg.attn_out_bias else None
-        self.rotary = Rotary(cfg, cfg.rotary_base_of(layer)) if cfg.positional == "rotary" else None
+        self.rotary = (
+            Rotary(cfg, cfg.rotary_base_of(layer), cfg.rotary_scale_of(layer))
+            if cfg.positional == "rotary"
+            else None
+        )
         self.q_norm, self.k_norm = _qk_norms(cfg)
         for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
             setattr(self, f"hook_{name}", HookPoint())
@@ -182,7 +216,7 @@ class Attention(nn.Module):
         if self.q_norm is not None and self.k_norm is not None:
             q, k = _apply_qk_norm(self.q_norm, q), _apply_qk_norm(self.k_norm, k)
         if self.rotary is not None and rot is not None:
-            if isinstance(rot, Angles) and rot.base != self.rotary.base:
+            if isinstance(rot, Angles) and (rot.base, rot.scale) != self.rotary.key:
                 rot = self.rotary.cos_sin(rot.positions, rot[0].dtype)
             q = self.hook_rot_q.run(self.rotary.rotate(q, *rot))
             k = self.hook_rot_k.run(self.rotary.rotate(k, *rot))
@@ -324,7 +358,10 @@ class Block(nn.Module):
         self.ln2_post = Norm(cfg, cfg.d_model) if cfg.post_norm and not cfg.attn_only else None
         self.mlp: MLP | MoE | None = None
         if cfg.num_experts and not cfg.attn_only:
-            self.mlp = MoE(cfg, [MLP(cfg) for _ in range(cfg.num_experts)])
+            experts: list[nn.Module] = [MLP(cfg) for _ in range(cfg.num_experts)]
+            if cfg.d_mlp_shared:  # Qwen2-MoE's shared expert: the last one, its own width
+                experts.append(MLP(replace(cfg, d_mlp=cfg.d_mlp_shared)))
+            self.mlp = MoE(cfg, experts)
         elif not cfg.attn_only:
             self.mlp = MLP(cfg)
         for name in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"):

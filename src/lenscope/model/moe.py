@@ -2,14 +2,17 @@
 
 A router `W_gate` [d_model, num_experts] (TransformerLens' name) scores the experts at each
 position; the softmax of the scores, kept at the `experts_per_token` best and renormalised to sum
-to 1, weighs the outputs of those experts, each a gated MLP (`lenscope.model.layers.MLP`, which
+to 1 (unless `cfg.experts_renormalize` is off: Qwen3-MoE without `norm_topk_prob`), weighs the
+outputs of those experts, each a gated MLP (`lenscope.model.layers.MLP`, which
 the block builds and hands over, so that this module does not import the layers).
 
 Hook points, under `blocks.{l}.mlp.`:
 - `hook_router_logits` [batch, pos, num_experts]: the router's scores;
 - `hook_expert_weights` [batch, pos, num_experts]: each expert's weight in the output, zero for
   the experts not chosen (setting a weight to zero removes that expert at that position; a
-  non-zero weight runs the expert there);
+  non-zero weight runs the expert there); with a shared expert (Qwen2-MoE, `cfg.d_mlp_shared`)
+  one more column, the last: the shared expert's weight, `sigmoid(x @ W_shared_gate)`, at
+  every position;
 - `experts.{e}.hook_pre|hook_pre_linear|hook_post` [batch, pos, d_mlp]: expert e's activations.
 An expert with none of its hooks active runs only at the positions that weigh it (as
 `transformers` does); a hooked expert runs at every position, so that its hooks see the usual
@@ -42,10 +45,12 @@ class Expert(Protocol):
 class MoE(nn.Module):
     def __init__(self, cfg: ModelConfig, experts: list[nn.Module]) -> None:
         super().__init__()
-        if len(experts) != cfg.num_experts:
-            raise CheckpointError(f"{len(experts)} experts given, config has {cfg.num_experts}")
+        want = cfg.num_experts + (1 if cfg.d_mlp_shared else 0)
+        if len(experts) != want:
+            raise CheckpointError(f"{len(experts)} experts given, config has {want}")
         self.cfg = cfg
         self.W_gate = nn.Parameter(torch.empty(cfg.d_model, cfg.num_experts))
+        self.W_shared_gate = nn.Parameter(torch.empty(cfg.d_model, 1)) if cfg.d_mlp_shared else None
         self.experts = nn.ModuleList(experts)
         self.hook_router_logits = HookPoint()
         self.hook_expert_weights = HookPoint()
@@ -58,9 +63,13 @@ class MoE(nn.Module):
         logits = self.hook_router_logits.run(linear(x, self.W_gate))
         probs = torch.softmax(logits.float(), dim=-1)
         top, idx = probs.topk(self.cfg.experts_per_token, dim=-1)
-        top = top / top.sum(-1, keepdim=True)
-        dense = torch.zeros_like(probs).scatter(-1, idx, top)
-        return self.hook_expert_weights.run(dense.to(x.dtype))
+        if self.cfg.experts_renormalize:
+            top = top / top.sum(-1, keepdim=True)
+        dense = torch.zeros_like(probs).scatter(-1, idx, top).to(x.dtype)
+        if self.W_shared_gate is not None:
+            shared = torch.sigmoid(linear(x, self.W_shared_gate))
+            dense = torch.cat([dense, shared.to(x.dtype)], dim=-1)
+        return self.hook_expert_weights.run(dense)
 
     def forward(self, x: Tensor) -> Tensor:
         weights = self.expert_weights(x)

@@ -253,14 +253,14 @@ class HookedTransformer(TransformerLensMethods, nn.Module):
         x = self.hook_embed.run(F.embedding(tokens, self.W_E))
         if self.W_pos is not None:
             x = x + self.hook_pos_embed.run(F.embedding(positions, self.W_pos))
-        rots: dict[float, tuple[Tensor, Tensor]] = {}  # one cos/sin per rotary base
+        rots: dict[tuple[float, float], tuple[Tensor, Tensor]] = {}  # one per base and scale
         end = self.cfg.n_layers if stop_at_layer is None else stop_at_layer
         for i, block in enumerate(self._blocks()[:end]):
             rotary, rot = block.attn.rotary, None
             if rotary is not None:
-                if rotary.base not in rots:
-                    rots[rotary.base] = rotary.cos_sin(positions, x.dtype)
-                rot = rots[rotary.base]
+                if rotary.key not in rots:
+                    rots[rotary.key] = rotary.cos_sin(positions, x.dtype)
+                rot = rots[rotary.key]
             x = block(x, rot, mask4, kv_cache.slots[i] if kv_cache is not None else None)
         if kv_cache is not None:
             kv_cache.length += tokens.shape[1]

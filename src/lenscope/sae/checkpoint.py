@@ -114,7 +114,8 @@ def restore(ck: Checkpoint, sae: nn.Module, opt: Adam, state: TrainState) -> Non
             for n, b in sae.named_buffers():
                 b.copy_(t[f"buffer.{n}"])
             opt.load_state_tensors([n for n, _ in sae.named_parameters()], t)
-        state.tokens_since_fired = t["state.tokens_since_fired"].to(sae.b_dec.device, copy=True)
+        device = next(sae.parameters()).device
+        state.tokens_since_fired = t["state.tokens_since_fired"].to(device, copy=True)
     except (KeyError, RuntimeError) as e:
         raise CheckpointError(f"{ck.path} does not match this SAE: {e}") from None
     state.step = ck.step

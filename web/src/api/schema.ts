@@ -1437,7 +1437,7 @@ export interface components {
          * NodeKind
          * @enum {string}
          */
-        NodeKind: "head" | "neuron" | "latent" | "embed" | "pos";
+        NodeKind: "head" | "neuron" | "expert" | "latent" | "embed" | "pos";
         /** NodeRecord */
         NodeRecord: {
             /** Boosts */

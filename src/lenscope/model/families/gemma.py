@@ -9,7 +9,8 @@ What sets Gemma apart, and where it lands here:
   1/sqrt(query_pre_attn_scalar), sliding-window layers per `layer_types`;
 - Gemma 2: attention scores and final logits soft-capped (Gemma 3's config may carry
   `attn_logit_softcapping`, but `transformers` does not apply it there, so neither do we);
-- Gemma 3: per-head q/k RMSNorms and a separate rotary base for the sliding-window layers.
+- Gemma 3: per-head q/k RMSNorms, a separate rotary base for the sliding-window layers, and
+  linear rope scaling on the global layers where the config asks (Gemma 3 4B and larger).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, get_args
 import torch
 from torch import Tensor
 
-from lenscope.errors import UnsupportedArchitectureError
+from lenscope.errors import CheckpointError, UnsupportedArchitectureError
 from lenscope.model.config import Activation, ModelConfig
 from lenscope.model.convert import (
     Getter,
@@ -62,19 +63,31 @@ def _sliding(c: dict[str, Any], arch: str, n_layers: int) -> tuple[int, list[int
     return window_of(c), None if len(sliding) == n_layers else sliding
 
 
-def _bases(c: dict[str, Any], arch: str) -> tuple[float, float]:
-    """(global, local) rotary bases; local 0 when the sliding layers share the global one."""
+def _bases(c: dict[str, Any], arch: str) -> tuple[float, float, float]:
+    """(global base, local base, the global layers' linear rope scaling); local 0 when the
+    sliding layers share the global base. Gemma 3's global layers may scale linearly."""
     params = c.get("rope_parameters") or {}
     scaling = c.get("rope_scaling")
     if arch != "gemma3_text":
         theta = rope_theta(params or scaling, float(c.get("rope_theta", 10_000.0)))
-        return theta, 0.0
+        return theta, 0.0, 1.0
     if "full_attention" in params or "sliding_attention" in params:
-        full = rope_theta(params.get("full_attention"), 1_000_000.0, " on global layers")
+        full, scale = _linear(params.get("full_attention"), 1_000_000.0)
         local = rope_theta(params.get("sliding_attention"), 10_000.0, " on local layers")
-        return full, local
-    full = rope_theta(scaling, float(c.get("rope_theta", 1_000_000.0)), " on global layers")
-    return full, float(c.get("rope_local_base_freq", 10_000.0))
+        return full, local, scale
+    full, scale = _linear(scaling, float(c.get("rope_theta", 1_000_000.0)))
+    return full, float(c.get("rope_local_base_freq", 10_000.0)), scale
+
+
+def _linear(params: dict[str, Any] | None, default: float) -> tuple[float, float]:
+    """(base, linear scaling factor) of Gemma 3's global layers: plain or "linear" rope."""
+    params = params or {}
+    if params.get("rope_type", params.get("type")) != "linear":
+        return rope_theta(params, default, " on global layers"), 1.0
+    factor = params.get("factor")
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not factor > 0:
+        raise CheckpointError(f"config.json linear rope scaling needs a factor > 0, got {factor!r}")
+    return float(params.get("rope_theta", default)), float(factor)
 
 
 def gemma_config(c: dict[str, Any], name: str) -> ModelConfig:
@@ -85,7 +98,7 @@ def gemma_config(c: dict[str, Any], name: str) -> ModelConfig:
     dh = int(c.get("head_dim") or d // h)
     n_layers = int(need(c, "num_hidden_layers"))
     window, windowed = _sliding(c, arch, n_layers)
-    base, local = _bases(c, arch)
+    base, local, scale = _bases(c, arch)
     later = arch != "gemma"
     scalar = float(c.get("query_pre_attn_scalar") or dh) if later else float(dh)
     attn_cap = float(c.get("attn_logit_softcapping") or 0.0) if arch == "gemma2" else 0.0
@@ -98,6 +111,7 @@ def gemma_config(c: dict[str, Any], name: str) -> ModelConfig:
         positional="rotary",
         rotary_base=base,
         rotary_base_local=local if window else 0.0,
+        rotary_scale=scale,
         attn_bias=bool(c.get("attention_bias", False)),
         attn_out_bias=bool(c.get("attention_bias", False)),
         mlp_bias=False,

@@ -42,7 +42,9 @@ def model_info(state: ServerState) -> ModelInfo:
     model = state.model
     cfg = model.cfg
     kinds = [NodeKind.HEAD, NodeKind.EMBED]
-    if not cfg.attn_only and cfg.d_mlp:
+    if not cfg.attn_only and cfg.num_experts:
+        kinds.insert(1, NodeKind.EXPERT)
+    elif not cfg.attn_only and cfg.d_mlp:
         kinds.insert(1, NodeKind.NEURON)
     if cfg.positional == "learned":
         kinds.append(NodeKind.POS)
