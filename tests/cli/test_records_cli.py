@@ -257,3 +257,34 @@ def test_ensure_records_harvests_again_when_an_sae_of_the_model_appears(
         shutil.rmtree(extra)
     assert calls == [{24, 8}], calls  # both SAEs: the old one (24 latents) and the new one
     assert any("blocks.0.hook_resid_post" in s for s in said), said
+
+
+def test_ensure_records_harvests_the_models_transcoder_set_too(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transcoder set made for the model (as mini ships one) is harvested with its SAEs: one
+    dictionary per layer, once each, so every transcoder feature gets a record page."""
+    import lenscope.explain
+    import lenscope.records
+    from lenscope.cli.records import ensure_records
+    from lenscope.sae.transcoder_set import save_transcoder_set, trained_transcoders_dir
+    from tests.sae.tc_helpers import random_set
+
+    model = load_model("tinyrec")
+    dest = trained_transcoders_dir() / "tinytc"
+    save_transcoder_set(random_set(model, d_sae=12, name="tinytc"), dest)
+    calls: list[list[tuple[str, int]]] = []
+
+    def fake_harvest(m: Any, dest: Path, *, saes: Any = (), **kw: Any) -> None:
+        calls.append(sorted((s.hook_in, int(s.d_sae)) for s in saes))
+
+    monkeypatch.setattr(lenscope.records, "harvest", fake_harvest)
+    monkeypatch.setattr(lenscope.explain, "explain_records", lambda *a, **k: None)
+    said: list[str] = []
+    try:
+        ensure_records("tinyrec", log=said.append)
+    finally:
+        shutil.rmtree(dest)
+    layers = [(f"blocks.{i}.ln2.hook_normalized", 12) for i in range(model.cfg.n_layers)]
+    assert calls == [sorted([("blocks.1.hook_resid_mid", 24), *layers])], calls
+    assert any("ln2.hook_normalized" in s for s in said), said

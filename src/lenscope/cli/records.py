@@ -53,11 +53,18 @@ def _saes(
 
 
 def _own_saes(model: HookedTransformer) -> dict[str, str]:
-    """Shipped or trained SAEs made for this very model (by fingerprint), by hook point."""
+    """Shipped or trained SAEs and transcoder sets made for this very model (by fingerprint), by
+    the hook each dictionary reads (a set's path appears once per layer it holds)."""
     from lenscope.model import fingerprint
     from lenscope.sae.io import saes_by_hook
+    from lenscope.sae.transcoder_set import load_transcoder_set, transcoder_sets_for_model
 
-    return {h: str(p) for h, p in saes_by_hook(fingerprint(model), residual_only=True).items()}
+    fp = fingerprint(model)
+    own = {h: str(p) for h, p in saes_by_hook(fp, residual_only=True).items()}
+    for path in transcoder_sets_for_model(fp):
+        for dic in load_transcoder_set(path).dictionaries():
+            own.setdefault(dic.hook_in, str(path))
+    return own
 
 
 def _records_sae_hooks(records: Records) -> set[str]:
@@ -84,7 +91,7 @@ def ensure_records(model: str, log: Callable[[str], None] = print, device: str =
     harvest(
         m,
         dest,
-        saes=_saes(list(own.values()), m.device),
+        saes=_saes(sorted(set(own.values())), m.device, m),
         config=HarvestConfig(n_tokens=DEFAULT_TOKENS),
         log=log,
     )
@@ -136,7 +143,7 @@ def harvest_cmd(
     from lenscope.records.parallel import init_distributed
 
     m = _load(model, device)
-    saes = [] if no_sae else _saes(sae or list(_own_saes(m).values()), m.device, m)
+    saes = [] if no_sae else _saes(sae or sorted(set(_own_saes(m).values())), m.device, m)
     cfg = HarvestConfig(
         n_tokens=tokens,
         ctx=ctx,
@@ -232,7 +239,7 @@ def show_cmd(
         return
     if text is not None:
         active = most_active(
-            recs, m, text, _saes(sae or list(_own_saes(m).values()), m.device, m), limit
+            recs, m, text, _saes(sae or sorted(set(_own_saes(m).values())), m.device, m), limit
         )
         if json:
             print_json(active)

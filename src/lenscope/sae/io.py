@@ -124,13 +124,28 @@ def load_dictionaries(
     another library's layout: one), or transcoders (a SAELens transcoder folder, a sparsify
     transcoder, a circuit-tracer `config.yaml`: one per layer; a circuit-tracer cross-layer
     transcoder folder: one per layer). `model` is needed where a transcoder reads the MLP's
-    normalised input (its norm's weight is folded into the encoder)."""
+    normalised input (its norm's weight is folded into the encoder). A lenscope transcoder set
+    (`lenscope transcoder train`) loads by name or path: one dictionary per layer."""
     from lenscope.sae.clt import is_clt_folder, load_cross_layer_transcoder
     from lenscope.sae.transcoder_formats import load_transcoders, transcoder_layout
 
+    from lenscope.sae.transcoder_set import (
+        is_transcoder_set,
+        load_transcoder_set,
+        resolve_transcoder_set_path,
+    )
+
     p = Path(name_or_path).expanduser()
     if not p.exists() and "/" not in str(name_or_path):
-        p = resolve_sae_path(name_or_path)
+        try:
+            p = resolve_sae_path(name_or_path)
+        except InputError as no_sae:  # not an SAE's name: a transcoder set's, or that error
+            try:
+                p = resolve_transcoder_set_path(name_or_path)
+            except InputError:
+                raise no_sae from None
+    if is_transcoder_set(p):
+        return load_transcoder_set(p, model, device=device, strict=False).dictionaries()
     if transcoder_layout(p) is not None:
         return [t.as_dictionary() for t in load_transcoders(p, model=model, device=device)]
     if is_clt_folder(p):

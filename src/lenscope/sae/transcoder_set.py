@@ -159,6 +159,17 @@ def update_metrics(path: Path | str, metrics: dict[str, Any]) -> None:
 
 
 # ---- load ----------------------------------------------------------------------------------------
+def is_transcoder_set(path: Path) -> bool:
+    """Whether `path` is a lenscope transcoder-set artifact (its manifest says so)."""
+    import json
+
+    try:
+        kind = json.loads((path / "manifest.json").read_text("utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(kind == KIND)
+
+
 def resolve_transcoder_set_path(name_or_path: str | os.PathLike[str]) -> Path:
     s = str(name_or_path)
     p = Path(s).expanduser()
