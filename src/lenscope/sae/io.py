@@ -128,7 +128,6 @@ def load_dictionaries(
     (`lenscope transcoder train`) loads by name or path: one dictionary per layer."""
     from lenscope.sae.clt import is_clt_folder, load_cross_layer_transcoder
     from lenscope.sae.transcoder_formats import load_transcoders, transcoder_layout
-
     from lenscope.sae.transcoder_set import (
         is_transcoder_set,
         load_transcoder_set,
