@@ -24,6 +24,30 @@ class SAEInfo(BaseModel):
     )
 
 
+class DictionaryInfo(BaseModel):
+    """A dictionary whose latents are nodes of this server: spliced, or with records (or both)."""
+
+    name: str = Field(
+        description="the spliced SAE's name, else the key its records are filed under"
+    )
+    kind: Literal["sae", "transcoder", "clt"] = Field(
+        description="an SAE (reads and writes one residual hook), a transcoder replacing one MLP, "
+        "or a cross-layer transcoder's encoder at one layer"
+    )
+    node_prefix: str = Field(
+        description="latent node ids are <prefix>.F<index>, e.g. L2.resid_post, L3.transcoder"
+    )
+    key: str = Field(
+        description="what its latents are filed under (NodeId.hook_name): an SAE's hook, "
+        "blocks.L.transcoder or blocks.L.clt"
+    )
+    d_sae: int
+    hook_in: str = Field(description="the hook it reads")
+    hooks_out: list[str] = Field(description="the hooks it writes")
+    spliced: bool = Field(description="loaded by the server: its latents can be run and edited")
+    records: bool = Field(description="its latents have records (node pages)")
+
+
 class RecordsInfo(BaseModel):
     available: bool
     coverage: str = ""
@@ -77,6 +101,12 @@ class ModelInfo(BaseModel):
     tuned_lens: str | None = Field(
         None, description="the model's tuned lens (POST /api/lens with tuned: true), if any"
     )
+    dictionaries: list[DictionaryInfo] = Field(
+        default_factory=list,
+        description="every dictionary whose latents are nodes here (spliced or with records), "
+        "transcoders included; `saes` lists the spliced SAEs only",
+    )
+    n_experts: int = Field(0, description="experts per layer of a mixture-of-experts model (L2.E3)")
 
 
 class Health(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from fastapi import APIRouter, Depends
 
@@ -16,6 +17,7 @@ from lenscope.server.schemas import TokenizeRequest
 from lenscope.server.state import ServerState
 from lenscope.server.views import (
     DemoQuestion,
+    DictionaryInfo,
     ExplainerInfo,
     Health,
     Limits,
@@ -26,6 +28,8 @@ from lenscope.server.views import (
 )
 
 router = APIRouter(prefix="/api", tags=["server"])
+
+DictKind = Literal["sae", "transcoder", "clt"]
 
 
 @router.get("/health", response_model=Health, summary="Is the server up, how busy is it")
@@ -48,7 +52,7 @@ def model_info(state: ServerState) -> ModelInfo:
         kinds.insert(1, NodeKind.NEURON)
     if cfg.positional == "learned":
         kinds.append(NodeKind.POS)
-    if state.saes:
+    if state.saes:  # latents the debugger can run (records-only ones are in `dictionaries`)
         kinds.append(NodeKind.LATENT)
     saes = []
     for s in state.saes:
@@ -90,7 +94,55 @@ def model_info(state: ServerState) -> ModelInfo:
             for name, e in state.explainers.items()
         ],
         tuned_lens=state.tuned.name if state.tuned is not None else None,
+        dictionaries=dictionary_infos(state),
+        n_experts=0 if cfg.attn_only else cfg.num_experts,
     )
+
+
+def dictionary_infos(state: ServerState) -> list[DictionaryInfo]:
+    """The spliced SAEs, then every dictionary the records hold latents of (one entry per key;
+    a spliced SAE with records is one entry with both flags)."""
+    n_layers = state.model.cfg.n_layers
+    out: dict[str, DictionaryInfo] = {}
+    for s in state.saes:
+        out[s.hook] = DictionaryInfo(
+            name=s.name,
+            kind="sae",
+            node_prefix=latent_prefix(s.hook),
+            key=s.hook,
+            d_sae=s.d_sae,
+            hook_in=s.hook,
+            hooks_out=[s.hook],
+            spliced=True,
+            records=False,
+        )
+    groups = state.records.manifest.data["groups"] if state.records is not None else []
+    for g in groups:
+        if g["kind"] != "latent":
+            continue
+        key = str(g.get("key") or g["hook"])
+        if key in out:
+            out[key].records = True
+            continue
+        layer, site = latent_site(key)
+        kind: DictKind = "sae"
+        outs = [key]
+        if site == "transcoder":
+            kind, outs = "transcoder", [f"blocks.{layer}.hook_mlp_out"]
+        elif site == "clt":  # a cross-layer transcoder's encoder writes this and later MLPs
+            kind, outs = "clt", [f"blocks.{j}.hook_mlp_out" for j in range(layer, n_layers)]
+        out[key] = DictionaryInfo(
+            name=key,
+            kind=kind,
+            node_prefix=latent_prefix(key),
+            key=key,
+            d_sae=int(g["size"]),
+            hook_in=str(g["hook"]),
+            hooks_out=outs,
+            spliced=False,
+            records=True,
+        )
+    return list(out.values())
 
 
 def _llm_model(e: object) -> str | None:
