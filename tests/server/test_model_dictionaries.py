@@ -88,17 +88,22 @@ def test_transcoder_feature_pages_answer(served: dict[str, Any]) -> None:
     assert client.get("/api/nodes/L2.transcoder.F0").status_code == 400
 
 
-def test_moe_model_reports_its_experts_and_experts_have_no_page(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared", [0, 4])
+def test_moe_model_reports_its_experts_and_experts_have_no_page(
+    tmp_path: Path, shared: int
+) -> None:
     tok = tokenizer(tmp_path / "tok")
     cfg = ModelConfig(
         n_layers=2, d_model=16, n_heads=2, d_vocab=VOCAB, n_ctx=16, d_mlp=8,
-        num_experts=3, experts_per_token=2, gated_mlp=True, name="tinymoe",
+        num_experts=3, experts_per_token=2, gated_mlp=True, d_mlp_shared=shared, name="tinymoe",
     )  # fmt: skip
     model = HookedTransformer(cfg, tok)
     state = ServerState(ServerConfig("tinymoe", workers=2), model, [], None)
     with TestClient(create_app(state), base_url="http://127.0.0.1") as client:
         info = client.get("/api/model").json()
-        assert info["n_experts"] == 3 == info["config"]["num_experts"]
+        # a shared expert (Qwen2-MoE) is node L.E3, the last
+        assert info["n_experts"] == info["config"]["num_experts"] + (1 if shared else 0)
+        assert info["n_experts"] == (4 if shared else 3)
         assert "expert" in info["node_kinds"] and info["dictionaries"] == []
         got = client.get("/api/nodes/L0.E1")
         assert got.status_code == 400

@@ -106,7 +106,11 @@ class ModelInfo(BaseModel):
         description="every dictionary whose latents are nodes here (spliced or with records), "
         "transcoders included; `saes` lists the spliced SAEs only",
     )
-    n_experts: int = Field(0, description="experts per layer of a mixture-of-experts model (L2.E3)")
+    n_experts: int = Field(
+        0,
+        description="expert nodes per layer of a mixture-of-experts model, L.E0 .. L.E<n-1> "
+        "(a shared expert, as in Qwen2-MoE, is the last); 0 for a dense model",
+    )
 
 
 class Health(BaseModel):

@@ -808,6 +808,55 @@ export interface components {
             /** Target */
             target: string;
         };
+        /**
+         * DictionaryInfo
+         * @description A dictionary whose latents are nodes of this server: spliced, or with records (or both).
+         */
+        DictionaryInfo: {
+            /** D Sae */
+            d_sae: number;
+            /**
+             * Hook In
+             * @description the hook it reads
+             */
+            hook_in: string;
+            /**
+             * Hooks Out
+             * @description the hooks it writes
+             */
+            hooks_out: string[];
+            /**
+             * Key
+             * @description what its latents are filed under (NodeId.hook_name): an SAE's hook, blocks.L.transcoder or blocks.L.clt
+             */
+            key: string;
+            /**
+             * Kind
+             * @description an SAE (reads and writes one residual hook), a transcoder replacing one MLP, or a cross-layer transcoder's encoder at one layer
+             * @enum {string}
+             */
+            kind: "sae" | "transcoder" | "clt";
+            /**
+             * Name
+             * @description the spliced SAE's name, else the key its records are filed under
+             */
+            name: string;
+            /**
+             * Node Prefix
+             * @description latent node ids are <prefix>.F<index>, e.g. L2.resid_post, L3.transcoder
+             */
+            node_prefix: string;
+            /**
+             * Records
+             * @description its latents have records (node pages)
+             */
+            records: boolean;
+            /**
+             * Spliced
+             * @description loaded by the server: its latents can be run and edited
+             */
+            spliced: boolean;
+        };
         /** DiscoverFaithfulnessView */
         DiscoverFaithfulnessView: {
             /** Area */
@@ -1383,6 +1432,11 @@ export interface components {
             };
             demo: components["schemas"]["DemoQuestion"];
             /**
+             * Dictionaries
+             * @description every dictionary whose latents are nodes here (spliced or with records), transcoders included; `saes` lists the spliced SAEs only
+             */
+            dictionaries?: components["schemas"]["DictionaryInfo"][];
+            /**
              * Explainers
              * @description explainers available: offline always, llm if set up
              */
@@ -1397,6 +1451,12 @@ export interface components {
              * @description the model is small enough for the Markov view
              */
             markov: boolean;
+            /**
+             * N Experts
+             * @description expert nodes per layer of a mixture-of-experts model, L.E0 .. L.E<n-1> (a shared expert, as in Qwen2-MoE, is the last); 0 for a dense model
+             * @default 0
+             */
+            n_experts?: number;
             /** N Params */
             n_params: number;
             /** Name */

@@ -20,6 +20,7 @@ export type AttentionRequest = S["AttentionRequest"];
 export type SideRow = S["SideRow"];
 export type InterventionSet = S["InterventionSet"];
 export type ModelInfo = S["ModelInfo"];
+export type DictionaryInfo = S["DictionaryInfo"];
 export type NodeRecord = S["NodeRecord"];
 export type Example = S["Example"];
 export type Explanation = S["Explanation"];

@@ -95,8 +95,15 @@ def model_info(state: ServerState) -> ModelInfo:
         ],
         tuned_lens=state.tuned.name if state.tuned is not None else None,
         dictionaries=dictionary_infos(state),
-        n_experts=0 if cfg.attn_only else cfg.num_experts,
+        n_experts=_n_experts(cfg.num_experts, cfg.d_mlp_shared, cfg.attn_only),
     )
+
+
+def _n_experts(num_experts: int, d_mlp_shared: int, attn_only: bool) -> int:
+    """Expert nodes per layer, as NodeId.check counts them: a shared expert is the last."""
+    if attn_only or not num_experts:
+        return 0
+    return num_experts + (1 if d_mlp_shared else 0)
 
 
 def dictionary_infos(state: ServerState) -> list[DictionaryInfo]:
