@@ -94,3 +94,84 @@ describe("nodeProblem", () => {
     for (const id of ["L0.H0", "L3.H7", "L3.H7@4:2", "L0.N0", "L3.N1023@1", "L2.resid_post.F0", "L2.resid_post.F2047", "embed", "pos@3"]) expect(nodeProblem(id, info)).toBeNull();
   });
 });
+
+describe("experts and transcoder features", () => {
+  const dict = (kind: "sae" | "transcoder" | "clt", layer: number, d_sae: number, records = true) => {
+    const site = kind === "sae" ? "resid_post" : kind;
+    const key = kind === "sae" ? `blocks.${layer}.hook_resid_post` : `blocks.${layer}.${kind}`;
+    return { name: key, kind, node_prefix: `L${layer}.${site}`, key, d_sae, hook_in: key, hooks_out: [key], spliced: false, records };
+  };
+  const info = {
+    config: { n_layers: 3, n_heads: 2, d_mlp: 8, attn_only: false, num_experts: 4 } as Record<string, unknown>,
+    saes: [{ name: "s", hook: "blocks.0.hook_resid_post", d_sae: 5, node_prefix: "L0.resid_post" }],
+    dictionaries: [dict("sae", 0, 5), dict("transcoder", 0, 6), dict("transcoder", 2, 3), dict("clt", 1, 7), dict("clt", 2, 7, false)],
+    n_experts: 5, // four routed experts and a shared one
+  };
+
+  it("parse and format experts and transcoder features", () => {
+    for (const id of ["L2.E3", "L2.E3@7", "L3.transcoder.F12", "L3.transcoder.F12@0", "L3.clt.F1", "L0.clt.F9@4"]) {
+      const n = parseNode(id);
+      expect(n).not.toBeNull();
+      expect(formatNode(n!)).toBe(id);
+    }
+    expect(parseNode("l2.e3@1")).toEqual({ kind: "expert", layer: 2, index: 3, site: null, position: 1, key: null });
+    expect(parseNode("L3.Transcoder.f12")).toEqual({ kind: "latent", layer: 3, index: 12, site: "transcoder", position: null, key: null });
+    expect(formatNode(parseNode("l2.e3@1")!)).toBe("L2.E3@1");
+    for (const bad of ["L2.E", "L2.E3@1:0", "E3", "L2.E-1"]) expect(parseNode(bad)).toBeNull();
+    expect(componentOf("L2.E3@7")).toBe("L2.E3");
+    expect(componentOf("L3.clt.F1@2")).toBe("L3.clt.F1");
+  });
+
+  it("pages: transcoder features with records have one, experts never", () => {
+    expect(hasPage("L2.E3")).toBe(false);
+    expect(hasPage("L2.E3@1", info)).toBe(false);
+    expect(hasPage("L0.transcoder.F1")).toBe(true);
+    expect(hasPage("L0.transcoder.F1@3", info)).toBe(true);
+    expect(hasPage("L1.clt.F0", info)).toBe(true);
+    expect(hasPage("L2.clt.F0", info)).toBe(false); // its records are not there
+    expect(hasPage("L1.transcoder.F0", info)).toBe(false); // no such dictionary
+    expect(hasPage("L1.H0", info)).toBe(true);
+  });
+
+  it("nodeProblem knows the transcoders and the experts, in the server's words", () => {
+    for (const id of ["L0.transcoder.F0", "L0.transcoder.F5@2", "L2.transcoder.F2", "L1.clt.F6", "L0.resid_post.F4", "L0.E0", "L2.E4@1"])
+      expect(nodeProblem(id, info)).toBeNull();
+    expect(nodeProblem("L0.transcoder.F6", info)).toBe("node L0.transcoder.F6: latent 6 does not exist (0..5)");
+    expect(nodeProblem("L1.transcoder.F0", info)).toBe(
+      "node L1.transcoder.F0: no transcoder is spliced or with records at blocks.1.transcoder (spliced or with records: blocks.0.hook_resid_post, blocks.0.transcoder, blocks.2.transcoder, blocks.1.clt, blocks.2.clt)",
+    );
+    expect(nodeProblem("L2.E5", info)).toBe("node L2.E5: expert 5 does not exist (0..4)");
+    expect(nodeProblem("L3.E0", info)).toBe("node L3.E0: layer 3 does not exist (0..2)");
+    expect(nodeProblem("L1.N0", info)).toBe("node L1.N0: the model's MLPs are mixtures of experts; name an expert (L1.E0..E4) instead of a neuron");
+    // an older server (no `dictionaries`, no `n_experts`): the spliced SAEs and config.num_experts
+    const old = { config: info.config, saes: info.saes };
+    expect(nodeProblem("L0.transcoder.F0", old)).toBe("node L0.transcoder.F0: no transcoder is spliced at blocks.0.transcoder (spliced: blocks.0.hook_resid_post)");
+    expect(nodeProblem("L2.E3", old)).toBeNull();
+    expect(nodeProblem("L2.E4", old)).toBe("node L2.E4: expert 4 does not exist (0..3)");
+    const dense = { ...info, n_experts: 0, config: { ...info.config, num_experts: 0 } };
+    expect(nodeProblem("L0.E0", dense)).toBe("node L0.E0: the model has no mixture of experts");
+    expect(nodeProblem("L0.N7", dense)).toBeNull();
+  });
+
+  it("walks every expert in order, like an enumeration of the model", () => {
+    const all: string[] = [];
+    for (let l = 0; l < 3; l++) for (let e = 0; e < 5; e++) all.push(`L${l}.E${e}`);
+    all.forEach((id, k) => {
+      const nb = neighbours(`${id}@2`, info);
+      expect(nb.prev).toBe(all[k - 1] ?? null);
+      expect(nb.next).toBe(all[k + 1] ?? null);
+      const [l, e] = [Math.floor(k / 5), k % 5];
+      expect(nb.prevLayer).toBe(l > 0 ? `L${l - 1}.E${e}` : null);
+      expect(nb.nextLayer).toBe(l < 2 ? `L${l + 1}.E${e}` : null);
+    });
+  });
+
+  it("moves between the transcoders of one kind, never into another kind's", () => {
+    expect(neighbours("L0.transcoder.F2", info)).toEqual({ prev: "L0.transcoder.F1", next: "L0.transcoder.F3", prevLayer: null, nextLayer: "L2.transcoder.F2" });
+    expect(neighbours("L0.transcoder.F3", info).nextLayer).toBeNull(); // L2's has 3 features
+    expect(neighbours("L2.transcoder.F0", info)).toEqual({ prev: null, next: "L2.transcoder.F1", prevLayer: "L0.transcoder.F0", nextLayer: null });
+    expect(neighbours("L1.clt.F6", info)).toEqual({ prev: "L1.clt.F5", next: null, prevLayer: null, nextLayer: "L2.clt.F6" });
+    expect(neighbours("L0.resid_post.F1", info)).toEqual({ prev: "L0.resid_post.F0", next: "L0.resid_post.F2", prevLayer: null, nextLayer: null });
+    expect(neighbours("L1.transcoder.F0", info)).toEqual({ prev: null, next: null, prevLayer: null, nextLayer: null });
+  });
+});
