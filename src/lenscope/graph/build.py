@@ -56,9 +56,10 @@ class GraphOptions:
                 f"(the graph's length bound for {model.cfg.name})"
             )
         n = self.max_feature_nodes + (model.cfg.n_layers + 1) * n_tokens + self.max_logits
-        need = 4 * n * n * 2 + 4 * self.batch_size * n_tokens * model.cfg.d_model * (
-            model.cfg.n_layers + 1
-        ) * 4
+        need = (
+            4 * n * n * 2
+            + 4 * self.batch_size * n_tokens * model.cfg.d_model * (model.cfg.n_layers + 1) * 4
+        )
         have = self.memory_bytes if self.memory_bytes is not None else _free_memory() // 2
         if need > have:
             raise InputError(
@@ -300,6 +301,7 @@ def _feature_influence(
 ) -> Tensor:
     """Each active feature's influence on the targets over every path through the rows known so
     far (absolute edges, rows normalised to sum 1)."""
+
     def norm(r: Tensor) -> Tensor:
         a = r.abs()
         return a / a.sum(1, keepdim=True).clamp(min=1e-10)

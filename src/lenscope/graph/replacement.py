@@ -47,9 +47,11 @@ def as_dictionaries(transcoders: Any) -> list[Dictionary]:
     if isinstance(transcoders, Sequence) and not isinstance(transcoders, str | bytes):
         dics: list[Dictionary] = []
         for t in transcoders:
-            dics.extend(as_dictionaries(t) if callable(getattr(t, "dictionaries", None)) else [
-                Dictionary.of(t)
-            ])
+            dics.extend(
+                as_dictionaries(t)
+                if callable(getattr(t, "dictionaries", None))
+                else [Dictionary.of(t)]
+            )
         return dics
     return [Dictionary.of(transcoders)]
 
@@ -180,9 +182,7 @@ class ReplacementModel:
                 skip = s.skip(s.x)
                 if skip is not None:
                     recon[s.layer] += skip
-        self.error = [
-            self.mlp_out[j] - recon[j] - self.bias[j] for j in range(self.n_layers)
-        ]
+        self.error = [self.mlp_out[j] - recon[j] - self.bias[j] for j in range(self.n_layers)]
 
     @staticmethod
     def _is_frozen(name: str) -> bool:
@@ -204,8 +204,12 @@ class ReplacementModel:
         if len(given) != k:
             raise InputError(f"run takes {k} deltas (embedding, then each MLP output)")
         leaves = (
-            [torch.zeros(self.n, d_model, dtype=self.embed.dtype, device=self.embed.device)
-             .requires_grad_() for _ in range(k)]
+            [
+                torch.zeros(
+                    self.n, d_model, dtype=self.embed.dtype, device=self.embed.device
+                ).requires_grad_()
+                for _ in range(k)
+            ]
             if grad
             else []
         )

@@ -38,6 +38,7 @@ class Target:
     read: Tensor  # [V]
     weight: float
     probability: float  # the model's probability of its (first) token
+    virtual: bool = False  # a logit difference: no single vocabulary entry
 
 
 def check_threshold(value: float, what: str) -> float:
@@ -89,7 +90,7 @@ def question_target(
         for d in r.distractors:
             read[d.id] -= 1.0 / len(r.distractors)
         ids = tuple(t.id for t in r.targets)
-        return Target(r.describe(), ids, read, 1.0, float(probs[ids[0]]))
+        return Target(r.describe(), ids, read, 1.0, float(probs[ids[0]]), virtual=True)
     i = r.targets[0].id
     label = f"logit({r.targets[0].token!r})"
     return Target(label, (i,), _one_hot(logits, [i], demean), 1.0, float(probs[i]))
