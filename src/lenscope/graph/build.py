@@ -86,6 +86,13 @@ def tokenize(model: HookedTransformer, prompt: str | Sequence[int] | Tensor) -> 
     return t
 
 
+def check_question(model: HookedTransformer, question: QuestionSpec | None) -> None:
+    """Refuse a question a graph cannot explain (or whose tokens are unknown) before any work."""
+    if question is not None:
+        probe = torch.zeros(model.cfg.d_vocab)
+        question_target(model, probe, question)
+
+
 class _Columns:
     """Per-source write tensors that turn leaf gradients into edge columns."""
 
@@ -160,6 +167,7 @@ def build_graph(
     tokens = tokenize(model, prompt)
     dics = as_dictionaries(transcoders)
     opts.check(model, int(tokens.numel()))
+    check_question(model, question)
     rm = ReplacementModel(model, dics, tokens)
     return graph_of(rm, question=question, options=opts, progress=progress)
 
@@ -341,6 +349,7 @@ def build_graphs(
         raise InputError("no prompts given")
     for t in toks:
         opts.check(model, int(t.numel()))
+    check_question(model, question)
     return [
         graph_of(ReplacementModel(model, dics, t), question=question, options=opts) for t in toks
     ]
