@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -81,3 +83,19 @@ def tiny(kind: str = "gpt2", layers: int = 2) -> HookedTransformer:
 
 
 PROMPT = [3, 17, 5, 40, 22, 9, 31, 12]
+
+
+def save_clt(clt: CrossLayerTranscoder, dest: Path) -> Path:
+    """circuit-tracer's cross-layer transcoder folder: W_enc_{i} / W_dec_{i} safetensors."""
+    from safetensors.torch import save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for i in range(clt.n_layers):
+        enc = {
+            f"W_enc_{i}": clt.W_enc[i].contiguous(),
+            f"b_enc_{i}": clt.b_enc[i].contiguous(),
+            f"b_dec_{i}": clt.b_dec[i].contiguous(),
+        }
+        save_file(enc, str(dest / f"W_enc_{i}.safetensors"))
+        save_file({f"W_dec_{i}": clt.W_dec[i].contiguous()}, str(dest / f"W_dec_{i}.safetensors"))
+    return dest

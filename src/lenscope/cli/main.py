@@ -9,6 +9,7 @@ import typer
 from lenscope.cli import (
     circuits,
     demo,
+    graph,
     lens,
     markov,
     models,
@@ -31,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for _module in (models, train, run, demo, circuits, markov, lens, sae, why, records, serve):
+for _module in (models, train, run, demo, circuits, markov, lens, sae, why, records, serve, graph):
     _module.register(app)
 
 

@@ -9,7 +9,9 @@ open), written from a pruned graph, and a validator of that schema.
 
 Node ids: a feature `{layer}_{index}_{pos}`, an error node `0_{layer}_{pos}`, an embedding
 `E_{token}_{pos}`, a target `{n_layers + 1}_{token}_{pos}` (a logit difference gets the virtual
-token `d_vocab + i`). lenscope adds optional keys: `node_page` on features (the lenscope node id
+token `d_vocab + i`). circuit-tracer's error id `0_{layer}_{pos}` is also the id of feature
+number `layer` of layer 0 at that position; where both are in a graph the error's id gets the
+suffix `_error` so ids stay unique. lenscope adds optional keys: `node_page` on features (the lenscope node id
 of the feature's page), `head` on links that travel through attention (the head carrying most of
 the edge), and a top-level `lenscope` object.
 """
@@ -17,6 +19,8 @@ the edge), and a top-level `lenscope` object.
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from lenscope.errors import InputError
 from lenscope.graph.prune import Pruned
@@ -57,7 +61,9 @@ def node_id(graph: Graph, i: int) -> str:
     if kind == "feature":
         return f"{layer}_{idx}_{pos}"
     if kind == "error":
-        return f"0_{layer}_{pos}"
+        clash = torch.tensor([0, pos, layer], dtype=graph.features.dtype)
+        taken = graph.n_features and bool((graph.features == clash).all(1).any())
+        return f"0_{layer}_{pos}" + ("_error" if taken else "")
     if kind == "embedding":
         return f"E_{idx}_{pos}"
     return f"{graph.n_layers + 1}_{_target_vocab(graph, i)}_{pos}"
