@@ -20,7 +20,7 @@ def test_transcoders_that_do_not_match_the_model() -> None:
     with pytest.raises(InputError, match="two transcoders read layer 0"):
         build_graph(model, PROMPT, [dics[0], dics[0], dics[1]])
     other = random_transcoders(tiny(layers=3))
-    with pytest.raises(InputError, match="has layers 0..1"):
+    with pytest.raises(InputError, match=r"has layers 0\.\.1"):
         build_graph(model, PROMPT, other)
     wide = tiny()
     wide_dics = random_transcoders(wide)

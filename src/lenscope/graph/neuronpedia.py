@@ -72,7 +72,7 @@ def node_id(graph: Graph, i: int) -> str:
 def _target_vocab(graph: Graph, i: int) -> int:
     k = i - graph.target_slice.start
     t = graph.targets[k]
-    return int(t.read.shape[0]) + k if t.virtual else t.tokens[0]
+    return int(t.read.shape[0]) + k if t.virtual else int(t.tokens[0])
 
 
 def node_json(graph: Graph, i: int, pruned: Pruned) -> dict[str, Any]:

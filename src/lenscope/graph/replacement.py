@@ -194,10 +194,12 @@ class ReplacementModel:
         deltas: Sequence[Tensor | None] | None = None,
         *,
         grad: bool = False,
+        hooks: Sequence[HookSpec] = (),
     ) -> RunOut:
         """The replacement forward with `deltas[0]` added to the embedding and `deltas[1 + l]` to
         MLP output l (each [n, d_model] or None). With `grad`, zero leaves that require grad are
-        added too (returned in `leaves`, in the same order)."""
+        added too (returned in `leaves`, in the same order). `hooks` run after the freezing
+        ones (to read or detach activations)."""
         d_model = self.embed.shape[-1]
         k = 1 + self.n_layers
         given = list(deltas) if deltas is not None else [None] * k
@@ -250,6 +252,7 @@ class ReplacementModel:
         specs: list[HookSpec] = [(self._is_frozen, frozen), (EMBED_HOOK, embed)]
         specs += [(h, read) for h in by_hook_in]
         specs += [(mlp_hook(j), write(j)) for j in range(self.n_layers)]
+        specs += list(hooks)
         ctx = torch.enable_grad() if grad else torch.no_grad()
         with ctx, self.model.hooks(specs):
             logits = self.model(self.tokens)

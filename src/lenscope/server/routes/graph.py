@@ -105,7 +105,7 @@ async def graph(req: GraphRequest, state: ServerState = Depends(get_state)) -> d
         }
         return doc
 
-    return await state.heavy.run(job)  # type: ignore[no-any-return]
+    return await state.heavy.run(job)
 
 
 @router.post(
@@ -122,4 +122,4 @@ async def graph_intervene(
             state.model, ids, _transcoders(state, req.transcoders), req.edits, req.top_k
         )
 
-    return await state.heavy.run(job)  # type: ignore[no-any-return]
+    return await state.heavy.run(job)
