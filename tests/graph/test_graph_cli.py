@@ -59,6 +59,11 @@ def test_graph_json_and_neuronpedia_file(dirs: tuple[Path, Path], tmp_path: Path
     for link in doc["links"][:50]:
         t, s_ = ids[link["target"]], ids[link["source"]]
         assert link["weight"] == pytest.approx(float(g.adjacency[t, s_]), abs=1e-5)
+    # links between positions name the head that carried them
+    pos = {n["node_id"]: n["ctx_idx"] for n in doc["nodes"]}
+    cross = [lk for lk in doc["links"] if pos[lk["source"]] != pos[lk["target"]]]
+    assert cross and all(lk["head"].startswith("L") for lk in cross)
+    assert all("head" not in lk for lk in doc["links"] if lk not in cross)
     # text output names the scores and paths
     res = run(str(model_dir), PROMPT, "--transcoders", str(clt), "-t", "w3", "-d", "w4")
     assert res.exit_code == 0, res.output

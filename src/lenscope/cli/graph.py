@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         summary = summarize(run, paths)
         if out is not None:
             doc = to_neuronpedia(
-                run.graph, run.pruned, prompt=prompt, node_threshold=node_threshold
+                run.graph, run.pruned, prompt=prompt, node_threshold=node_threshold, heads=run.heads
             )
             doc["scores"] = run.scores.to_json()
             out.write_text(jsonlib.dumps(doc), "utf-8")

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lenscope.graph.build import GraphOptions, Progress, build_graph
+from lenscope.graph.build import GraphOptions, Progress, check_question, graph_of, tokenize
+from lenscope.graph.heads import carrier, edge_heads
 from lenscope.graph.prune import Pruned, prune
+from lenscope.graph.replacement import ReplacementModel, as_dictionaries
 from lenscope.graph.result import Graph, GraphPath, GraphScores, GraphSummary, PathStep
 from lenscope.graph.scores import graph_scores
 from lenscope.graph.targets import QuestionSpec, check_threshold
@@ -22,6 +24,7 @@ class GraphRun:
     scores: GraphScores
     node_threshold: float
     edge_threshold: float
+    heads: dict[tuple[int, int], str]  # kept edges between positions: the head carrying most
 
 
 def attribution_graph(
@@ -34,16 +37,30 @@ def attribution_graph(
     node_threshold: float = 0.8,
     edge_threshold: float = 0.98,
     progress: Progress | None = None,
+    name_heads: bool = True,
 ) -> GraphRun:
-    """Build (`build.build_graph`), prune and score the graph of `prompt`."""
+    """Build (`build.build_graph`), prune and score the graph of `prompt`; with `name_heads`,
+    name the head that carried each kept edge between two positions (`heads.edge_heads`)."""
     check_threshold(node_threshold, "the node threshold")
     check_threshold(edge_threshold, "the edge threshold")
-    g = build_graph(
-        model, prompt, transcoders, question=question, options=options, progress=progress
-    )
-    return GraphRun(
-        g, prune(g, node_threshold, edge_threshold), graph_scores(g), node_threshold, edge_threshold
-    )
+    opts = options or GraphOptions()
+    tokens = tokenize(model, prompt)
+    dics = as_dictionaries(transcoders)
+    opts.check(model, int(tokens.numel()))
+    check_question(model, question)
+    rm = ReplacementModel(model, dics, tokens)
+    g = graph_of(rm, question=question, options=opts, progress=progress)
+    pruned = prune(g, node_threshold, edge_threshold)
+    heads: dict[tuple[int, int], str] = {}
+    if name_heads:
+        dst, src = pruned.edge_mask.nonzero(as_tuple=True)
+        pairs = [
+            (t, s)
+            for t, s in zip(dst.tolist(), src.tolist(), strict=True)
+            if g.place(t)[1] != g.place(s)[1]
+        ]
+        heads = {k: carrier(v) for k, v in edge_heads(rm, g, pairs).items()}
+    return GraphRun(g, pruned, graph_scores(g), node_threshold, edge_threshold, heads)
 
 
 def node_label(g: Graph, i: int) -> str:

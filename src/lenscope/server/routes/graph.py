@@ -88,7 +88,9 @@ async def graph(req: GraphRequest, state: ServerState = Depends(get_state)) -> d
             edge_threshold=req.edge_threshold,
         )
         text = req.prompt if isinstance(req.prompt, str) else state.model.to_string(ids)
-        doc = to_neuronpedia(run.graph, run.pruned, prompt=text, node_threshold=req.node_threshold)
+        doc = to_neuronpedia(
+            run.graph, run.pruned, prompt=text, node_threshold=req.node_threshold, heads=run.heads
+        )
         if state.records is None:
             for n in doc["nodes"]:
                 n.pop("node_page", None)
