@@ -20,11 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from lenscope.errors import InputError
 from lenscope.graph.prune import Pruned
-from lenscope.graph.result import Graph
+from lenscope.graph.result import Graph, node_id, target_vocab
 from lenscope.nodes import latent_node_id
 
 SCHEMA_VERSION = 1
@@ -53,26 +51,6 @@ _META_KEYS: dict[str, type | tuple[type, ...]] = {
 
 def _cantor(x: int, y: int) -> int:
     return (x + y) * (x + y + 1) // 2 + y
-
-
-def node_id(graph: Graph, i: int) -> str:
-    layer, pos, idx = graph.place(i)
-    kind = graph.node_type(i)
-    if kind == "feature":
-        return f"{layer}_{idx}_{pos}"
-    if kind == "error":
-        clash = torch.tensor([0, pos, layer], dtype=graph.features.dtype)
-        taken = graph.n_features and bool((graph.features == clash).all(1).any())
-        return f"0_{layer}_{pos}" + ("_error" if taken else "")
-    if kind == "embedding":
-        return f"E_{idx}_{pos}"
-    return f"{graph.n_layers + 1}_{_target_vocab(graph, i)}_{pos}"
-
-
-def _target_vocab(graph: Graph, i: int) -> int:
-    k = i - graph.target_slice.start
-    t = graph.targets[k]
-    return int(t.read.shape[0]) + k if t.virtual else int(t.tokens[0])
 
 
 def node_json(graph: Graph, i: int, pruned: Pruned) -> dict[str, Any]:
@@ -117,7 +95,7 @@ def node_json(graph: Graph, i: int, pruned: Pruned) -> dict[str, Any]:
     else:
         k = i - graph.target_slice.start
         t = graph.targets[k]
-        vocab = _target_vocab(graph, i)
+        vocab = target_vocab(graph, i)
         out.update(
             feature=vocab,
             layer=str(graph.n_layers + 1),

@@ -103,10 +103,7 @@ class Graph:
         return None, self.n_pos - 1, t.tokens[0]
 
     def node_id(self, i: int) -> str:
-        """Neuronpedia's node ids: `{layer}_{feature}_{pos}` for features, `0_{layer}_{pos}`
-        ... see `lenscope.graph.neuronpedia.node_id`."""
-        from lenscope.graph.neuronpedia import node_id
-
+        """Node i's id in Neuronpedia's JSON (see `lenscope.graph.neuronpedia`)."""
         return node_id(self, i)
 
 
@@ -146,3 +143,23 @@ class GraphSummary(JsonResult):
     features_in_graph: int
     backward_passes: int
     paths: list[GraphPath]
+
+
+def node_id(graph: Graph, i: int) -> str:
+    layer, pos, idx = graph.place(i)
+    kind = graph.node_type(i)
+    if kind == "feature":
+        return f"{layer}_{idx}_{pos}"
+    if kind == "error":
+        clash = torch.tensor([0, pos, layer], dtype=graph.features.dtype)
+        taken = graph.n_features and bool((graph.features == clash).all(1).any())
+        return f"0_{layer}_{pos}" + ("_error" if taken else "")
+    if kind == "embedding":
+        return f"E_{idx}_{pos}"
+    return f"{graph.n_layers + 1}_{target_vocab(graph, i)}_{pos}"
+
+
+def target_vocab(graph: Graph, i: int) -> int:
+    k = i - graph.target_slice.start
+    t = graph.targets[k]
+    return int(t.read.shape[0]) + k if t.virtual else int(t.tokens[0])
