@@ -15,13 +15,14 @@ the parts of chosen edges, and `carrier` names the head with the largest part.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from lenscope.graph.replacement import ReplacementModel, mlp_hook
+from lenscope.graph.replacement import ReplacementModel, RunOut, mlp_hook
 from lenscope.graph.result import Graph
+from lenscope.model.layers import Block
 from lenscope.model.norms import pull
 from lenscope.nodes import head_node_id
 
@@ -37,7 +38,7 @@ def edge_heads(rm: ReplacementModel, graph: Graph, pairs: Sequence[tuple[int, in
     L, H = rm.n_layers, model.cfg.n_heads
     zs: dict[int, Tensor] = {}
 
-    def keep(layer: int):  # type: ignore[no-untyped-def]
+    def keep(layer: int) -> Callable[[Tensor, object], None]:
         def fn(x: Tensor, _h: object) -> None:
             zs[layer] = x
 
@@ -56,7 +57,7 @@ def edge_heads(rm: ReplacementModel, graph: Graph, pairs: Sequence[tuple[int, in
             materialize_grads=True,
         )
         gz[t] = [x.detach()[0] for x in g]  # each [n, H, dh]
-    blocks = list(model.blocks)
+    blocks: list[Block] = list(model.blocks)  # type: ignore[arg-type]
     result: Parts = {}
     for t, s in pairs:
         layer_s, pos, w = _write(rm, graph, s)
@@ -82,16 +83,16 @@ def carrier(parts: Tensor) -> str:
     return head_node_id(*divmod(i, parts.shape[1]))
 
 
-def _target_value(rm: ReplacementModel, graph: Graph, out: object, t: int) -> Tensor:
-    logits = out.logits  # type: ignore[attr-defined]
-    inputs = out.inputs  # type: ignore[attr-defined]
+def _target_value(rm: ReplacementModel, graph: Graph, out: RunOut, t: int) -> Tensor:
+    logits, inputs = out.logits, out.inputs
     if graph.node_type(t) == "logit":
         read = graph.targets[t - graph.target_slice.start].read.to(logits.dtype)
-        return read @ logits[-1]  # type: ignore[no-any-return]
+        value: Tensor = read @ logits[-1]
+        return value
     layer, pos, idx = graph.place(t)
     assert layer is not None and idx is not None
     enc = rm.sources[layer].enc
-    return inputs[layer][pos] @ enc.W[:, idx].to(logits.dtype)  # type: ignore[no-any-return]
+    return inputs[layer][pos] @ enc.W[:, idx].to(logits.dtype)
 
 
 def _write(rm: ReplacementModel, graph: Graph, s: int) -> tuple[int, int, Tensor]:
