@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lenscope.attribution.questions import AttentionScore, resolve, token_text
 from lenscope.errors import InputError
-from lenscope.graph.build import _Columns, tokenize
+from lenscope.graph.build import EdgeColumns, tokenize
 from lenscope.graph.replacement import ReplacementModel
 from lenscope.jsonable import JsonResult
 from lenscope.model.hooks import HookSpec
@@ -68,7 +68,7 @@ def why_attends(
     n = int(tokens.numel())
     q, k = r.answer_positions([n])[0], r.key_positions([n])[0]
     rm = ReplacementModel(model, transcoders, tokens)
-    cols = _Columns(rm)
+    cols = EdgeColumns(rm)
     layer, head = question.layer, question.head
     pre = f"blocks.{layer}.attn."
     real: dict[str, Tensor] = {}
@@ -123,7 +123,7 @@ def _keep(box: dict[str, Tensor], key: str, detach: bool = True) -> Any:
     return fn
 
 
-def _node_ids(rm: ReplacementModel, cols: _Columns) -> list[tuple[str, str]]:
+def _node_ids(rm: ReplacementModel, cols: EdgeColumns) -> list[tuple[str, str]]:
     model, toks = rm.model, rm.tokens[0].tolist()
     out = []
     for d, w in enumerate(cols.which):
@@ -137,7 +137,7 @@ def _node_ids(rm: ReplacementModel, cols: _Columns) -> list[tuple[str, str]]:
     return out
 
 
-def _kinds(rm: ReplacementModel, cols: _Columns) -> dict[str, Tensor]:
+def _kinds(rm: ReplacementModel, cols: EdgeColumns) -> dict[str, Tensor]:
     F, E = cols.n_active, rm.n_layers * rm.n
     idx = torch.arange(cols.n_cols)
     return {"feature": idx < F, "error": (idx >= F) & (idx < F + E), "embedding": idx >= F + E}

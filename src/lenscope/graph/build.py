@@ -93,7 +93,7 @@ def check_question(model: HookedTransformer, question: QuestionSpec | None) -> N
         question_target(model, probe, question)
 
 
-class _Columns:
+class EdgeColumns:
     """Per-source write tensors that turn leaf gradients into edge columns."""
 
     def __init__(self, rm: ReplacementModel) -> None:
@@ -193,7 +193,7 @@ def graph_of(
             max_logits=opts.max_logits,
             demean=opts.demean_logits,
         )
-    cols = _Columns(rm)
+    cols = EdgeColumns(rm)
     out = rm.run(grad=True)
     reads = torch.stack([t.read.to(out.logits.dtype) for t in targets])  # [T, V]
     logit_vals = reads @ out.logits[-1]
