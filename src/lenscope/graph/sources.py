@@ -2,8 +2,9 @@
 
 A path is a folder (or circuit-tracer `config.yaml`) of per-layer transcoders in any layout
 `sae.transcoder_formats.load_transcoders` reads, or a cross-layer transcoder folder
-(`W_enc_0.safetensors`, ...). A name, or nothing, asks `lenscope.sae.load_transcoder_set` (the
-shipped and trained sets) where that lookup exists.
+(`W_enc_0.safetensors`, ...). A name goes to `lenscope.sae.load_transcoder_set`, and nothing to
+the first of `lenscope.sae.transcoder_sets_for_model(model)` (the shipped and trained sets),
+where those lookups exist (looked up at run time, so this works with and without them).
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ def load_graph_transcoders(
         if name_or_path is None:
             raise InputError(f"no transcoders for {model.cfg.name}: pass --transcoders PATH")
         raise InputError(f"{name_or_path} is not a folder of transcoders")
-    found = lookup(name_or_path or model.cfg.name, model=model, device=device)
-    if found is None:
-        raise InputError(f"no transcoders for {model.cfg.name}: pass --transcoders PATH")
+    name: Any = name_or_path
+    if name is None:  # the model's own sets (shipped or trained), where lenscope can list them
+        for_model: Any = getattr(sae, "transcoder_sets_for_model", None)
+        found_sets = for_model(model) if callable(for_model) else []
+        if not found_sets:
+            raise InputError(f"no transcoders for {model.cfg.name}: pass --transcoders PATH")
+        name = found_sets[0]
+    found = lookup(name, model=model, device=device)
     from lenscope.graph.replacement import as_dictionaries
 
     return as_dictionaries(found)
