@@ -104,7 +104,8 @@ def prompt_ids(model: HookedTransformer, n: int) -> list[int]:
         ids = model.to_tokens(TEXT * 8)[0].tolist()
         return ids[:n]
     g = torch.Generator().manual_seed(1)
-    return torch.randint(1, model.cfg.d_vocab, (n,), generator=g).tolist()
+    ids = torch.randint(1, model.cfg.d_vocab, (n,), generator=g).tolist()
+    return [model.cfg.d_vocab - 1, *ids[1:]]  # a BOS-like first token (GPT-2's <|endoftext|>)
 
 
 def lenscope_case(
@@ -212,8 +213,9 @@ ts = load_transcoder_set(paths, scan="bench", feature_input_hook="hook_resid_mid
                          lazy_encoder=False, lazy_decoder=False)
 model = TransformerLensReplacementModel.from_config(cfg, ts)
 from transformers import PreTrainedTokenizerFast
-tok = PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"), unk_token="t0",
-                              bos_token="t0", eos_token="t0", pad_token="t0")
+bos = f"t{ids[0]}"  # the prompt's first token is its BOS: circuit-tracer then adds none
+tok = PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"), unk_token=bos,
+                              bos_token=bos, eos_token=bos, pad_token=bos)
 tok.save_pretrained(str(d / "tok"))
 model.set_tokenizer(PreTrainedTokenizerFast.from_pretrained(str(d / "tok")))
 sd = load_file(str(d / "model.safetensors"))
