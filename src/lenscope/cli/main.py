@@ -10,6 +10,7 @@ from lenscope.cli import (
     circuits,
     demo,
     discover,
+    graph,
     lens,
     markov,
     models,
@@ -34,7 +35,8 @@ app = typer.Typer(
 )
 
 for _module in (
-    models, train, run, demo, circuits, markov, lens, sae, transcoder, why, discover, records, serve,
+    models, train, run, demo, circuits, markov, lens, sae, transcoder, why, graph, discover, records,
+    serve,
 ):  # fmt: skip
     _module.register(app)
 

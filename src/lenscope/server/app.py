@@ -10,7 +10,7 @@ from lenscope import __version__
 from lenscope.server.config import MAX_BODY_BYTES
 from lenscope.server.errors import ERROR_RESPONSES, SafeJSONResponse, install_handlers
 from lenscope.server.guard import Guard
-from lenscope.server.routes import debugger, discover, meta, nodes, views
+from lenscope.server.routes import debugger, discover, graph, meta, nodes, views
 from lenscope.server.state import ServerState
 from lenscope.server.static import default_web_dir, static_router
 
@@ -33,7 +33,9 @@ def create_app(state: ServerState) -> FastAPI:
     )
     app.state.lenscope = state
     install_handlers(app)
-    routers = (meta.router, debugger.router, nodes.router, views.router, discover.router)
+    routers = (
+        meta.router, debugger.router, nodes.router, views.router, graph.router, discover.router,
+    )  # fmt: skip
     for r in routers:
         app.include_router(r)
     api = [route for r in routers for route in r.routes]

@@ -146,6 +146,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/graph": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The attribution graph of a prompt
+         * @description Neuronpedia's graph JSON, with `scores` {replacement, completeness} and `lenscope`.
+         */
+        post: operations["graph_api_graph_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/graph/intervene": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Edit graph features in the real model */
+        post: operations["graph_intervene_api_graph_intervene_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/health": {
         parameters: {
             query?: never;
@@ -1125,6 +1162,62 @@ export interface components {
             /** Text */
             text: string;
         };
+        /** FeatureEdit */
+        FeatureEdit: {
+            /** Node Id */
+            node_id: string;
+            /**
+             * Op
+             * @enum {string}
+             */
+            op: "ablate" | "steer";
+            /** Value */
+            value?: number | null;
+        };
+        /**
+         * GraphInterveneRequest
+         * @description Ablate or steer graph features in the real model and compare its next-token output.
+         */
+        GraphInterveneRequest: {
+            /** Edits */
+            edits: components["schemas"]["FeatureEdit"][];
+            /** Prompt */
+            prompt: string | number[];
+            /**
+             * Top K
+             * @default 5
+             */
+            top_k?: number;
+            /** Transcoders */
+            transcoders?: string | null;
+        };
+        /**
+         * GraphRequest
+         * @description The attribution graph of one prompt (see docs/graph.md).
+         */
+        GraphRequest: {
+            /**
+             * Edge Threshold
+             * @default 0.98
+             */
+            edge_threshold?: number;
+            /**
+             * Max Feature Nodes
+             * @default 1024
+             */
+            max_feature_nodes?: number;
+            /**
+             * Node Threshold
+             * @default 0.8
+             */
+            node_threshold?: number;
+            /** Prompt */
+            prompt: string | number[];
+            /** Question */
+            question?: (components["schemas"]["LogitDiff"] | components["schemas"]["Logit"] | components["schemas"]["Prob"] | components["schemas"]["AttentionScore"]) | null;
+            /** Transcoders */
+            transcoders?: string | null;
+        };
         /**
          * HeadAttention
          * @description Token-pair view of one head at the query position: attention to each key and attention
@@ -1207,6 +1300,17 @@ export interface components {
             previous_token_head: string;
             /** Previous Token Score */
             previous_token_score: number;
+        };
+        /** InterventionResult */
+        InterventionResult: {
+            /** After */
+            after: components["schemas"]["TokenChange"][];
+            /** Before */
+            before: components["schemas"]["TokenChange"][];
+            /** Edits */
+            edits: string[];
+            /** Kl */
+            kl: number;
         };
         /**
          * InterventionSet
@@ -1848,6 +1952,17 @@ export interface components {
         TextRequest: {
             /** Text */
             text: string;
+        };
+        /** TokenChange */
+        TokenChange: {
+            /** After */
+            after: number;
+            /** Before */
+            before: number;
+            /** Id */
+            id: number;
+            /** Token */
+            token: string;
         };
         /** TokenEffect */
         TokenEffect: {
@@ -2667,6 +2782,182 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CircuitTaskView"][];
+                };
+            };
+            /** @description invalid input (unknown token, node, position ...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such node, record or view */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an artifact is missing or corrupt */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request does not match the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the server is busy; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    graph_api_graph_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GraphRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description invalid input (unknown token, node, position ...) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description missing or wrong token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such node, record or view */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description an artifact is missing or corrupt */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the request does not match the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the server is busy; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    graph_intervene_api_graph_intervene_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GraphInterveneRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InterventionResult"];
                 };
             };
             /** @description invalid input (unknown token, node, position ...) */
