@@ -34,8 +34,8 @@ import torch
 from safetensors.torch import save_file
 
 from lenscope import HookedTransformer, load_model
-from lenscope.graph.build import GraphOptions, build_graph
-from lenscope.graph.sources import load_graph_transcoders
+from lenscope.graphs.build import GraphOptions, build_graph
+from lenscope.graphs.sources import load_graph_transcoders
 from lenscope.sae.dictionary import Dictionary
 from lenscope.sae.transcoder import Transcoder, TranscoderConfig
 

@@ -48,11 +48,11 @@ def register(app: typer.Typer) -> None:
         from lenscope.attribution.questions import Logit, LogitDiff
         from lenscope.cli.why import _spec
         from lenscope.device import resolve_device
-        from lenscope.graph.api import attribution_graph, summarize
-        from lenscope.graph.build import GraphOptions
-        from lenscope.graph.neuronpedia import to_neuronpedia
-        from lenscope.graph.sources import load_graph_transcoders
-        from lenscope.graph.targets import QuestionSpec, check_threshold
+        from lenscope.graphs.api import attribution_graph, summarize
+        from lenscope.graphs.build import GraphOptions
+        from lenscope.graphs.neuronpedia import to_neuronpedia
+        from lenscope.graphs.sources import load_graph_transcoders
+        from lenscope.graphs.targets import QuestionSpec, check_threshold
         from lenscope.model.load import load_model
 
         if not prompt:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from lenscope.artifacts import lenscope_home, shipped_dir
 from lenscope.errors import InputError
-from lenscope.graph.intervene import FeatureEdit, InterventionResult, intervene
+from lenscope.graphs.intervene import FeatureEdit, InterventionResult, intervene
 from lenscope.sae.dictionary import Dictionary
 from lenscope.server.deps import get_state, prompt_ids
 from lenscope.server.schemas import PromptIn, QuestionIn, Strict, check_question
@@ -47,7 +47,7 @@ class GraphInterveneRequest(Strict):
 def _transcoders(state: ServerState, name: str | None) -> list[Dictionary]:
     """A transcoder set by name, or a folder under the workspace or the shipped assets (a
     request may not make the server read anywhere else)."""
-    from lenscope.graph.sources import load_graph_transcoders
+    from lenscope.graphs.sources import load_graph_transcoders
 
     key = (id(state), name or "")
     if key in _CACHE:
@@ -70,9 +70,9 @@ async def graph(req: GraphRequest, state: ServerState = Depends(get_state)) -> d
     """Neuronpedia's graph JSON, with `scores` {replacement, completeness} and `lenscope`."""
 
     def job() -> dict[str, Any]:
-        from lenscope.graph.api import attribution_graph, summarize
-        from lenscope.graph.build import GraphOptions
-        from lenscope.graph.neuronpedia import to_neuronpedia
+        from lenscope.graphs.api import attribution_graph, summarize
+        from lenscope.graphs.build import GraphOptions
+        from lenscope.graphs.neuronpedia import to_neuronpedia
 
         if req.question is not None:
             check_question(req.question)

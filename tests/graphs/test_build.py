@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenscope.graph.build import GraphOptions, build_graph, build_graphs
-from lenscope.graph.replacement import ReplacementModel, as_dictionaries
-from lenscope.graph.result import Graph
-from tests.graph.helpers import PROMPT, random_clt, random_transcoders, skip_transcoders, tiny
+from lenscope.graphs.build import GraphOptions, build_graph, build_graphs
+from lenscope.graphs.replacement import ReplacementModel, as_dictionaries
+from lenscope.graphs.result import Graph
+from tests.graphs.helpers import PROMPT, random_clt, random_transcoders, skip_transcoders, tiny
 
 ALL = GraphOptions(max_feature_nodes=10_000, batch_size=16)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from lenscope.graph.replacement import ReplacementModel, RunOut, mlp_hook
-from lenscope.graph.result import Graph
+from lenscope.graphs.replacement import ReplacementModel, RunOut, mlp_hook
+from lenscope.graphs.result import Graph
 from lenscope.model.layers import Block
 from lenscope.model.norms import pull
 from lenscope.nodes import head_node_id

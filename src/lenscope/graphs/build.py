@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
-from lenscope.graph.replacement import ReplacementModel, as_dictionaries, mlp_hook
-from lenscope.graph.result import Graph
-from lenscope.graph.targets import QuestionSpec, Target, question_target, salient_targets
+from lenscope.graphs.replacement import ReplacementModel, as_dictionaries, mlp_hook
+from lenscope.graphs.result import Graph
+from lenscope.graphs.targets import QuestionSpec, Target, question_target, salient_targets
 from lenscope.model.transformer import HookedTransformer
 
 MAX_TOKENS = 512

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenscope.graph.build import GraphOptions, build_graph
-from lenscope.graph.prune import edge_scores, node_influence, prune
-from lenscope.graph.result import Graph
-from lenscope.graph.scores import graph_scores
-from tests.graph.helpers import PROMPT, random_transcoders, tiny
+from lenscope.graphs.build import GraphOptions, build_graph
+from lenscope.graphs.prune import edge_scores, node_influence, prune
+from lenscope.graphs.result import Graph
+from lenscope.graphs.scores import graph_scores
+from tests.graphs.helpers import PROMPT, random_transcoders, tiny
 
 
 @pytest.fixture(scope="module")

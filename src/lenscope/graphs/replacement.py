@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from lenscope.errors import InputError
-from lenscope.graph.encoder import LinearEncoder, hook_layer, linear_encoder
+from lenscope.graphs.encoder import LinearEncoder, hook_layer, linear_encoder
 from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer
 from lenscope.sae.dictionary import Dictionary, check_compatible

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lenscope.errors import InputError
-from lenscope.graph.api import attribution_graph
-from lenscope.graph.build import GraphOptions, build_graph
+from lenscope.graphs.api import attribution_graph
+from lenscope.graphs.build import GraphOptions, build_graph
 from lenscope.sae.dictionary import Dictionary
-from tests.graph.helpers import PROMPT, random_transcoders, tiny
+from tests.graphs.helpers import PROMPT, random_transcoders, tiny
 
 
 def test_transcoders_that_do_not_match_the_model() -> None:

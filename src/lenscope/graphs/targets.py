@@ -77,7 +77,7 @@ def question_target(
     if isinstance(question, AttentionScore):
         raise InputError(
             "an attribution graph explains logits; for why a head attends use the graph's "
-            "attention split (lenscope.graph.attend)"
+            "attention split (lenscope.graphs.attend)"
         )
     if getattr(question, "position", None) not in (None, -1, logits.shape[0] - 1):
         raise InputError("an attribution graph explains the last position's logits")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lenscope.graph.build import GraphOptions, build_graph
-from lenscope.graph.heads import carrier, edge_heads
-from lenscope.graph.replacement import ReplacementModel
-from tests.graph.helpers import PROMPT, random_transcoders, tiny
+from lenscope.graphs.build import GraphOptions, build_graph
+from lenscope.graphs.heads import carrier, edge_heads
+from lenscope.graphs.replacement import ReplacementModel
+from tests.graphs.helpers import PROMPT, random_transcoders, tiny
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "rotary_rms_gqa"])

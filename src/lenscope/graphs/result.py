@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lenscope.graph.targets import Target
+from lenscope.graphs.targets import Target
 from lenscope.jsonable import JsonResult
 
 NodeType = Literal["feature", "error", "embedding", "logit"]
@@ -103,7 +103,7 @@ class Graph:
         return None, self.n_pos - 1, t.tokens[0]
 
     def node_id(self, i: int) -> str:
-        """Node i's id in Neuronpedia's JSON (see `lenscope.graph.neuronpedia`)."""
+        """Node i's id in Neuronpedia's JSON (see `lenscope.graphs.neuronpedia`)."""
         return node_id(self, i)
 
 

@@ -39,7 +39,7 @@ def load_graph_transcoders(
             raise InputError(f"no transcoders for {model.cfg.name}: pass --transcoders PATH")
         name = found_sets[0]
     found = lookup(name, model=model, device=device)
-    from lenscope.graph.replacement import as_dictionaries
+    from lenscope.graphs.replacement import as_dictionaries
 
     return as_dictionaries(found)
 

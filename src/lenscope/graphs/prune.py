@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lenscope.graph.result import Graph
-from lenscope.graph.targets import check_threshold
+from lenscope.graphs.result import Graph
+from lenscope.graphs.targets import check_threshold
 
 
 def normalized(A: Tensor) -> Tensor:

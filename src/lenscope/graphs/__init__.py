@@ -7,9 +7,9 @@ run = attribution_graph(model, "prompt", transcoders)      # build, prune, score
 summarize(run); to_neuronpedia(run.graph, run.pruned, prompt="prompt")
 """
 
-from lenscope.graph.api import GraphRun, attribution_graph, summarize
-from lenscope.graph.build import GraphOptions, build_graph, build_graphs
-from lenscope.graph.neuronpedia import to_neuronpedia, validate_neuronpedia
+from lenscope.graphs.api import GraphRun, attribution_graph, summarize
+from lenscope.graphs.build import GraphOptions, build_graph, build_graphs
+from lenscope.graphs.neuronpedia import to_neuronpedia, validate_neuronpedia
 
 __all__ = [
     "GraphOptions",

@@ -22,8 +22,8 @@ from torch import Tensor
 
 from lenscope.attribution.questions import AttentionScore, resolve, token_text
 from lenscope.errors import InputError
-from lenscope.graph.build import EdgeColumns, tokenize
-from lenscope.graph.replacement import ReplacementModel
+from lenscope.graphs.build import EdgeColumns, tokenize
+from lenscope.graphs.replacement import ReplacementModel
 from lenscope.jsonable import JsonResult
 from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from lenscope import load_model, save_model
 from lenscope.cli.main import app
-from lenscope.graph.neuronpedia import validate_neuronpedia
-from lenscope.graph.replacement import as_dictionaries
+from lenscope.graphs.neuronpedia import validate_neuronpedia
+from lenscope.graphs.replacement import as_dictionaries
 from lenscope.sae.clt import load_cross_layer_transcoder
 from tests.attribution.factory import tokenized_model
-from tests.graph.helpers import random_clt, save_clt
+from tests.graphs.helpers import random_clt, save_clt
 
 PROMPT = "w1 w2 w3 w4 w5"
 
@@ -32,8 +32,8 @@ def run(*args: str) -> Any:
 
 
 def test_graph_json_and_neuronpedia_file(dirs: tuple[Path, Path], tmp_path: Path) -> None:
-    from lenscope.graph.build import GraphOptions, build_graph
-    from lenscope.graph.scores import graph_scores
+    from lenscope.graphs.build import GraphOptions, build_graph
+    from lenscope.graphs.scores import graph_scores
 
     model_dir, clt = dirs
     out = tmp_path / "g.json"

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from lenscope.attribution.questions import token_text
 from lenscope.errors import InputError
-from lenscope.graph.build import tokenize
-from lenscope.graph.replacement import check_transcoders
+from lenscope.graphs.build import tokenize
+from lenscope.graphs.replacement import check_transcoders
 from lenscope.jsonable import JsonResult
 from lenscope.model.hooks import HookSpec
 from lenscope.model.transformer import HookedTransformer

@@ -7,8 +7,8 @@ import torch
 
 from lenscope.attribution.questions import AttentionScore
 from lenscope.errors import InputError
-from lenscope.graph.attend import why_attends
-from tests.graph.helpers import PROMPT, random_transcoders, skip_transcoders, tiny
+from lenscope.graphs.attend import why_attends
+from tests.graphs.helpers import PROMPT, random_transcoders, skip_transcoders, tiny
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "rotary_rms_gqa"])

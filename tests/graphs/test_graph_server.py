@@ -9,13 +9,13 @@ import torch
 from fastapi.testclient import TestClient
 
 from lenscope import HookedTransformer
-from lenscope.graph.build import GraphOptions, build_graph
-from lenscope.graph.neuronpedia import validate_neuronpedia
-from lenscope.graph.replacement import as_dictionaries
-from lenscope.graph.scores import graph_scores
+from lenscope.graphs.build import GraphOptions, build_graph
+from lenscope.graphs.neuronpedia import validate_neuronpedia
+from lenscope.graphs.replacement import as_dictionaries
+from lenscope.graphs.scores import graph_scores
 from lenscope.server import ServerConfig, ServerState, create_app
 from tests.attribution.factory import tokenized_model
-from tests.graph.helpers import random_clt, save_clt
+from tests.graphs.helpers import random_clt, save_clt
 
 PROMPT = "w1 w2 w3 w4 w5"
 

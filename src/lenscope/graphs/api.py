@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
-from lenscope.graph.build import GraphOptions, Progress, check_question, graph_of, tokenize
-from lenscope.graph.heads import carrier, edge_heads
-from lenscope.graph.prune import Pruned, prune
-from lenscope.graph.replacement import ReplacementModel, as_dictionaries
-from lenscope.graph.result import Graph, GraphPath, GraphScores, GraphSummary, PathStep
-from lenscope.graph.scores import graph_scores
-from lenscope.graph.targets import QuestionSpec, check_threshold
+from lenscope.graphs.build import GraphOptions, Progress, check_question, graph_of, tokenize
+from lenscope.graphs.heads import carrier, edge_heads
+from lenscope.graphs.prune import Pruned, prune
+from lenscope.graphs.replacement import ReplacementModel, as_dictionaries
+from lenscope.graphs.result import Graph, GraphPath, GraphScores, GraphSummary, PathStep
+from lenscope.graphs.scores import graph_scores
+from lenscope.graphs.targets import QuestionSpec, check_threshold
 from lenscope.model.transformer import HookedTransformer
 
 

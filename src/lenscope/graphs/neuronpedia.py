@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from lenscope.errors import InputError
-from lenscope.graph.prune import Pruned
-from lenscope.graph.result import Graph, node_id, target_vocab
+from lenscope.graphs.prune import Pruned
+from lenscope.graphs.result import Graph, node_id, target_vocab
 from lenscope.nodes import latent_node_id
 
 SCHEMA_VERSION = 1

@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from lenscope.graph.prune import normalized, path_influence
-from lenscope.graph.result import Graph, GraphScores
+from lenscope.graphs.prune import normalized, path_influence
+from lenscope.graphs.result import Graph, GraphScores
 
 
 def graph_scores(graph: Graph) -> GraphScores:
