@@ -41,7 +41,7 @@ class BenchConfig:
     ctx: int | None = None
     batch_size: int = 8
     ks: tuple[int, ...] = (1, 2, 5)
-    per_class: int = 2000
+    per_class: int = 1000
     min_per_class: int = 20
     probing: bool = True
     seed: int = 0
@@ -151,16 +151,29 @@ def _write(path: Path, res: DictionaryBench) -> None:
 
 
 def probe_inputs(
-    model: HookedTransformer, dic: Dictionary, code: CodeTokens, batch_size: int
+    model: HookedTransformer,
+    dic: Dictionary,
+    code: CodeTokens,
+    batch_size: int,
+    acts: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(activations [n, d_in] at hook_in, latents [n, d_sae]) of every labelled window."""
-    acts, lats = [], []
-    for a in range(0, code.windows.shape[0], batch_size):
-        got = capture_all(model, code.windows[a : a + batch_size].to(model.device), [dic.hook_in])
-        x = got[dic.hook_in].reshape(-1, got[dic.hook_in].shape[-1])
-        acts.append(x.float().cpu())
-        lats.append(dic.latents(x).float().cpu())
-    return torch.cat(acts), torch.cat(lats)
+    """(activations [n, d_in] at hook_in, latents [n, d_sae]) of every labelled window;
+    `acts` keeps the activations per hook for the next dictionary reading the same hook."""
+    x = None if acts is None else acts.get(dic.hook_in)
+    if x is None:
+        parts = []
+        for a in range(0, code.windows.shape[0], batch_size):
+            w = code.windows[a : a + batch_size].to(model.device)
+            got = capture_all(model, w, [dic.hook_in])[dic.hook_in]
+            parts.append(got.reshape(-1, got.shape[-1]).float().cpu())
+        x = torch.cat(parts)
+        if acts is not None:
+            acts[dic.hook_in] = x
+    lats = [
+        dic.latents(x[a : a + 4096].to(model.device)).float().cpu()
+        for a in range(0, x.shape[0], 4096)
+    ]
+    return x, torch.cat(lats)
 
 
 def bench_one(
@@ -171,6 +184,7 @@ def bench_one(
     cfg: BenchConfig,
     *,
     code: CodeTokens | None = None,
+    acts: dict[str, Tensor] | None = None,
     tick: Tick | None = None,
 ) -> DictionaryBench:
     """The bench of one dictionary (no caching; see `run_bench`)."""
@@ -181,10 +195,10 @@ def bench_one(
     probing = None
     if cfg.probing:
         code = code or code_tokens(model, streams, n_tokens=cfg.probe_tokens, ctx=ctx)
-        acts, lats = probe_inputs(model, dic, code, cfg.batch_size)
+        x, lats = probe_inputs(model, dic, code, cfg.batch_size, acts)
         tasks = {k: v.reshape(-1) for k, v in binary_tasks(code.labels).items()}
         probing = sparse_probing(
-            acts,
+            x,
             lats,
             tasks,
             cfg.ks,
@@ -237,6 +251,7 @@ def run_bench(
     ctx = cfg.ctx or model.cfg.n_ctx
     settings = settings_of(model, cfg, ctx, streams.source)
     code: CodeTokens | None = None
+    acts: dict[str, Tensor] = {}  # probing activations per hook, shared by its dictionaries
     results: list[DictionaryBench] = []
     reused: list[str] = []
     seen: set[str] = set()
@@ -257,7 +272,7 @@ def run_bench(
             code = code_tokens(model, streams, n_tokens=cfg.probe_tokens, ctx=ctx)
         n_batches = max(1, math.ceil(cfg.core_tokens / (ctx * cfg.batch_size)))
         tick = progress(n, n_batches + int(cfg.probing)) if progress is not None else None
-        res = bench_one(model, n, dic, streams, cfg, code=code, tick=tick)
+        res = bench_one(model, n, dic, streams, cfg, code=code, acts=acts, tick=tick)
         res.settings = settings
         _write(path, res)
         results.append(res)
