@@ -9,7 +9,7 @@ import shlex
 
 import numpy as np
 
-from lenscope.bench.labels import KIND, label_text, token_labels
+from lenscope.data.code_labels import KIND, label_text, token_labels
 from tests.bench.helpers import tokenizer
 
 SRC = '''import os  # a comment (with brackets)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from lenscope.bench import BenchConfig, run_bench
 from lenscope.bench.codeset import binary_tasks, code_tokens
-from lenscope.bench.labels import KIND
+from lenscope.data.code_labels import KIND
 from lenscope.cli.main import app, main
 from lenscope.errors import InputError
 from lenscope.model import fingerprint, save_model

@@ -1,7 +1,7 @@
 """Labelled tokens: held-out documents of a model's token stream with code labels per token.
 
 Each Python document of the stream's split is decoded to text with the model's tokenizer, labelled
-per character (`bench.labels`) and the labels are carried back to its tokens by their character
+per character (`data.code_labels`) and the labels are carried back to its tokens by their character
 offsets (the tokenizer's own offsets when re-encoding the text gives the same tokens, else each
 token's decoded length). Documents are joined with the stream's separator (unlabelled) and cut into
 windows of `ctx` tokens.
@@ -16,7 +16,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from lenscope.bench.labels import LABELS, UNREAD, fragment_offsets, token_labels
+from lenscope.data.code_labels import LABELS, UNREAD, fragment_offsets, token_labels
 from lenscope.data.stream import TokenStream, separator
 from lenscope.errors import InputError
 from lenscope.model import HookedTransformer
@@ -97,7 +97,7 @@ def binary_tasks(labels: dict[str, npt.NDArray[np.int16]]) -> dict[str, npt.NDAr
     kind:K for each token kind (keyword, name, string, number, comment, operator) against the
     other labelled tokens; in_string, in_comment, def_args, in_def; bracket_depth:0 / 1 / 2+
     and indent:0 / 1 / 2 / 3+ one against the rest."""
-    from lenscope.bench.labels import KINDS
+    from lenscope.data.code_labels import KINDS
 
     kind = labels["kind"]
     known = kind >= 0
