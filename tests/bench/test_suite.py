@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from lenscope.bench import BenchConfig, run_bench
 from lenscope.bench.codeset import binary_tasks, code_tokens
-from lenscope.data.code_labels import KIND
 from lenscope.cli.main import app, main
+from lenscope.data.code_labels import KIND
 from lenscope.errors import InputError
 from lenscope.model import fingerprint, save_model
 from lenscope.sae import SparseAutoencoder, save_sae
@@ -145,7 +145,8 @@ def test_sae_and_transcoder_probes_read_the_hook_they_encode(stream: Any) -> Non
     m = tiny_model()
     code = code_tokens(m, stream, n_tokens=128, ctx=32)
     dic = Dictionary.of(tiny_transcoder(m))
-    acts, lats = probe_inputs(m, dic, code, batch_size=3)
+    x, y, lats = probe_inputs(m, dic, code, batch_size=3)
     want = capture(m, code.windows, dic.hook_in).reshape(-1, 32)
-    torch.testing.assert_close(acts, want)
+    torch.testing.assert_close(x, want)
+    torch.testing.assert_close(y, capture(m, code.windows, dic.hooks_out[0]).reshape(-1, 32))
     torch.testing.assert_close(lats, dic.latents(want))

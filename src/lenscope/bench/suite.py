@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lenscope.bench.absorption import AbsorptionResult, TPPResult, keyword_absorption, kind_tpp
 from lenscope.bench.codeset import CodeTokens, binary_tasks, code_tokens
 from lenscope.bench.core import CoreMetrics, core_metrics
 from lenscope.bench.probing import ProbeTask, ProbingResult, check_ks, sparse_probing
@@ -43,7 +44,8 @@ class BenchConfig:
     ks: tuple[int, ...] = (1, 2, 5)
     per_class: int = 1000
     min_per_class: int = 20
-    probing: bool = True
+    probing: bool = True  # sparse probing, absorption and TPP (they share the labelled tokens)
+    tpp_k: int = 10
     seed: int = 0
 
 
@@ -60,6 +62,8 @@ class DictionaryBench(JsonResult):
     d_sae: int
     core: CoreMetrics
     probing: ProbingResult | None
+    absorption: AbsorptionResult | None = None
+    tpp: TPPResult | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,8 +143,37 @@ def _from_json(d: dict[str, Any]) -> DictionaryBench:
         d["d_sae"],
         core,
         probing,
+        _absorption(d.get("absorption")),
+        _tpp(d.get("tpp")),
         d["settings"],
     )
+
+
+def _absorption(a: dict[str, Any] | None) -> AbsorptionResult | None:
+    if a is None:
+        return None
+    return AbsorptionResult(
+        a["parent"],
+        a["main_latents"],
+        a["n_tokens"],
+        _num(a["mean_absorption_fraction"]),
+        _num(a["full_absorption_rate"]),
+        a["by_child"],
+    )
+
+
+def _tpp(t: dict[str, Any] | None) -> TPPResult | None:
+    if t is None:
+        return None
+    return TPPResult(t["k"], t["classes"], t["drops"], _num(t["tpp"]))
+
+
+def _token_texts(model: HookedTransformer, code: CodeTokens) -> list[str]:
+    tok = model.tokenizer
+    assert tok is not None
+    ids = code.windows.reshape(-1).tolist()
+    text = {i: tok.decode([i]) for i in set(ids)}
+    return [text[i] for i in ids]
 
 
 def _write(path: Path, res: DictionaryBench) -> None:
@@ -156,24 +189,27 @@ def probe_inputs(
     code: CodeTokens,
     batch_size: int,
     acts: dict[str, Tensor] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """(activations [n, d_in] at hook_in, latents [n, d_sae]) of every labelled window;
-    `acts` keeps the activations per hook for the next dictionary reading the same hook."""
-    x = None if acts is None else acts.get(dic.hook_in)
-    if x is None:
-        parts = []
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(activations [n, d_in] at hook_in, activations [n, d_out] at the first hook it writes,
+    latents [n, d_sae]) of every labelled window; `acts` keeps the activations per hook for
+    the next dictionary reading the same hooks."""
+    acts = {} if acts is None else acts
+    hooks = list(dict.fromkeys((dic.hook_in, dic.hooks_out[0])))
+    need = [h for h in hooks if h not in acts]
+    if need:
+        parts: dict[str, list[Tensor]] = {h: [] for h in need}
         for a in range(0, code.windows.shape[0], batch_size):
             w = code.windows[a : a + batch_size].to(model.device)
-            got = capture_all(model, w, [dic.hook_in])[dic.hook_in]
-            parts.append(got.reshape(-1, got.shape[-1]).float().cpu())
-        x = torch.cat(parts)
-        if acts is not None:
-            acts[dic.hook_in] = x
+            got = capture_all(model, w, need)
+            for h in need:
+                parts[h].append(got[h].reshape(-1, got[h].shape[-1]).float().cpu())
+        acts.update({h: torch.cat(v) for h, v in parts.items()})
+    x, y = acts[dic.hook_in], acts[dic.hooks_out[0]]
     lats = [
         dic.latents(x[a : a + 4096].to(model.device)).float().cpu()
         for a in range(0, x.shape[0], 4096)
     ]
-    return x, torch.cat(lats)
+    return x, y, torch.cat(lats)
 
 
 def bench_one(
@@ -192,16 +228,32 @@ def bench_one(
     n_batches = max(1, math.ceil(cfg.core_tokens / (ctx * cfg.batch_size)))
     batches = list(iter_eval_batches(streams.val, cfg.batch_size, ctx, n_batches))
     core = core_metrics(model, dic, batches, separator=separator(model), tick=tick)
-    probing = None
+    probing = absorption = tpp = None
     if cfg.probing:
         code = code or code_tokens(model, streams, n_tokens=cfg.probe_tokens, ctx=ctx)
-        x, lats = probe_inputs(model, dic, code, cfg.batch_size, acts)
+        x, y, lats = probe_inputs(model, dic, code, cfg.batch_size, acts)
         tasks = {k: v.reshape(-1) for k, v in binary_tasks(code.labels).items()}
         probing = sparse_probing(
             x,
             lats,
             tasks,
             cfg.ks,
+            per_class=cfg.per_class,
+            min_per_class=cfg.min_per_class,
+            seed=cfg.seed,
+        )
+        kinds = code.labels["kind"].reshape(-1)
+        texts = _token_texts(model, code)
+        absorption = keyword_absorption(
+            dic, x, y, lats, kinds, texts, per_class=cfg.per_class, seed=cfg.seed
+        )
+        tpp = kind_tpp(
+            dic,
+            x,
+            y,
+            lats,
+            kinds,
+            k=cfg.tpp_k,
             per_class=cfg.per_class,
             min_per_class=cfg.min_per_class,
             seed=cfg.seed,
@@ -221,6 +273,8 @@ def bench_one(
         dic.d_sae,
         core,
         probing,
+        absorption,
+        tpp,
     )
 
 

@@ -36,6 +36,11 @@ def row(d: DictionaryBench) -> dict[str, float | None]:
     out: dict[str, float | None] = {"l0": c.l0}
     for key, _, _ in METRICS:
         out[key] = getattr(c, key)
+    if d.absorption is not None:
+        out["absorption"] = d.absorption.mean_absorption_fraction
+        out["full_absorption"] = d.absorption.full_absorption_rate
+    if d.tpp is not None:
+        out["tpp"] = d.tpp.tpp
     if d.probing is not None:
         out["probe_full"] = d.probing.mean_full_accuracy
         for k, v in d.probing.mean_sparse_accuracy.items():
@@ -63,8 +68,9 @@ def frontier(
 
 def plot_metrics(results: Sequence[DictionaryBench]) -> list[str]:
     keys = [k for k, _, _ in METRICS if k not in ("l1",)]
+    extra = ("absorption", "full_absorption", "tpp")
     probe = sorted({k for d in results for k in row(d) if k.startswith("probe_")})
-    return keys + probe
+    return keys + probe + [k for k in extra if any(k in row(d) for d in results)]
 
 
 def plot_frontiers(results: Sequence[DictionaryBench], out: Path) -> list[str]:

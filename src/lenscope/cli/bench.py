@@ -113,6 +113,13 @@ def _print(res: object) -> None:
     for p in probe:
         what = "full activation" if p == "probe_full" else f"top {p[len('probe_k') :]} latents"
         t.add_row(f"probe accuracy, {what}", *(_fmt(r.get(p)) for r in rows))
+    for key, title in (
+        ("absorption", "keyword absorption fraction (lower is better)"),
+        ("full_absorption", "keyword full-absorption rate (lower is better)"),
+        ("tpp", "TPP on token kinds (higher is better)"),
+    ):
+        if any(key in r for r in rows):
+            t.add_row(title, *(_fmt(r.get(key)) for r in rows))
     console.print(t)
     if res.reused:
         console.print(f"reused earlier results of {', '.join(res.reused)}", highlight=False)
