@@ -1,7 +1,7 @@
 """The offline explainer with and without code labels over every node of a records artifact:
 the mean simulation score and mean shuffled control of each (one JSON object).
 
-    python benchmarks/explain_code_labels.py RECORDS_DIR [--limit N]
+    python benchmarks/explain_code_labels.py RECORDS_DIR [--limit N] [--stride S]
 
 RECORDS_DIR: a records artifact (e.g. `lenscope harvest mini --no-sae --tokens 65536 --out DIR`).
 """
@@ -21,9 +21,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("records")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--stride", type=int, default=1, help="every S-th node (sorted ids)")
     args = ap.parse_args()
     recs = Records(args.records)
-    ids = sorted(recs.node_ids())[: args.limit]
+    ids = sorted(recs.node_ids())[:: args.stride][: args.limit]
     arms = {"tokens": OfflineExplainer(labels=False), "tokens+labels": OfflineExplainer()}
     scores: dict[str, list[float]] = defaultdict(list)
     controls: dict[str, list[float]] = defaultdict(list)
@@ -52,6 +53,7 @@ def main() -> None:
             {
                 "records": args.records,
                 "nodes": len(ids),
+                "of_nodes": len(recs.node_ids()),
                 "mean_score": {a: mean(v) for a, v in scores.items()},
                 "mean_control": {a: mean(v) for a, v in controls.items()},
                 "mean_score_by_kind": {k: mean(v) for k, v in sorted(by_kind.items())},
