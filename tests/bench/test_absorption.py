@@ -85,3 +85,10 @@ def test_tpp_is_large_when_each_kind_has_its_own_latent() -> None:
     n_cls = len(names)
     off = [drops[i, j] for i in range(n_cls) for j in range(n_cls) if i != j]
     assert res.tpp == pytest.approx(np.mean(np.diag(drops)) - np.mean(off))
+
+
+def test_too_few_keywords_give_no_absorption_figure() -> None:
+    dic, x, kinds, words = _synthetic(200)
+    kinds = kinds.copy()
+    kinds[10:100] = KIND["name"]  # 10 keywords left
+    assert keyword_absorption(dic, x, x, dic.latents(x), kinds, words) is None

@@ -131,12 +131,16 @@ def keyword_absorption(
     token_text: list[str],
     *,
     per_class: int = 1000,
+    min_per_class: int = 20,
     seed: int = 0,
-) -> AbsorptionResult:
+) -> AbsorptionResult | None:
     """Absorption of "is a keyword" by latents of single keywords (see the module); `x` the
     dictionary's input rows (for its input scaling), `y_act` the rows it writes, `kind` each
-    row's token kind, `token_text` each row's token."""
+    row's token kind, `token_text` each row's token. None when there are fewer than
+    `min_per_class` keyword or other tokens."""
     labels = np.where(kind >= 0, (kind == KIND["keyword"]).astype(np.int8), np.int8(-1))
+    if min(int((labels == 1).sum()), int((labels == 0).sum())) < min_per_class:
+        return None
     sp = balanced_split(labels.astype(np.int8), per_class, seed)
     yt = torch.from_numpy(labels.astype(np.int64))
     probe = fit_logistic(y_act[sp.train], yt[sp.train])

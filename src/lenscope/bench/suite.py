@@ -245,7 +245,15 @@ def bench_one(
         kinds = code.labels["kind"].reshape(-1)
         texts = _token_texts(model, code)
         absorption = keyword_absorption(
-            dic, x, y, lats, kinds, texts, per_class=cfg.per_class, seed=cfg.seed
+            dic,
+            x,
+            y,
+            lats,
+            kinds,
+            texts,
+            per_class=cfg.per_class,
+            min_per_class=cfg.min_per_class,
+            seed=cfg.seed,
         )
         tpp = kind_tpp(
             dic,
