@@ -388,3 +388,8 @@ def experiment(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(sub, name="sae")
+
+
+from lenscope.cli.bench import bench as _bench  # noqa: E402  the `sae bench` subcommand
+
+sub.command("bench")(_bench)
