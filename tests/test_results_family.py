@@ -27,6 +27,7 @@ PYDANTIC_INPUTS = {
     "Steer",
     "Clamp",
     "InterventionSet",
+    "FeatureEdit",
 }
 RESULTS = {
     "lenscope.predict": ["NextTokens"],
@@ -54,6 +55,11 @@ RESULTS = {
     "lenscope.train.loop": ["TrainResult"],
     "lenscope.explain.run": ["ExplainSummary"],
     "lenscope.discover.result": ["DiscoverResult", "Faithfulness", "EdgeScore"],
+    "lenscope.graphs.result": ["GraphScores", "GraphSummary"],
+    "lenscope.bench.core": ["CoreMetrics"],
+    "lenscope.bench.probing": ["ProbingResult"],
+    "lenscope.bench.absorption": ["AbsorptionResult", "TPPResult"],
+    "lenscope.bench.suite": ["DictionaryBench"],
 }
 
 

@@ -142,8 +142,8 @@ def test_graph_page_from_the_debugger(page: Any, served: str) -> None:  # noqa: 
     pg.wait_for_selector("[data-testid=before-after] tbody tr", timeout=SLOW)
     edits = [{"node_id": first, "op": "ablate"}, {"node_id": second, "op": "ablate"}]
     got = api(served, "POST", "/api/graph/intervene", {"prompt": DEMO_PROMPT, "edits": edits})
-    after = {t["token"]: t["prob"] for t in got["after"]}
-    before = {t["token"]: t["prob"] for t in got["before"]}
+    after = {t["token"]: t["after"] for t in got["after"]}  # each list carries both sides
+    before = {t["token"]: t["before"] for t in got["before"]}
     rows = pg.locator("[data-testid=before-after] tbody tr")
     assert rows.count() == len(set(after) | set(before))
     for i in range(rows.count()):
@@ -219,7 +219,9 @@ def test_discover_page(page: Any, served: str) -> None:  # noqa: F811
     pg.wait_for_selector("[data-testid=circuit-view] g.gnode", timeout=SLOW)
     assert "et=0.5" in pg.url
 
-    # heads have records: a click opens the head's page with its examples
+    # heads have records: a click opens the head's page with its examples (all edges shown again:
+    # at half the largest weight no head may be left)
+    set_range(pg, "edge-threshold", 0.0)
     head = pg.locator("[data-testid=circuit-view] g.gnode[data-kind=head][data-page]").first
     node = head.get_attribute("data-page")
     head.click()

@@ -40,11 +40,16 @@ export function checkCircuit(x: unknown): Circuit {
   return x as unknown as Circuit;
 }
 
+/** The route answers two top-token lists (before the edits, after them) whose entries carry both
+ * probabilities ({token, id, before, after}); the page shows each list's own side as `prob`. */
 export function checkIntervene(x: unknown): InterveneResult {
   const r = "/api/graph/intervene";
-  const toks = (v: unknown) => isArr(v) && v.every((t) => isObj(t) && typeof t.token === "string" && typeof t.prob === "number");
+  const toks = (v: unknown) =>
+    isArr(v) && v.every((t) => isObj(t) && typeof t.token === "string" && typeof t.before === "number" && typeof t.after === "number");
   if (!isObj(x) || !toks(x.before) || !toks(x.after)) throw bad(r, "before and after token lists");
-  return x as unknown as InterveneResult;
+  const side = (v: unknown, key: "before" | "after") =>
+    (v as { token: string; before: number; after: number }[]).map((t) => ({ token: t.token, prob: t[key] }));
+  return { before: side(x.before, "before"), after: side(x.after, "after") };
 }
 
 export function checkTasks(x: unknown): DiscoverTask[] {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ModelInfo } from "../api/types";
 import { InfoContext } from "../lib/modelInfo";
 import { useLocation } from "../lib/router";
-import { CIRCUIT, GRAPH, INTERVENED, TASKS } from "../test/graphFixtures";
+import { CIRCUIT, GRAPH, INTERVENE_ANSWER, TASKS } from "../test/graphFixtures";
 import { DebuggerPage } from "./DebuggerPage";
 import { DiscoverPage } from "./DiscoverPage";
 import { GraphPage } from "./GraphPage";
@@ -24,7 +24,7 @@ type Call = { url: string; body: unknown };
 function server(calls: Call[]) {
   return vi.fn(async (url: string, init: RequestInit) => {
     calls.push({ url, body: init.body ? JSON.parse(String(init.body)) : null });
-    const answer = url.startsWith("/api/graph/intervene") ? INTERVENED : url.startsWith("/api/graph") ? GRAPH : url.startsWith("/api/discover/tasks") ? TASKS : url.startsWith("/api/discover") ? CIRCUIT : null;
+    const answer = url.startsWith("/api/graph/intervene") ? INTERVENE_ANSWER : url.startsWith("/api/graph") ? GRAPH : url.startsWith("/api/discover/tasks") ? TASKS : url.startsWith("/api/discover") ? CIRCUIT : null;
     return new Response(JSON.stringify(answer ?? { error: `no route ${url}` }), { status: answer ? 200 : 404 });
   });
 }

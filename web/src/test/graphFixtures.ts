@@ -94,3 +94,18 @@ export const INTERVENED: InterveneResult = {
     { token: " =", prob: 0.05 },
   ],
 };
+
+/** What POST /api/graph/intervene answers for INTERVENED: two lists whose entries carry both sides. */
+export const INTERVENE_ANSWER = {
+  edits: ["ablate 1_17_4"],
+  before: [
+    { token: ")", id: 11, before: 0.7, after: 0.3 },
+    { token: ",", id: 12, before: 0.2, after: 0.55 },
+  ],
+  after: [
+    { token: ",", id: 12, before: 0.2, after: 0.55 },
+    { token: ")", id: 11, before: 0.7, after: 0.3 },
+    { token: " =", id: 13, before: 0.01, after: 0.05 },
+  ],
+  kl: 0.4,
+};
