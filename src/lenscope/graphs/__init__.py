@@ -7,16 +7,13 @@ run = attribution_graph(model, "prompt", transcoders)      # build, prune, score
 summarize(run); to_neuronpedia(run.graph, run.pruned, prompt="prompt")
 """
 
-from lenscope.graphs.api import GraphRun, attribution_graph, summarize
-from lenscope.graphs.build import GraphOptions, build_graph, build_graphs
+from lenscope.graphs.api import attribution_graph, summarize
+from lenscope.graphs.build import GraphOptions
 from lenscope.graphs.neuronpedia import to_neuronpedia, validate_neuronpedia
 
 __all__ = [
     "GraphOptions",
-    "GraphRun",
     "attribution_graph",
-    "build_graph",
-    "build_graphs",
     "summarize",
     "to_neuronpedia",
     "validate_neuronpedia",
